@@ -1,0 +1,132 @@
+/* job: job files (INI) and their settings.
+ *
+ * A job file has sections [data] [net] [train] [search] [latency] [network] [cluster]; every
+ * key has a default, so an empty file is a valid job. `--set section.key=value` overrides any
+ * key after the file is read. Unknown sections or keys, malformed lines, bad values and
+ * missing files are errors naming the file, the line (or the key) and what is wrong.
+ *
+ *     struct job job;
+ *     job_defaults(&job);
+ *     if (job_load(&job, "jobs/fixed.ini") || job_set(&job, "train.epochs=1") ||
+ *         job_finalize(&job))
+ *         fprintf(stderr, "offnas: %s\n", offnas_last_error());
+ */
+#ifndef OFFNAS_JOB_H
+#define OFFNAS_JOB_H
+
+#include <stdio.h>
+
+#define JOB_MAX_LAYERS 32
+#define JOB_MAX_CANDIDATES 16
+#define JOB_PATH_MAX 512
+#define JOB_TEXT_MAX 2048
+
+/* One candidate operation of a searchable layer: an inverted residual block with depthwise
+ * kernel k and expansion e, or skip (identity; only where stride is 1 and channels match). */
+enum op_kind { OP_BLOCK = 0, OP_SKIP = 1 };
+struct op_spec {
+    int kind;   /* enum op_kind */
+    int kernel; /* 3, 5 or 7 (blocks only) */
+    int expand; /* 1..8 (blocks only) */
+};
+
+/* Parses "k3e6" or "skip" into *spec. Returns 0, or -1 with an error naming the text. */
+int op_spec_parse(struct op_spec *spec, const char *text);
+/* Writes the canonical name ("k3e6", "skip") into buf (at least 16 bytes). Returns buf. */
+char *op_spec_name(const struct op_spec *spec, char *buf);
+
+struct job {
+    /* [data] */
+    char data_path[JOB_PATH_MAX]; /* HDF5 data set written by `offnas data import` */
+    int data_val_size;            /* validation images carved from the training set */
+    int data_resize;              /* input side; > native size upsamples bilinearly */
+    int data_seed;                /* seed of the validation shuffle */
+    int data_train_limit;         /* use only the first N training images (0: all) */
+    int data_test_limit;          /* use only the first N test images (0: all) */
+
+    /* [net] */
+    int net_stem;                          /* stem conv 3x3 output channels */
+    int net_head;                          /* head 1x1 conv channels */
+    char net_layers[JOB_TEXT_MAX];         /* "16/1, 24/2, ..." channels/stride per layer */
+    char net_ops[JOB_TEXT_MAX];            /* fixed network: one op per layer, "k3e1, k3e3, ..." */
+    char net_candidates[JOB_TEXT_MAX];     /* search space: candidate ops of every layer */
+
+    /* [train] */
+    int train_epochs;
+    int train_batch;       /* global batch (split over trainer ranks) */
+    double train_lr;       /* peak learning rate (cosine schedule to 0) */
+    double train_momentum;
+    double train_weight_decay;
+    int train_warmup_steps; /* linear learning-rate warm-up */
+    double train_label_smoothing;
+    int train_flip;         /* random horizontal flip augmentation */
+    int train_threads;      /* BLAS and op threads; 0: all cores */
+    int train_seed;
+    int train_steps;        /* stop after this many steps (0: run all epochs) */
+    int train_deterministic;
+    double train_log_seconds; /* progress line interval */
+
+    /* [search] */
+    int search_epochs;
+    int search_warmup_epochs;  /* weights only before the architecture is trained */
+    double search_lambda;
+    char search_loss[16];      /* "additive" or "multiplicative" */
+    double search_t_ref_ms;    /* reference latency (0: latency of the initial supernet) */
+    double search_w;           /* exponent of the multiplicative loss */
+    double search_arch_lr;     /* Adam learning rate of alpha, beta, gamma */
+    double search_arch_weight_decay;
+    double search_tau_start;   /* Gumbel-softmax temperature schedule */
+    double search_tau_end;
+    char search_wire[8];       /* "fp32", "fp16" or "int8" */
+    int search_seed;
+    int search_deterministic;
+
+    /* [latency] */
+    char latency_device[JOB_PATH_MAX]; /* device profile (HDF5), "" : measure here */
+    char latency_edge[JOB_PATH_MAX];   /* edge server profile (HDF5), "" : measure here */
+    double latency_device_scale;       /* multiplies every device latency (a slower device) */
+    double latency_edge_scale;
+
+    /* [network] */
+    char network_preset[16];       /* "3g", "lte", "wifi", "5g" or "custom" */
+    double network_bandwidth_mbps; /* uplink, for "custom" */
+    double network_rtt_ms;         /* round trip, for "custom" */
+
+    /* [cluster] */
+    char cluster_profilers[JOB_TEXT_MAX]; /* "mobile:1, edge:1": the last ranks profile */
+    int cluster_checksum_every;           /* steps between parameter checksums */
+    int cluster_checkpoint_every;         /* steps between checkpoints */
+    int cluster_bucket_kb;                /* allreduce bucket size */
+
+    /* Derived by job_finalize() from the text keys above. */
+    int layer_count;
+    int layer_channels[JOB_MAX_LAYERS];
+    int layer_stride[JOB_MAX_LAYERS];
+    struct op_spec fixed_ops[JOB_MAX_LAYERS]; /* from net.ops */
+    int candidate_count;
+    struct op_spec candidates[JOB_MAX_CANDIDATES];
+
+    char source[JOB_PATH_MAX]; /* file the job came from ("" : defaults only) */
+};
+
+/* Fills every key with its default (the default fixed network and search of DESIGN.md). */
+void job_defaults(struct job *job);
+
+/* Reads an INI file over the current values. Returns 0, or -1 with an error such as
+ * "jobs/x.ini:7: unknown key 'epoch' in [train]" or "jobs/x.ini: cannot open: No such file". */
+int job_load(struct job *job, const char *path);
+
+/* Applies one "section.key=value" override. Returns 0, or -1 with an error naming the key. */
+int job_set(struct job *job, const char *assignment);
+
+/* Checks cross-key rules and derives the parsed layer and op lists. Call after the last
+ * job_load/job_set. Returns 0, or -1 with an error naming the key. */
+int job_finalize(struct job *job);
+
+/* Writes every key with its current value as an INI file (a job that reproduces this one). */
+void job_write(const struct job *job, FILE *out);
+
+/* Returns the job as INI text in a malloc'd string the caller frees. */
+char *job_to_string(const struct job *job);
+
+#endif

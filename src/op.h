@@ -1,0 +1,95 @@
+/* op: forward/backward pairs of every layer type, on float32 tensors in NHWC layout.
+ *
+ * NHWC (channels last) makes a 1x1 convolution one GEMM over the whole batch and lets the
+ * depthwise convolution, batch norm and activations run contiguous over channels.
+ * Conventions (after llm.c): arguments are ordered outputs, inputs, weights, sizes; a comment
+ * gives each tensor's shape. Backward functions ACCUMULATE (+=) into parameter gradients
+ * (dw, dgamma, ...), which the caller zeroes once per step, and OVERWRITE activation
+ * gradients (din). Unless a function says otherwise, outputs must not alias inputs.
+ * N below is the number of pixels B*H*W.
+ *
+ *     op_pointwise_forward(out, in, w, N, Ci, Co);          // out (N,Co) = in (N,Ci) @ w (Ci,Co)
+ *     op_pointwise_backward(din, dw, dout, in, w, N, Ci, Co);
+ */
+#ifndef OFFNAS_OP_H
+#define OFFNAS_OP_H
+
+#include <stddef.h>
+
+/* Output side of a convolution with kernel k, stride s and padding k/2 on an input of side n. */
+static inline int op_conv_out_size(int n, int k, int stride) { return (n + 2 * (k / 2) - k) / stride + 1; }
+
+/* Dense k x k convolution, padding k/2, via im2col + sgemm.
+ * out (B,Ho,Wo,Co), in (B,H,W,Ci), w (k,k,Ci,Co), col scratch (B*Ho*Wo, k*k*Ci).
+ * Forward leaves the im2col matrix in col; backward reuses it (so col must be unchanged). */
+void op_conv_forward(float *out, float *col, const float *in, const float *w, int B, int H, int W,
+                     int Ci, int Co, int k, int stride);
+/* din (B,H,W,Ci) may be NULL (input gradient not needed); dcol scratch like col. */
+void op_conv_backward(float *din, float *dw, float *dcol, const float *dout, const float *col,
+                      const float *w, int B, int H, int W, int Ci, int Co, int k, int stride);
+
+/* Pointwise (1x1) convolution as one GEMM: out (N,Co) = in (N,Ci) @ w (Ci,Co). */
+void op_pointwise_forward(float *out, const float *in, const float *w, int N, int Ci, int Co);
+/* din (N,Ci) may be NULL. dw (Ci,Co) accumulates. */
+void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
+                           const float *w, int N, int Ci, int Co);
+
+/* Depthwise k x k convolution, padding k/2, stride 1 or 2.
+ * out (B,Ho,Wo,C), in (B,H,W,C), w (k,k,C). */
+void op_depthwise_forward(float *out, const float *in, const float *w, int B, int H, int W, int C,
+                          int k, int stride);
+void op_depthwise_backward(float *din, float *dw, const float *dout, const float *in,
+                           const float *w, int B, int H, int W, int C, int k, int stride);
+
+/* Batch normalisation over N pixels per channel, eps 1e-5.
+ * training != 0: normalise with the batch statistics, save them in mean/rstd (C), and update
+ * running_mean/running_var (C) with the given momentum (new = (1-m)*old + m*batch, the batch
+ * variance unbiased as in PyTorch). training == 0: normalise with the running averages.
+ * out (N,C) may alias in (N,C) only when training == 0. */
+void op_batchnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                          const float *beta, float *running_mean, float *running_var, int N, int C,
+                          int training, float momentum);
+/* Backward of the training-mode forward. din (N,C) may alias dout. */
+void op_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                           const float *in, const float *mean, const float *rstd,
+                           const float *gamma, int N, int C);
+
+/* ReLU6: out = min(max(in, 0), 6); out may alias in. */
+void op_relu6_forward(float *out, const float *in, size_t n);
+/* din = dout where 0 < out < 6, else 0; takes the forward OUTPUT; din may alias dout. */
+void op_relu6_backward(float *din, const float *dout, const float *out, size_t n);
+
+/* Residual add: out = a + b (out may alias a or b). Its backward is the identity to both. */
+void op_add_forward(float *out, const float *a, const float *b, size_t n);
+
+/* Global average pool: out (B,C) = mean over H*W of in (B,H,W,C). */
+void op_avgpool_forward(float *out, const float *in, int B, int HW, int C);
+void op_avgpool_backward(float *din, const float *dout, int B, int HW, int C);
+
+/* Linear: out (B,O) = in (B,I) @ w (I,O) + bias (O). din may be NULL. */
+void op_linear_forward(float *out, const float *in, const float *w, const float *bias, int B, int I,
+                       int O);
+void op_linear_backward(float *din, float *dw, float *dbias, const float *dout, const float *in,
+                        const float *w, int B, int I, int O);
+
+/* Softmax cross-entropy with optional label smoothing eps (target: 1-eps on the label, eps/K
+ * spread over all K classes). probs (B,K) receives the softmax; returns the mean loss over B.
+ * correct (may be NULL) receives the number of argmax hits. */
+float op_softmax_xent_forward(float *probs, int *correct, const float *logits,
+                              const unsigned char *labels, int B, int K, float label_smoothing);
+/* dlogits (B,K) = (probs - target) / B. dlogits may alias probs. */
+void op_softmax_xent_backward(float *dlogits, const float *probs, const unsigned char *labels,
+                              int B, int K, float label_smoothing);
+
+/* Channel mask: out (N,C) = in (N,C) * mask (C). out may alias in.
+ * Backward: din = dout * mask (din may alias dout), dmask (C) += sum over N of dout * in,
+ * which is the straight-through gradient of a hard 0/1 mask. dmask may be NULL. */
+void op_channel_mask_forward(float *out, const float *in, const float *mask, int N, int C);
+void op_channel_mask_backward(float *din, float *dmask, const float *dout, const float *in,
+                              const float *mask, int N, int C);
+
+/* Threads used by the ops and BLAS (0: all cores). Applies to the whole process. */
+void op_set_threads(int threads);
+int op_get_threads(void);
+
+#endif
