@@ -66,11 +66,11 @@ void op_add_forward(float *out, const float *a, const float *b, size_t n);
 void op_avgpool_forward(float *out, const float *in, int B, int HW, int C);
 void op_avgpool_backward(float *din, const float *dout, int B, int HW, int C);
 
-/* Linear: out (B,O) = in (B,I) @ w (I,O) + bias (O). din may be NULL. */
-void op_linear_forward(float *out, const float *in, const float *w, const float *bias, int B, int I,
-                       int O);
+/* Linear: out (B,Out) = in (B,In) @ w (In,Out) + bias (Out). din may be NULL. */
+void op_linear_forward(float *out, const float *in, const float *w, const float *bias, int B, int In,
+                       int Out);
 void op_linear_backward(float *din, float *dw, float *dbias, const float *dout, const float *in,
-                        const float *w, int B, int I, int O);
+                        const float *w, int B, int In, int Out);
 
 /* Softmax cross-entropy with optional label smoothing eps (target: 1-eps on the label, eps/K
  * spread over all K classes). probs (B,K) receives the softmax; returns the mean loss over B.

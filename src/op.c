@@ -1,0 +1,470 @@
+/* op: forward/backward pairs of every layer type (see op.h for shapes and conventions).
+ * GEMMs go to OpenBLAS; the memory-bound ops are loops over channels (the contiguous NHWC
+ * axis) so they vectorise, split over threads by batch or by pixel ranges. */
+#include "op.h"
+
+#include "common.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+static int op_threads = 1;
+
+void op_set_threads(int threads)
+{
+    if (threads <= 0)
+        threads = omp_get_num_procs();
+    op_threads = threads;
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+}
+
+int op_get_threads(void) { return op_threads; }
+
+/* Per-thread scratch for parameter-gradient partial sums, grown (never shrunk) as needed:
+ * after the first training step no call allocates. */
+static float *scratch;
+static size_t scratch_floats;
+
+static float *scratch_get(size_t floats)
+{
+    if (floats > scratch_floats) {
+        free(scratch);
+        scratch = offnas_malloc(floats * sizeof(float));
+        scratch_floats = floats;
+    }
+    return scratch;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* dense convolution: im2col + sgemm */
+
+static void im2col(float *col, const float *in, int B, int H, int W, int Ci, int k, int stride,
+                   int Ho, int Wo)
+{
+    int pad = k / 2;
+    size_t row = (size_t)k * k * Ci;
+#pragma omp parallel for collapse(2) schedule(static) if (B * Ho > 8)
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                float *dst = col + (((size_t)b * Ho + oy) * Wo + ox) * row;
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * stride + ky - pad;
+                    for (int kx = 0; kx < k; kx++, dst += Ci) {
+                        int ix = ox * stride + kx - pad;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                            memset(dst, 0, (size_t)Ci * sizeof(float));
+                        else
+                            memcpy(dst, in + (((size_t)b * H + iy) * W + ix) * Ci,
+                                   (size_t)Ci * sizeof(float));
+                    }
+                }
+            }
+}
+
+static void col2im(float *din, const float *dcol, int B, int H, int W, int Ci, int k, int stride,
+                   int Ho, int Wo)
+{
+    int pad = k / 2;
+    size_t row = (size_t)k * k * Ci;
+#pragma omp parallel for schedule(static) if (B > 1)
+    for (int b = 0; b < B; b++) {
+        float *dimg = din + (size_t)b * H * W * Ci;
+        memset(dimg, 0, (size_t)H * W * Ci * sizeof(float));
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                const float *src = dcol + (((size_t)b * Ho + oy) * Wo + ox) * row;
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * stride + ky - pad;
+                    for (int kx = 0; kx < k; kx++, src += Ci) {
+                        int ix = ox * stride + kx - pad;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                            continue;
+                        float *d = dimg + ((size_t)iy * W + ix) * Ci;
+                        for (int c = 0; c < Ci; c++)
+                            d[c] += src[c];
+                    }
+                }
+            }
+    }
+}
+
+void op_conv_forward(float *out, float *col, const float *in, const float *w, int B, int H, int W,
+                     int Ci, int Co, int k, int stride)
+{
+    int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
+    int M = B * Ho * Wo, K = k * k * Ci;
+    im2col(col, in, B, H, W, Ci, k, stride, Ho, Wo);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Co, K, 1.0f, col, K, w, Co, 0.0f,
+                out, Co);
+}
+
+void op_conv_backward(float *din, float *dw, float *dcol, const float *dout, const float *col,
+                      const float *w, int B, int H, int W, int Ci, int Co, int k, int stride)
+{
+    int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
+    int M = B * Ho * Wo, K = k * k * Ci;
+    /* dw (K,Co) += col^T (K,M) @ dout (M,Co) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, Co, M, 1.0f, col, K, dout, Co, 1.0f,
+                dw, Co);
+    if (!din)
+        return;
+    /* dcol (M,K) = dout (M,Co) @ w^T (Co,K) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, Co, 1.0f, dout, Co, w, Co, 0.0f,
+                dcol, K);
+    col2im(din, dcol, B, H, W, Ci, k, stride, Ho, Wo);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* pointwise convolution */
+
+void op_pointwise_forward(float *out, const float *in, const float *w, int N, int Ci, int Co)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Co, Ci, 1.0f, in, Ci, w, Co, 0.0f,
+                out, Co);
+}
+
+void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
+                           const float *w, int N, int Ci, int Co)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ci, Co, N, 1.0f, in, Ci, dout, Co, 1.0f,
+                dw, Co);
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, Ci, Co, 1.0f, dout, Co, w, Co,
+                    0.0f, din, Ci);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* depthwise convolution */
+
+void op_depthwise_forward(float *out, const float *in, const float *w, int B, int H, int W, int C,
+                          int k, int stride)
+{
+    int pad = k / 2;
+    int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
+#pragma omp parallel for collapse(2) schedule(static) if (B * Ho > 8)
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++) {
+            const float *img = in + (size_t)b * H * W * C;
+            for (int ox = 0; ox < Wo; ox++) {
+                float *o = out + (((size_t)b * Ho + oy) * Wo + ox) * C;
+                for (int c = 0; c < C; c++)
+                    o[c] = 0.0f;
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * stride + ky - pad;
+                    if (iy < 0 || iy >= H)
+                        continue;
+                    for (int kx = 0; kx < k; kx++) {
+                        int ix = ox * stride + kx - pad;
+                        if (ix < 0 || ix >= W)
+                            continue;
+                        const float *x = img + ((size_t)iy * W + ix) * C;
+                        const float *wk = w + ((size_t)ky * k + kx) * C;
+                        for (int c = 0; c < C; c++)
+                            o[c] += x[c] * wk[c];
+                    }
+                }
+            }
+        }
+}
+
+void op_depthwise_backward(float *din, float *dw, const float *dout, const float *in,
+                           const float *w, int B, int H, int W, int C, int k, int stride)
+{
+    int pad = k / 2;
+    int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
+    size_t wsize = (size_t)k * k * C;
+    int threads = op_threads < B ? op_threads : B;
+    float *partial = scratch_get(wsize * (size_t)threads);
+    memset(partial, 0, wsize * (size_t)threads * sizeof(float));
+#pragma omp parallel num_threads(threads)
+    {
+        float *dwt = partial + wsize * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            const float *img = in + (size_t)b * H * W * C;
+            float *dimg = din ? din + (size_t)b * H * W * C : NULL;
+            if (dimg)
+                memset(dimg, 0, (size_t)H * W * C * sizeof(float));
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++) {
+                    const float *g = dout + (((size_t)b * Ho + oy) * Wo + ox) * C;
+                    for (int ky = 0; ky < k; ky++) {
+                        int iy = oy * stride + ky - pad;
+                        if (iy < 0 || iy >= H)
+                            continue;
+                        for (int kx = 0; kx < k; kx++) {
+                            int ix = ox * stride + kx - pad;
+                            if (ix < 0 || ix >= W)
+                                continue;
+                            size_t at = ((size_t)iy * W + ix) * C;
+                            const float *x = img + at;
+                            const float *wk = w + ((size_t)ky * k + kx) * C;
+                            float *dwk = dwt + ((size_t)ky * k + kx) * C;
+                            for (int c = 0; c < C; c++)
+                                dwk[c] += g[c] * x[c];
+                            if (dimg) {
+                                float *dx = dimg + at;
+                                for (int c = 0; c < C; c++)
+                                    dx[c] += g[c] * wk[c];
+                            }
+                        }
+                    }
+                }
+        }
+    }
+    for (int t = 0; t < threads; t++)
+        for (size_t i = 0; i < wsize; i++)
+            dw[i] += partial[wsize * (size_t)t + i];
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* batch normalisation */
+
+#define BN_EPS 1e-5f
+
+/* Per-channel sums over rows of x (N,C), and of (x - shift)^2 when shift is given; the sums
+ * are accumulated per thread in double and combined in thread order. */
+static void channel_sums(double *sum, double *sumsq, const float *x, const float *shift,
+                         const float *g, int N, int C)
+{
+    int threads = op_threads;
+    double *partial = (double *)scratch_get((size_t)threads * 2 * C * 2);
+    memset(partial, 0, (size_t)threads * 2 * C * sizeof(double));
+#pragma omp parallel num_threads(threads)
+    {
+        double *s = partial + (size_t)omp_get_thread_num() * 2 * C, *q = s + C;
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *row = x + (size_t)n * C;
+            if (g) { /* s += g, q += g * x_hat-like products computed by the caller's shift */
+                const float *grow = g + (size_t)n * C;
+                for (int c = 0; c < C; c++) {
+                    s[c] += grow[c];
+                    q[c] += grow[c] * (row[c] - shift[c]);
+                }
+            } else if (shift) {
+                for (int c = 0; c < C; c++) {
+                    double d = row[c] - shift[c];
+                    q[c] += d * d;
+                }
+            } else {
+                for (int c = 0; c < C; c++)
+                    s[c] += row[c];
+            }
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        sum[c] = 0;
+        sumsq[c] = 0;
+    }
+    for (int t = 0; t < threads; t++)
+        for (int c = 0; c < C; c++) {
+            sum[c] += partial[(size_t)t * 2 * C + c];
+            sumsq[c] += partial[(size_t)t * 2 * C + C + c];
+        }
+}
+
+void op_batchnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                          const float *beta, float *running_mean, float *running_var, int N, int C,
+                          int training, float momentum)
+{
+    float scale[C > 0 ? C : 1], shift[C > 0 ? C : 1];
+    if (training) {
+        double sum[C > 0 ? C : 1], sq[C > 0 ? C : 1];
+        channel_sums(sum, sq, in, NULL, NULL, N, C);
+        for (int c = 0; c < C; c++)
+            mean[c] = (float)(sum[c] / N);
+        channel_sums(sum, sq, in, mean, NULL, N, C);
+        for (int c = 0; c < C; c++) {
+            double var = sq[c] / N;
+            rstd[c] = (float)(1.0 / sqrt(var + BN_EPS));
+            double unbiased = N > 1 ? sq[c] / (N - 1) : var;
+            running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c];
+            running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
+            scale[c] = gamma[c] * rstd[c];
+            shift[c] = beta[c] - mean[c] * scale[c];
+        }
+    } else {
+        for (int c = 0; c < C; c++) {
+            scale[c] = gamma[c] / sqrtf(running_var[c] + BN_EPS);
+            shift[c] = beta[c] - running_mean[c] * scale[c];
+        }
+    }
+#pragma omp parallel for schedule(static) if (N > 256)
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            y[c] = x[c] * scale[c] + shift[c];
+    }
+}
+
+void op_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                           const float *in, const float *mean, const float *rstd,
+                           const float *gamma, int N, int C)
+{
+    /* With x_hat = (x - mean) * rstd: dbeta = sum g, dgamma = sum g * x_hat,
+     * dx = gamma * rstd / N * (N g - dbeta - x_hat * dgamma). */
+    double sum_g[C > 0 ? C : 1], sum_gx[C > 0 ? C : 1];
+    channel_sums(sum_g, sum_gx, in, mean, dout, N, C);
+    float a[C > 0 ? C : 1], b[C > 0 ? C : 1], m[C > 0 ? C : 1];
+    for (int c = 0; c < C; c++) {
+        float db = (float)sum_g[c], dg = (float)(sum_gx[c] * rstd[c]);
+        dbeta[c] += db;
+        dgamma[c] += dg;
+        float k = gamma[c] * rstd[c];
+        /* dx = k * (g - db/N - x_hat * dg/N) = k*g + a*(x - mean) + b */
+        a[c] = -k * rstd[c] * dg / (float)N;
+        b[c] = -k * db / (float)N;
+        m[c] = mean[c];
+    }
+#pragma omp parallel for schedule(static) if (N > 256)
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * C, *g = dout + (size_t)n * C;
+        float *dx = din + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            dx[c] = gamma[c] * rstd[c] * g[c] + a[c] * (x[c] - m[c]) + b[c];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* elementwise */
+
+void op_relu6_forward(float *out, const float *in, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float v = in[i];
+        v = v < 0.0f ? 0.0f : v;
+        out[i] = v > 6.0f ? 6.0f : v;
+    }
+}
+
+void op_relu6_backward(float *din, const float *dout, const float *out, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        din[i] = (out[i] > 0.0f && out[i] < 6.0f) ? dout[i] : 0.0f;
+}
+
+void op_add_forward(float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void op_avgpool_forward(float *out, const float *in, int B, int HW, int C)
+{
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * C;
+        for (int c = 0; c < C; c++)
+            o[c] = 0.0f;
+        for (int p = 0; p < HW; p++) {
+            const float *x = in + ((size_t)b * HW + p) * C;
+            for (int c = 0; c < C; c++)
+                o[c] += x[c];
+        }
+        for (int c = 0; c < C; c++)
+            o[c] /= (float)HW;
+    }
+}
+
+void op_avgpool_backward(float *din, const float *dout, int B, int HW, int C)
+{
+    float inv = 1.0f / (float)HW;
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < HW; p++) {
+            float *dx = din + ((size_t)b * HW + p) * C;
+            const float *g = dout + (size_t)b * C;
+            for (int c = 0; c < C; c++)
+                dx[c] = g[c] * inv;
+        }
+}
+
+void op_linear_forward(float *out, const float *in, const float *w, const float *bias, int B, int In,
+                       int Out)
+{
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * Out, bias, (size_t)Out * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, Out, In, 1.0f, in, In, w, Out, 1.0f,
+                out, Out);
+}
+
+void op_linear_backward(float *din, float *dw, float *dbias, const float *dout, const float *in,
+                        const float *w, int B, int In, int Out)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < Out; o++)
+            dbias[o] += dout[(size_t)b * Out + o];
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, In, Out, B, 1.0f, in, In, dout, Out, 1.0f,
+                dw, Out);
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, In, Out, 1.0f, dout, Out, w, Out,
+                    0.0f, din, In);
+}
+
+float op_softmax_xent_forward(float *probs, int *correct, const float *logits,
+                              const unsigned char *labels, int B, int K, float label_smoothing)
+{
+    double loss = 0.0;
+    int hits = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * K;
+        float *p = probs + (size_t)b * K;
+        int arg = 0;
+        for (int k = 1; k < K; k++)
+            if (z[k] > z[arg])
+                arg = k;
+        hits += arg == labels[b];
+        double sum = 0.0;
+        for (int k = 0; k < K; k++)
+            sum += exp((double)z[k] - z[arg]);
+        double log_sum = log(sum) + z[arg];
+        double sample = 0.0;
+        for (int k = 0; k < K; k++) {
+            double logp = z[k] - log_sum;
+            p[k] = (float)exp(logp);
+            double target = label_smoothing / K + (k == labels[b] ? 1.0 - label_smoothing : 0.0);
+            sample -= target * logp;
+        }
+        loss += sample;
+    }
+    if (correct)
+        *correct = hits;
+    return (float)(loss / B);
+}
+
+void op_softmax_xent_backward(float *dlogits, const float *probs, const unsigned char *labels,
+                              int B, int K, float label_smoothing)
+{
+    float inv = 1.0f / (float)B;
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < K; k++) {
+            float target = label_smoothing / K + (k == labels[b] ? 1.0f - label_smoothing : 0.0f);
+            dlogits[(size_t)b * K + k] = (probs[(size_t)b * K + k] - target) * inv;
+        }
+}
+
+void op_channel_mask_forward(float *out, const float *in, const float *mask, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            out[(size_t)n * C + c] = in[(size_t)n * C + c] * mask[c];
+}
+
+void op_channel_mask_backward(float *din, float *dmask, const float *dout, const float *in,
+                              const float *mask, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)n * C + c;
+            if (dmask)
+                dmask[c] += dout[i] * in[i];
+            din[i] = dout[i] * mask[c];
+        }
+}
