@@ -1,0 +1,501 @@
+/* net: building, running and differentiating the supernet (see net.h). */
+#include "net.h"
+
+#include "common.h"
+#include "op.h"
+
+#include <math.h>
+#include <string.h>
+
+#define BN_MOMENTUM 0.1f
+
+/* Layout pass: hands out parameter and stats offsets in order. */
+struct layout {
+    size_t params, stats, saved;
+};
+
+static void bn_place(struct net_bn *bn, int channels, struct layout *at)
+{
+    bn->channels = channels;
+    bn->gamma = at->params;
+    bn->beta = at->params + (size_t)channels;
+    at->params += 2 * (size_t)channels;
+    bn->running = at->stats;
+    at->stats += 2 * (size_t)channels;
+    at->saved += 2 * (size_t)channels;
+}
+
+static void block_place(struct net_block *blk, struct layout *at)
+{
+    blk->offset = at->params;
+    if (blk->spec.kind == OP_SKIP) {
+        blk->count = 0;
+        return;
+    }
+    if (blk->spec.expand != 1) {
+        blk->w_expand = at->params;
+        at->params += (size_t)blk->cin * blk->hidden;
+        bn_place(&blk->bn1, blk->hidden, at);
+    }
+    blk->w_dw = at->params;
+    at->params += (size_t)blk->kernel * blk->kernel * blk->hidden;
+    bn_place(&blk->bn2, blk->hidden, at);
+    blk->w_project = at->params;
+    at->params += (size_t)blk->hidden * blk->cout;
+    bn_place(&blk->bn3, blk->cout, at);
+    blk->count = at->params - blk->offset;
+}
+
+static void bn_bind(struct net_bn *bn, float **saved)
+{
+    bn->mean = *saved;
+    bn->rstd = *saved + bn->channels;
+    *saved += 2 * (size_t)bn->channels;
+}
+
+static void bn_init(struct net *net, const struct net_bn *bn)
+{
+    for (int c = 0; c < bn->channels; c++) {
+        net->params[bn->gamma + c] = 1.0f;
+        net->params[bn->beta + c] = 0.0f;
+        net->stats[bn->running + c] = 0.0f;
+        net->stats[bn->running + bn->channels + c] = 1.0f;
+    }
+}
+
+/* Kaiming normal with fan-out, as torchvision initialises MobileNet convolutions. */
+static void kaiming(float *w, size_t n, int fan_out, struct rng *rng)
+{
+    double std = sqrt(2.0 / fan_out);
+    for (size_t i = 0; i < n; i++)
+        w[i] = (float)(std * rng_normal(rng));
+}
+
+static int spec_allowed(const struct op_spec *spec, int cin, int cout, int stride)
+{
+    return spec->kind != OP_SKIP || (stride == 1 && cin == cout);
+}
+
+struct net *net_create(const struct job *job, int batch, int side, int in_channels, int classes,
+                       int fixed, uint64_t seed)
+{
+    struct net *net = offnas_calloc(1, sizeof *net);
+    net->batch = batch;
+    net->side = side;
+    net->in_channels = in_channels;
+    net->classes = classes;
+    net->layer_count = job->layer_count;
+    net->stem_channels = job->net_stem;
+    net->head_channels = job->net_head;
+    net->mask_layer = -1;
+
+    /* shapes and candidates */
+    int h = side, cin = job->net_stem;
+    for (int l = 0; l < net->layer_count; l++) {
+        struct net_layer *layer = &net->layers[l];
+        layer->cin = cin;
+        layer->cout = job->layer_channels[l];
+        layer->stride = job->layer_stride[l];
+        layer->hin = layer->win = h;
+        layer->hout = layer->wout = op_conv_out_size(h, 3, layer->stride);
+        if (layer->hout < 1) {
+            offnas_error("net.layers: layer %d would shrink the %dx%d feature map below 1x1", l + 1,
+                         h, h);
+            free(net);
+            return NULL;
+        }
+        const struct op_spec *specs = fixed ? &job->fixed_ops[l] : job->candidates;
+        int count = fixed ? 1 : job->candidate_count;
+        for (int i = 0; i < count; i++) {
+            if (!spec_allowed(&specs[i], layer->cin, layer->cout, layer->stride))
+                continue;
+            struct net_block *blk = &layer->cand[layer->candidate_count++];
+            blk->spec = specs[i];
+            blk->cin = layer->cin;
+            blk->cout = layer->cout;
+            blk->stride = layer->stride;
+            blk->kernel = specs[i].kernel;
+            blk->hidden = specs[i].kind == OP_SKIP ? layer->cin : layer->cin * specs[i].expand;
+            blk->residual = layer->stride == 1 && layer->cin == layer->cout;
+        }
+        if (layer->candidate_count == 0) {
+            offnas_error("net: layer %d (%d->%d channels, stride %d) has no candidate op that fits",
+                         l + 1, layer->cin, layer->cout, layer->stride);
+            free(net);
+            return NULL;
+        }
+        h = layer->hout;
+        cin = layer->cout;
+    }
+
+    /* parameter layout in reverse layer order: head, layers L-1..0, stem */
+    struct layout at = {0, 0, 0};
+    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
+    net->head_offset = at.params;
+    net->w_head = at.params;
+    at.params += (size_t)last_c * net->head_channels;
+    bn_place(&net->bn_head, net->head_channels, &at);
+    net->w_fc = at.params;
+    at.params += (size_t)net->head_channels * classes;
+    net->b_fc = at.params;
+    at.params += (size_t)classes;
+    net->head_count = at.params - net->head_offset;
+    for (int l = net->layer_count - 1; l >= 0; l--) {
+        struct net_layer *layer = &net->layers[l];
+        layer->offset = at.params;
+        for (int i = 0; i < layer->candidate_count; i++)
+            block_place(&layer->cand[i], &at);
+        layer->count = at.params - layer->offset;
+    }
+    net->stem_offset = at.params;
+    net->w_stem = at.params;
+    at.params += (size_t)9 * in_channels * net->stem_channels;
+    bn_place(&net->bn_stem, net->stem_channels, &at);
+    net->stem_count = at.params - net->stem_offset;
+
+    net->param_count = at.params;
+    net->stat_count = at.stats;
+    net->params = offnas_calloc(at.params, sizeof(float));
+    net->grads = offnas_calloc(at.params, sizeof(float));
+    net->stats = offnas_calloc(at.stats, sizeof(float));
+    net->bn_saved = offnas_calloc(at.saved, sizeof(float));
+
+    float *saved = net->bn_saved;
+    bn_bind(&net->bn_head, &saved);
+    bn_bind(&net->bn_stem, &saved);
+    for (int l = 0; l < net->layer_count; l++)
+        for (int i = 0; i < net->layers[l].candidate_count; i++) {
+            struct net_block *blk = &net->layers[l].cand[i];
+            if (blk->spec.kind == OP_SKIP)
+                continue;
+            if (blk->spec.expand != 1)
+                bn_bind(&blk->bn1, &saved);
+            bn_bind(&blk->bn2, &saved);
+            bn_bind(&blk->bn3, &saved);
+        }
+
+    /* initial values */
+    struct rng rng;
+    rng_seed(&rng, seed, 0x6e6574);
+    kaiming(net->params + net->w_stem, (size_t)9 * in_channels * net->stem_channels,
+            9 * net->stem_channels, &rng);
+    bn_init(net, &net->bn_stem);
+    for (int l = 0; l < net->layer_count; l++)
+        for (int i = 0; i < net->layers[l].candidate_count; i++) {
+            struct net_block *blk = &net->layers[l].cand[i];
+            if (blk->spec.kind == OP_SKIP)
+                continue;
+            if (blk->spec.expand != 1) {
+                kaiming(net->params + blk->w_expand, (size_t)blk->cin * blk->hidden, blk->hidden, &rng);
+                bn_init(net, &blk->bn1);
+            }
+            kaiming(net->params + blk->w_dw, (size_t)blk->kernel * blk->kernel * blk->hidden,
+                    blk->kernel * blk->kernel, &rng);
+            bn_init(net, &blk->bn2);
+            kaiming(net->params + blk->w_project, (size_t)blk->hidden * blk->cout, blk->cout, &rng);
+            bn_init(net, &blk->bn3);
+        }
+    kaiming(net->params + net->w_head, (size_t)last_c * net->head_channels, net->head_channels, &rng);
+    bn_init(net, &net->bn_head);
+    for (size_t i = 0; i < (size_t)net->head_channels * classes; i++)
+        net->params[net->w_fc + i] = (float)(0.01 * rng_normal(&rng));
+
+    /* activations, sized for the largest candidate of each layer */
+    size_t B = (size_t)batch, max_feat = B * side * side * net->stem_channels, max_hid = 0;
+    net->stem_col = offnas_malloc(B * side * side * 9 * in_channels * sizeof(float));
+    net->g_col = offnas_malloc(B * side * side * 9 * in_channels * sizeof(float));
+    net->stem_a = offnas_malloc(max_feat * sizeof(float));
+    net->stem_y = offnas_malloc(max_feat * sizeof(float));
+    for (int l = 0; l < net->layer_count; l++) {
+        struct net_layer *layer = &net->layers[l];
+        int hidden = 0;
+        for (int i = 0; i < layer->candidate_count; i++)
+            if (layer->cand[i].hidden > hidden)
+                hidden = layer->cand[i].hidden;
+        size_t pin = B * layer->hin * layer->win, pout = B * layer->hout * layer->wout;
+        layer->a1 = offnas_malloc(pin * hidden * sizeof(float));
+        layer->r1 = offnas_malloc(pin * hidden * sizeof(float));
+        layer->a2 = offnas_malloc(pout * hidden * sizeof(float));
+        layer->r2 = offnas_malloc(pout * hidden * sizeof(float));
+        layer->a3 = offnas_malloc(pout * layer->cout * sizeof(float));
+        layer->out = offnas_malloc(pout * layer->cout * sizeof(float));
+        if (pin * hidden > max_hid)
+            max_hid = pin * hidden;
+        if (pin * layer->cin > max_feat)
+            max_feat = pin * layer->cin;
+        if (pout * layer->cout > max_feat)
+            max_feat = pout * layer->cout;
+    }
+    int hl = net->layer_count ? net->layers[net->layer_count - 1].hout : side;
+    size_t phead = B * hl * hl * net->head_channels;
+    net->head_a = offnas_malloc(phead * sizeof(float));
+    net->head_y = offnas_malloc(phead * sizeof(float));
+    if (phead > max_feat)
+        max_feat = phead;
+    net->pooled = offnas_malloc(B * net->head_channels * sizeof(float));
+    net->logits = offnas_malloc(B * classes * sizeof(float));
+    net->probs = offnas_malloc(B * classes * sizeof(float));
+    net->g_a = offnas_malloc(max_feat * sizeof(float));
+    net->g_b = offnas_malloc(max_feat * sizeof(float));
+    net->g_hid1 = offnas_malloc((max_hid > max_feat ? max_hid : max_feat) * sizeof(float));
+    net->g_hid2 = offnas_malloc((max_hid > max_feat ? max_hid : max_feat) * sizeof(float));
+    net->masked = offnas_malloc(max_feat * sizeof(float));
+    net->mask = offnas_calloc(1024, sizeof(float));
+    net->mask_grad = offnas_calloc(1024, sizeof(float));
+    return net;
+}
+
+void net_free(struct net *net)
+{
+    if (!net)
+        return;
+    for (int l = 0; l < net->layer_count; l++) {
+        struct net_layer *layer = &net->layers[l];
+        free(layer->a1);
+        free(layer->r1);
+        free(layer->a2);
+        free(layer->r2);
+        free(layer->a3);
+        free(layer->out);
+    }
+    free(net->stem_col);
+    free(net->g_col);
+    free(net->stem_a);
+    free(net->stem_y);
+    free(net->head_a);
+    free(net->head_y);
+    free(net->pooled);
+    free(net->logits);
+    free(net->probs);
+    free(net->g_a);
+    free(net->g_b);
+    free(net->g_hid1);
+    free(net->g_hid2);
+    free(net->masked);
+    free(net->mask);
+    free(net->mask_grad);
+    free(net->params);
+    free(net->grads);
+    free(net->stats);
+    free(net->bn_saved);
+    free(net);
+}
+
+static void bn_forward(struct net *net, float *out, const float *in, const struct net_bn *bn,
+                       int N, int training)
+{
+    op_batchnorm_forward(out, bn->mean, bn->rstd, in, net->params + bn->gamma,
+                         net->params + bn->beta, net->stats + bn->running,
+                         net->stats + bn->running + bn->channels, N, bn->channels, training,
+                         BN_MOMENTUM);
+}
+
+static void bn_backward(struct net *net, float *din, const float *dout, const float *in,
+                        const struct net_bn *bn, int N)
+{
+    op_batchnorm_backward(din, net->grads + bn->gamma, net->grads + bn->beta, dout, in, bn->mean,
+                          bn->rstd, net->params + bn->gamma, N, bn->channels);
+}
+
+/* Runs candidate blk of layer on layer->in; returns the output pointer. */
+static const float *block_forward(struct net *net, struct net_layer *layer,
+                                  const struct net_block *blk, int B, int training)
+{
+    const float *x = layer->in;
+    if (blk->spec.kind == OP_SKIP)
+        return x;
+    const float *P = net->params;
+    int nin = B * layer->hin * layer->win, nout = B * layer->hout * layer->wout;
+    const float *r1 = x;
+    if (blk->spec.expand != 1) {
+        op_pointwise_forward(layer->a1, x, P + blk->w_expand, nin, blk->cin, blk->hidden);
+        bn_forward(net, layer->r1, layer->a1, &blk->bn1, nin, training);
+        op_relu6_forward(layer->r1, layer->r1, (size_t)nin * blk->hidden);
+        r1 = layer->r1;
+    }
+    op_depthwise_forward(layer->a2, r1, P + blk->w_dw, B, layer->hin, layer->win, blk->hidden,
+                         blk->kernel, blk->stride);
+    bn_forward(net, layer->r2, layer->a2, &blk->bn2, nout, training);
+    op_relu6_forward(layer->r2, layer->r2, (size_t)nout * blk->hidden);
+    op_pointwise_forward(layer->a3, layer->r2, P + blk->w_project, nout, blk->hidden, blk->cout);
+    bn_forward(net, layer->out, layer->a3, &blk->bn3, nout, training);
+    if (blk->residual)
+        op_add_forward(layer->out, layer->out, x, (size_t)nout * blk->cout);
+    return layer->out;
+}
+
+/* Backward of block_forward: dy (B,hout,wout,cout) -> dx (B,hin,win,cin), overwritten. */
+static void block_backward(struct net *net, struct net_layer *layer, const struct net_block *blk,
+                           float *dx, const float *dy, int B)
+{
+    int nin = B * layer->hin * layer->win, nout = B * layer->hout * layer->wout;
+    if (blk->spec.kind == OP_SKIP) {
+        memcpy(dx, dy, (size_t)nin * blk->cin * sizeof(float));
+        return;
+    }
+    const float *P = net->params;
+    float *G = net->grads;
+    float *g3 = net->g_hid1, *g2 = net->g_hid2;
+    bn_backward(net, g3, dy, layer->a3, &blk->bn3, nout);
+    op_pointwise_backward(g2, G + blk->w_project, g3, layer->r2, P + blk->w_project, nout,
+                          blk->hidden, blk->cout);
+    op_relu6_backward(g2, g2, layer->r2, (size_t)nout * blk->hidden);
+    bn_backward(net, g2, g2, layer->a2, &blk->bn2, nout);
+    const float *r1 = blk->spec.expand != 1 ? layer->r1 : layer->in;
+    if (blk->spec.expand != 1) {
+        float *g1 = net->g_hid1;
+        op_depthwise_backward(g1, G + blk->w_dw, g2, r1, P + blk->w_dw, B, layer->hin, layer->win,
+                              blk->hidden, blk->kernel, blk->stride);
+        op_relu6_backward(g1, g1, layer->r1, (size_t)nin * blk->hidden);
+        bn_backward(net, g1, g1, layer->a1, &blk->bn1, nin);
+        op_pointwise_backward(dx, G + blk->w_expand, g1, layer->in, P + blk->w_expand, nin,
+                              blk->cin, blk->hidden);
+    } else {
+        op_depthwise_backward(dx, G + blk->w_dw, g2, r1, P + blk->w_dw, B, layer->hin, layer->win,
+                              blk->hidden, blk->kernel, blk->stride);
+    }
+    if (blk->residual)
+        op_add_forward(dx, dx, dy, (size_t)nin * blk->cin);
+}
+
+void net_forward(struct net *net, const float *x, int B, int training)
+{
+    OFFNAS_ASSERT(B >= 1 && B <= net->batch);
+    net->training = training;
+    net->input = x;
+    int n = B * net->side * net->side;
+    op_conv_forward(net->stem_a, net->stem_col, x, net->params + net->w_stem, B, net->side,
+                    net->side, net->in_channels, net->stem_channels, 3, 1);
+    bn_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n, training);
+    op_relu6_forward(net->stem_y, net->stem_y, (size_t)n * net->stem_channels);
+    const float *h = net->stem_y;
+    for (int l = 0; l < net->layer_count; l++) {
+        struct net_layer *layer = &net->layers[l];
+        layer->in = h;
+        h = block_forward(net, layer, &layer->cand[net->choice[l]], B, training);
+        if (l == net->mask_layer) {
+            op_channel_mask_forward(net->masked, h, net->mask, B * layer->hout * layer->wout,
+                                    layer->cout);
+            h = net->masked;
+        }
+        layer->y = h;
+    }
+    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
+    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->side;
+    int nh = B * hw * hw;
+    op_pointwise_forward(net->head_a, h, net->params + net->w_head, nh, last_c, net->head_channels);
+    bn_forward(net, net->head_y, net->head_a, &net->bn_head, nh, training);
+    op_relu6_forward(net->head_y, net->head_y, (size_t)nh * net->head_channels);
+    op_avgpool_forward(net->pooled, net->head_y, B, hw * hw, net->head_channels);
+    op_linear_forward(net->logits, net->pooled, net->params + net->w_fc, net->params + net->b_fc, B,
+                      net->head_channels, net->classes);
+}
+
+void net_backward(struct net *net, const float *dlogits, int B)
+{
+    OFFNAS_ASSERT(net->training);
+    float *G = net->grads;
+    const float *P = net->params;
+    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
+    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->side;
+    int nh = B * hw * hw;
+    const float *h = net->layer_count ? net->layers[net->layer_count - 1].y : net->stem_y;
+
+    float *dpool = net->g_hid2;
+    op_linear_backward(dpool, G + net->w_fc, G + net->b_fc, dlogits, net->pooled, P + net->w_fc, B,
+                       net->head_channels, net->classes);
+    float *dh = net->g_hid1;
+    op_avgpool_backward(dh, dpool, B, hw * hw, net->head_channels);
+    op_relu6_backward(dh, dh, net->head_y, (size_t)nh * net->head_channels);
+    bn_backward(net, dh, dh, net->head_a, &net->bn_head, nh);
+    float *dy = net->g_a, *dx = net->g_b;
+    op_pointwise_backward(dy, G + net->w_head, dh, h, P + net->w_head, nh, last_c,
+                          net->head_channels);
+
+    for (int l = net->layer_count - 1; l >= 0; l--) {
+        struct net_layer *layer = &net->layers[l];
+        if (l == net->mask_layer) {
+            const struct net_block *blk = &layer->cand[net->choice[l]];
+            const float *unmasked = blk->spec.kind == OP_SKIP ? layer->in : layer->out;
+            op_channel_mask_backward(dy, net->mask_grad, dy, unmasked, net->mask,
+                                     B * layer->hout * layer->wout, layer->cout);
+        }
+        block_backward(net, layer, &layer->cand[net->choice[l]], dx, dy, B);
+        float *t = dy;
+        dy = dx;
+        dx = t;
+    }
+    int n = B * net->side * net->side;
+    op_relu6_backward(dy, dy, net->stem_y, (size_t)n * net->stem_channels);
+    bn_backward(net, dy, dy, net->stem_a, &net->bn_stem, n);
+    op_conv_backward(NULL, G + net->w_stem, net->g_col, dy, net->stem_col, P + net->w_stem, B,
+                     net->side, net->side, net->in_channels, net->stem_channels, 3, 1);
+}
+
+void net_zero_grads(struct net *net)
+{
+    memset(net->grads, 0, net->param_count * sizeof(float));
+    memset(net->mask_grad, 0, 1024 * sizeof(float));
+}
+
+void net_for_each_used_range(const struct net *net, void (*fn)(size_t, size_t, void *), void *ctx)
+{
+    fn(net->head_offset, net->head_count, ctx);
+    for (int l = net->layer_count - 1; l >= 0; l--) {
+        const struct net_block *blk = &net->layers[l].cand[net->choice[l]];
+        if (blk->count)
+            fn(blk->offset, blk->count, ctx);
+    }
+    fn(net->stem_offset, net->stem_count, ctx);
+}
+
+static void add_count(size_t offset, size_t count, void *ctx)
+{
+    (void)offset;
+    *(size_t *)ctx += count;
+}
+
+size_t net_param_count_chosen(const struct net *net)
+{
+    size_t total = 0;
+    net_for_each_used_range(net, add_count, &total);
+    return total;
+}
+
+double net_block_macs(const struct net *net, int l, int i)
+{
+    const struct net_layer *layer = &net->layers[l];
+    const struct net_block *blk = &layer->cand[i];
+    if (blk->spec.kind == OP_SKIP)
+        return 0.0;
+    double pin = (double)layer->hin * layer->win, pout = (double)layer->hout * layer->wout;
+    double macs = pout * blk->kernel * blk->kernel * blk->hidden + pout * blk->hidden * blk->cout;
+    if (blk->spec.expand != 1)
+        macs += pin * blk->cin * blk->hidden;
+    return macs;
+}
+
+double net_macs_chosen(const struct net *net)
+{
+    double s2 = (double)net->side * net->side;
+    double macs = s2 * 9 * net->in_channels * net->stem_channels;
+    for (int l = 0; l < net->layer_count; l++)
+        macs += net_block_macs(net, l, net->choice[l]);
+    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
+    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->side;
+    macs += (double)hw * hw * last_c * net->head_channels;
+    macs += (double)net->head_channels * net->classes;
+    return macs;
+}
+
+int net_find_candidate(const struct net *net, int layer, const struct op_spec *spec)
+{
+    const struct net_layer *L = &net->layers[layer];
+    for (int i = 0; i < L->candidate_count; i++) {
+        const struct op_spec *s = &L->cand[i].spec;
+        if (s->kind == spec->kind && (s->kind == OP_SKIP || (s->kernel == spec->kernel &&
+                                                             s->expand == spec->expand)))
+            return i;
+    }
+    return -1;
+}

@@ -1,0 +1,134 @@
+/* net: the supernet and the fixed networks built from it (DESIGN.md, "The search space").
+ *
+ * stem (3x3 conv, BN, ReLU6) -> L searchable layers -> head (1x1 conv, BN, ReLU6, average
+ * pool, linear). Every layer holds all its candidate ops (inverted residual blocks k x k with
+ * expansion e, or skip); one forward uses one candidate per layer (net->choice), so a step
+ * costs one network. A fixed network is the same structure with one candidate per layer.
+ *
+ * All parameters live in one float buffer (net->params), gradients in a buffer of the same
+ * layout (net->grads), laid out in reverse layer order (head, layer L-1 ... layer 0, stem) so
+ * that gradient buckets fill in the order backward produces them. Every candidate's
+ * parameters are one contiguous range, so an optimizer can step only the ops a batch used.
+ * Activations are sized at creation for the largest candidate of each layer and a batch of
+ * at most net->batch: forward and backward never allocate.
+ *
+ *     struct net *net = net_create(&job, 64, 28, 1, 10, 1);
+ *     net_forward(net, x, B, 1);                 // logits in net->logits (B, classes)
+ *     float loss = op_softmax_xent_forward(net->probs, ..., net->logits, ...);
+ *     op_softmax_xent_backward(net->probs, net->probs, labels, B, classes, 0);
+ *     net_backward(net, net->probs, B);          // gradients accumulate in net->grads
+ */
+#ifndef OFFNAS_NET_H
+#define OFFNAS_NET_H
+
+#include "job.h"
+#include "rng.h"
+
+#include <stddef.h>
+
+/* A batch norm's place in the buffers: gamma/beta in params, running mean/var in stats. */
+struct net_bn {
+    int channels;
+    size_t gamma, beta;       /* offsets into params (and grads) */
+    size_t running;           /* offset into stats: running mean, then running var */
+    float *mean, *rstd;       /* batch statistics saved by the forward pass (channels each) */
+};
+
+/* One candidate op at one layer position. */
+struct net_block {
+    struct op_spec spec;
+    int cin, cout, hidden, kernel, stride, residual;
+    size_t offset, count;             /* its parameters: params[offset, offset+count) */
+    size_t w_expand, w_dw, w_project; /* (cin,hidden) [e>1 only], (k,k,hidden), (hidden,cout) */
+    struct net_bn bn1, bn2, bn3;      /* after expand [e>1 only], depthwise, project */
+};
+
+struct net_layer {
+    int cin, cout, stride;
+    int hin, win, hout, wout;
+    int candidate_count;
+    struct net_block cand[JOB_MAX_CANDIDATES];
+    size_t offset, count; /* parameters of all candidates of the layer */
+    /* activations of the chosen candidate: (B, hin, win, hidden) for a1 r1, (B, hout, wout,
+     * hidden) for a2 r2, (B, hout, wout, cout) for a3 and out */
+    float *a1, *r1, *a2, *r2, *a3, *out;
+    const float *in; /* input of the last forward */
+    const float *y;  /* output of the last forward (out, or in for skip, or the masked copy) */
+};
+
+struct net {
+    int batch;        /* largest batch forward accepts */
+    int side;         /* input side */
+    int in_channels;
+    int classes;
+    int layer_count;
+    struct net_layer layers[JOB_MAX_LAYERS];
+    int choice[JOB_MAX_LAYERS]; /* candidate used per layer by the next forward */
+
+    /* stem: conv 3x3 stride 1 -> BN -> ReLU6 */
+    int stem_channels;
+    size_t w_stem;
+    struct net_bn bn_stem;
+    float *stem_col, *stem_a, *stem_y;
+    const float *input;
+
+    /* head: pointwise -> BN -> ReLU6 -> average pool -> linear */
+    int head_channels;
+    size_t w_head, w_fc, b_fc;
+    struct net_bn bn_head;
+    float *head_a, *head_y, *pooled, *logits, *probs;
+
+    /* channel mask on the output of layer mask_layer (-1: none), mask (cout of that layer) */
+    int mask_layer;
+    float *mask;
+    float *mask_grad;   /* (max channels) straight-through gradient of the mask */
+    float *masked;      /* masked copy of the feature map */
+
+    float *params, *grads;
+    size_t param_count;
+    size_t head_offset, head_count, stem_offset, stem_count;
+    float *stats;
+    size_t stat_count;
+
+    /* backward scratch */
+    float *g_a, *g_b;       /* feature-map gradients, ping-pong */
+    float *g_hid1, *g_hid2; /* hidden-width gradients */
+    float *g_col;           /* stem dcol */
+    float *bn_saved;        /* storage of every BN's batch mean/rstd */
+    int training;           /* mode of the last forward */
+};
+
+/* Builds the network the job describes: with fixed != 0 one candidate per layer (net.ops),
+ * otherwise the supernet (net.candidates at every layer, skip only where shapes allow).
+ * Parameters are initialised from seed (Kaiming normal, fan-out; BN gamma 1, beta 0).
+ * Returns NULL with an error when a layer's feature map would shrink below 1x1. */
+struct net *net_create(const struct job *job, int batch, int side, int in_channels, int classes,
+                       int fixed, uint64_t seed);
+void net_free(struct net *net);
+
+/* Forward over B <= net->batch images x (B, side, side, in_channels) with net->choice; logits
+ * go to net->logits (B, classes). training selects batch statistics (and updates running
+ * averages) or running averages. */
+void net_forward(struct net *net, const float *x, int B, int training);
+
+/* Backward from dlogits (B, classes) of the last training forward; ACCUMULATES parameter
+ * gradients into net->grads (zero them first with net_zero_grads), and into net->mask_grad
+ * when a mask is active. */
+void net_backward(struct net *net, const float *dlogits, int B);
+
+void net_zero_grads(struct net *net);
+
+/* Parameters and multiply-accumulates per image of the network with the current choices. */
+size_t net_param_count_chosen(const struct net *net);
+double net_macs_chosen(const struct net *net);
+/* Multiply-accumulates per image of one candidate at one layer. */
+double net_block_macs(const struct net *net, int layer, int candidate);
+
+/* Calls fn(offset, count, ctx) for every parameter range the current choices use (stem, the
+ * chosen candidates, head), in buffer order: what one optimizer step must update. */
+void net_for_each_used_range(const struct net *net, void (*fn)(size_t, size_t, void *), void *ctx);
+
+/* Index of the candidate named spec at layer l, or -1. */
+int net_find_candidate(const struct net *net, int layer, const struct op_spec *spec);
+
+#endif
