@@ -1,10 +1,31 @@
 /* cmd: the commands of the offnas program. Each takes the arguments after its name (argv[0] is
- * the command name), prints its own --help, and returns the process exit status. */
+ * the command name), prints its own --help, and returns the process exit status: 0 success,
+ * 1 failure (one line "offnas: ..." on stderr), 2 usage error. */
 #ifndef OFFNAS_CMD_H
 #define OFFNAS_CMD_H
+
+#include "job.h"
 
 int cmd_data(int argc, char **argv);  /* offnas data import fashion-mnist ... */
 int cmd_train(int argc, char **argv); /* offnas train --job J --out DIR */
 int cmd_bench(int argc, char **argv); /* offnas bench train ... */
+
+/* Options every job-driven command accepts: --job FILE and any number of --set KEY=VALUE. */
+struct cmd_job_options {
+    const char *job_path; /* NULL: defaults only */
+    const char *sets[64];
+    int set_count;
+};
+
+/* If argv[*i] is --job or --set (with its value), consumes it into o, advances *i and returns
+ * 1; returns 0 for other arguments and -1 (after printing a usage error) for a missing value. */
+int cmd_take_job_option(struct cmd_job_options *o, int argc, char **argv, int *i);
+
+/* Builds the job: defaults, the file, the --set overrides, job_finalize. Returns 0, or prints
+ * "offnas: <error>" and returns -1. */
+int cmd_load_job(struct job *job, const struct cmd_job_options *o);
+
+/* Prints "offnas: <msg>" for a usage error and returns 2. */
+int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

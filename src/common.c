@@ -26,7 +26,15 @@ int offnas_error_context(const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, error_message, sizeof old);
-    snprintf(error_message, sizeof error_message, "%s: %s", prefix, old);
+    size_t len = strlen(prefix);
+    if (len > sizeof error_message - 3)
+        len = sizeof error_message - 3;
+    memcpy(error_message, prefix, len);
+    memcpy(error_message + len, ": ", 2);
+    size_t room = sizeof error_message - len - 3;
+    size_t old_len = strnlen(old, room);
+    memcpy(error_message + len + 2, old, old_len);
+    error_message[len + 2 + old_len] = 0;
     return -1;
 }
 

@@ -1,0 +1,159 @@
+/* cmd_train: `offnas train` (fixed-network training) and `offnas bench train`. */
+#include "cmd.h"
+#include "common.h"
+#include "net.h"
+#include "op.h"
+#include "optim.h"
+#include "rng.h"
+#include "train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char TRAIN_USAGE[] =
+    "usage: offnas train --job FILE --out DIR [--set SECTION.KEY=VALUE ...]\n"
+    "\n"
+    "Trains the fixed network of the job ([net] layers and ops) on the training split, reports\n"
+    "validation and test accuracy, and writes DIR/summary.json, DIR/log.csv and DIR/model.h5.\n"
+    "\n"
+    "  --job FILE     job file (INI); without it the defaults are used\n"
+    "  --set K=V      override a job key, e.g. --set train.epochs=2 (repeatable)\n"
+    "  --out DIR      run folder (created)\n";
+
+int cmd_train(int argc, char **argv)
+{
+    struct cmd_job_options opts = {0};
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        int taken = cmd_take_job_option(&opts, argc, argv, &i);
+        if (taken < 0)
+            return 2;
+        if (taken)
+            continue;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(TRAIN_USAGE, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else
+            return cmd_usage_error("train: unknown or incomplete option '%s'", argv[i]);
+    }
+    if (!out)
+        return cmd_usage_error("train: --out DIR is required");
+    struct job job;
+    if (cmd_load_job(&job, &opts))
+        return 1;
+    struct train_result r;
+    if (train_fixed(&job, out, &r)) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return 1;
+    }
+    printf("test_accuracy: %.4f\nval_accuracy: %.4f\ntrain_seconds: %.1f\nimages_per_second: %.1f\n"
+           "summary: %s/summary.json\n",
+           r.test_accuracy, r.val_accuracy, r.train_seconds, r.images_per_second, out);
+    return 0;
+}
+
+static const char BENCH_USAGE[] =
+    "usage: offnas bench train [--job FILE] [--set K=V ...] [--threads N] [--batch B]\n"
+    "                          [--steps S] [--windows W]\n"
+    "\n"
+    "Times forward + backward + SGD update of the job's fixed network on synthetic data: S\n"
+    "warm-up steps, then W timed windows of S steps. Prints each window and, as the last line,\n"
+    "images_per_second: X (the median window). Defaults: threads 1, batch 64, S 30, W 7.\n";
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int bench_train(int argc, char **argv)
+{
+    struct cmd_job_options opts = {0};
+    int threads = 1, batch = 64, steps = 30, windows = 7;
+    for (int i = 1; i < argc; i++) {
+        int taken = cmd_take_job_option(&opts, argc, argv, &i);
+        if (taken < 0)
+            return 2;
+        if (taken)
+            continue;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(BENCH_USAGE, stdout);
+            return 0;
+        }
+        int *target = !strcmp(argv[i], "--threads") ? &threads
+                      : !strcmp(argv[i], "--batch") ? &batch
+                      : !strcmp(argv[i], "--steps") ? &steps
+                      : !strcmp(argv[i], "--windows") ? &windows
+                                                      : NULL;
+        if (!target || i + 1 >= argc)
+            return cmd_usage_error("bench train: unknown or incomplete option '%s'", argv[i]);
+        char *end;
+        long v = strtol(argv[++i], &end, 10);
+        if (*end || v < (target == &threads ? 0 : 1) || v > 100000)
+            return cmd_usage_error("bench train: %s: '%s' is not a valid count", argv[i - 1],
+                                   argv[i]);
+        *target = (int)v;
+    }
+    struct job job;
+    if (cmd_load_job(&job, &opts))
+        return 1;
+    op_set_threads(threads);
+    int side = job.data_resize, classes = 10;
+    struct net *net = net_create(&job, batch, side, 1, classes, 1, (uint64_t)job.train_seed);
+    if (!net) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return 1;
+    }
+    size_t n = (size_t)batch * side * side;
+    float *x = offnas_malloc(n * sizeof(float));
+    unsigned char *labels = offnas_malloc((size_t)batch);
+    float *mom = offnas_calloc(net->param_count, sizeof(float));
+    struct rng rng;
+    rng_seed(&rng, 1, 0);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_normal(&rng);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (unsigned char)rng_below(&rng, classes);
+    printf("offnas bench train: threads %d batch %d side %d params %zu MACs/image %.2fM\n",
+           op_get_threads(), batch, side, net_param_count_chosen(net), net_macs_chosen(net) / 1e6);
+    double *rates = offnas_malloc((size_t)windows * sizeof(double));
+    for (int w = -1; w < windows; w++) {
+        double t0 = offnas_now();
+        for (int s = 0; s < steps; s++) {
+            net_zero_grads(net);
+            net_forward(net, x, batch, 1);
+            op_softmax_xent_forward(net->probs, NULL, net->logits, labels, batch, classes, 0.0f);
+            op_softmax_xent_backward(net->probs, net->probs, labels, batch, classes, 0.0f);
+            net_backward(net, net->probs, batch);
+            train_sgd_step(net, mom, 0.01f, 0.9f, 4e-5f);
+        }
+        double rate = (double)batch * steps / (offnas_now() - t0);
+        if (w >= 0) {
+            rates[w] = rate;
+            printf("window %d: %.1f images/s\n", w + 1, rate);
+        }
+    }
+    qsort(rates, (size_t)windows, sizeof(double), compare_double);
+    printf("images_per_second: %.1f\n", rates[windows / 2]);
+    free(rates);
+    free(x);
+    free(labels);
+    free(mom);
+    net_free(net);
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs("usage: offnas bench train [options]   (offnas bench train --help)\n",
+              argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "train"))
+        return bench_train(argc - 1, argv + 1);
+    return cmd_usage_error("bench: unknown benchmark '%s'", argv[1]);
+}

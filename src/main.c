@@ -1,0 +1,85 @@
+/* main: the offnas program: dispatches to the commands and holds the option parsing they
+ * share. */
+#include "cmd.h"
+#include "common.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: offnas <command> [options]\n"
+    "\n"
+    "Searches a neural network and its split between a mobile device and an edge server.\n"
+    "\n"
+    "commands:\n"
+    "  data import fashion-mnist [--from DIR] --out FILE.h5   import a data set into HDF5\n"
+    "  data info FILE.h5                                      describe a data file\n"
+    "  train --job FILE --out DIR [--set K=V ...]             train the fixed network\n"
+    "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
+    "\n"
+    "Every command takes --help. Job keys are documented in README.md.\n";
+
+int cmd_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("offnas: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see --help)\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+int cmd_take_job_option(struct cmd_job_options *o, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+    if (strcmp(arg, "--job") && strcmp(arg, "--set"))
+        return 0;
+    if (*i + 1 >= argc) {
+        cmd_usage_error("%s needs a value", arg);
+        return -1;
+    }
+    const char *value = argv[++*i];
+    if (!strcmp(arg, "--job")) {
+        o->job_path = value;
+    } else {
+        if (o->set_count >= (int)OFFNAS_ARRAY_LEN(o->sets)) {
+            cmd_usage_error("too many --set options");
+            return -1;
+        }
+        o->sets[o->set_count++] = value;
+    }
+    return 1;
+}
+
+int cmd_load_job(struct job *job, const struct cmd_job_options *o)
+{
+    job_defaults(job);
+    int rc = o->job_path ? job_load(job, o->job_path) : 0;
+    for (int i = 0; !rc && i < o->set_count; i++)
+        rc = job_set(job, o->sets[i]);
+    if (!rc)
+        rc = job_finalize(job);
+    if (rc) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "data"))
+        return cmd_data(argc - 1, argv + 1);
+    if (!strcmp(name, "train"))
+        return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(name, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
+    return cmd_usage_error("unknown command '%s'", name);
+}

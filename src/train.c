@@ -1,0 +1,312 @@
+/* train: data for a job, SGD over the used ops, evaluation, and fixed-network training. */
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include "common.h"
+#include "h5.h"
+#include "op.h"
+#include "optim.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Fashion-MNIST pixel statistics (the peer's normalisation). */
+#define DATA_MEAN 0.2860f
+#define DATA_STD 0.3530f
+
+int train_data_load(struct train_data *td, const struct job *job)
+{
+    memset(td, 0, sizeof *td);
+    struct dataset full;
+    OFFNAS_TRY(data_load(&full, job->data_path, "train", 0, job->data_train_limit));
+    if (job->data_val_size >= full.count) {
+        long count = full.count;
+        data_free(&full);
+        return offnas_error("data.val_size: %d validation images leave none of the %ld training "
+                            "images of %s", job->data_val_size, count, job->data_path);
+    }
+    int rc = data_split_validation(&full, job->data_val_size, (uint64_t)job->data_seed,
+                                   &td->train, &td->val);
+    data_free(&full);
+    OFFNAS_TRY(rc);
+    if (data_load(&td->test, job->data_path, "test", 0, job->data_test_limit)) {
+        train_data_free(td);
+        return -1;
+    }
+    return 0;
+}
+
+void train_data_free(struct train_data *td)
+{
+    data_free(&td->train);
+    data_free(&td->val);
+    data_free(&td->test);
+}
+
+void train_batch_init(struct train_batch *tb, int batch, int side, int channels, long count)
+{
+    tb->batch = batch;
+    tb->side = side;
+    tb->channels = channels;
+    tb->x = offnas_malloc((size_t)batch * side * side * channels * sizeof(float));
+    tb->labels = offnas_malloc((size_t)batch);
+    tb->flip = offnas_calloc((size_t)batch, 1);
+    tb->order_count = count;
+    tb->order = offnas_malloc((size_t)(count > 0 ? count : 1) * sizeof(long));
+    for (long i = 0; i < count; i++)
+        tb->order[i] = i;
+}
+
+void train_batch_free(struct train_batch *tb)
+{
+    free(tb->x);
+    free(tb->labels);
+    free(tb->flip);
+    free(tb->order);
+    memset(tb, 0, sizeof *tb);
+}
+
+void train_batch_fill(struct train_batch *tb, const struct dataset *ds, long start, int B, int flip,
+                      struct rng *rng)
+{
+    for (int i = 0; i < B; i++)
+        tb->flip[i] = flip ? (unsigned char)(rng_next(rng) >> 63) : 0;
+    data_batch(tb->x, tb->labels, ds, tb->order + start, B, tb->side, DATA_MEAN, DATA_STD,
+               flip ? tb->flip : NULL);
+}
+
+struct sgd_args {
+    struct net *net;
+    float *mom;
+    float lr, momentum, weight_decay;
+};
+
+static void sgd_range(size_t offset, size_t count, void *ctx)
+{
+    struct sgd_args *a = ctx;
+    optim_sgd_step(a->net->params + offset, a->net->grads + offset, a->mom + offset, NULL, count,
+                   a->lr, a->momentum, a->weight_decay);
+}
+
+void train_sgd_step(struct net *net, float *mom, float lr, float momentum, float weight_decay)
+{
+    struct sgd_args a = {net, mom, lr, momentum, weight_decay};
+    net_for_each_used_range(net, sgd_range, &a);
+}
+
+void train_evaluate(struct net *net, const struct dataset *ds, int side, double *accuracy,
+                    double *loss)
+{
+    struct train_batch tb;
+    train_batch_init(&tb, net->batch, side, ds->channels, ds->count);
+    long hits = 0;
+    double total = 0.0;
+    for (long start = 0; start < ds->count; start += net->batch) {
+        int B = (int)(ds->count - start < net->batch ? ds->count - start : net->batch);
+        train_batch_fill(&tb, ds, start, B, 0, NULL);
+        net_forward(net, tb.x, B, 0);
+        int correct = 0;
+        total += (double)op_softmax_xent_forward(net->probs, &correct, net->logits, tb.labels, B,
+                                                 net->classes, 0.0f) * B;
+        hits += correct;
+    }
+    train_batch_free(&tb);
+    *accuracy = ds->count ? (double)hits / (double)ds->count : 0.0;
+    if (loss)
+        *loss = ds->count ? total / (double)ds->count : 0.0;
+}
+
+int train_mkdirs(const char *path)
+{
+    char buf[JOB_PATH_MAX * 2];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return offnas_error("%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) && errno != EEXIST)
+            return offnas_error("%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) && errno != EEXIST)
+        return offnas_error("%s: cannot create directory: %s", buf, strerror(errno));
+    return 0;
+}
+
+int train_save_model(const struct net *net, const struct job *job, const char *path)
+{
+    char tmp[H5_PATH_MAX];
+    hid_t f = h5_create_tmp(path, tmp, sizeof tmp);
+    if (f < 0)
+        return -1;
+    char *text = job_to_string(job);
+    char ops[JOB_MAX_LAYERS * 8] = "", name[16];
+    for (int l = 0; l < net->layer_count; l++) {
+        strcat(ops, l ? "," : "");
+        strcat(ops, op_spec_name(&net->layers[l].cand[net->choice[l]].spec, name));
+    }
+    hsize_t np = net->param_count, ns = net->stat_count;
+    int rc = h5_write(f, "params", H5_F32, 1, &np, net->params, 0) ||
+             h5_write(f, "running_stats", H5_F32, 1, &ns, net->stats, 0) ||
+             h5_attr_set_string(f, "job", text) || h5_attr_set_string(f, "ops", ops) ||
+             h5_attr_set_int(f, "input_side", net->side) ||
+             h5_attr_set_int(f, "classes", net->classes) ||
+             h5_attr_set_int(f, "parameters", (int64_t)net_param_count_chosen(net));
+    free(text);
+    if (rc) {
+        h5_abort(f, tmp);
+        return -1;
+    }
+    return h5_commit(f, tmp, path);
+}
+
+static void format_duration(char *buf, size_t size, double seconds)
+{
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600)
+        snprintf(buf, size, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+    else
+        snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
+}
+
+static int write_summary(const char *path, const struct job *job, const struct train_result *r)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "test_accuracy", json_real(r->test_accuracy));
+    json_object_set_new(root, "val_accuracy", json_real(r->val_accuracy));
+    json_object_set_new(root, "final_train_loss", json_real(r->final_loss));
+    json_object_set_new(root, "train_seconds", json_real(r->train_seconds));
+    json_object_set_new(root, "images_per_second", json_real(r->images_per_second));
+    json_object_set_new(root, "parameters", json_integer((json_int_t)r->parameters));
+    json_object_set_new(root, "macs", json_integer((json_int_t)r->macs));
+    json_object_set_new(root, "steps", json_integer(r->steps));
+    json_object_set_new(root, "epochs", json_integer(job->train_epochs));
+    json_object_set_new(root, "batch", json_integer(job->train_batch));
+    json_object_set_new(root, "threads", json_integer(op_get_threads()));
+    json_object_set_new(root, "input_side", json_integer(job->data_resize));
+    json_object_set_new(root, "ops", json_string(job->net_ops));
+    json_object_set_new(root, "layers", json_string(job->net_layers));
+    char tmp[JOB_PATH_MAX * 2 + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    json_decref(root);
+    if (rc || rename(tmp, path))
+        return offnas_error("%s: cannot write: %s", path, strerror(errno));
+    return 0;
+}
+
+int train_fixed(const struct job *job, const char *out_dir, struct train_result *result)
+{
+    memset(result, 0, sizeof *result);
+    op_set_threads(job->train_deterministic ? 1 : job->train_threads);
+    OFFNAS_TRY(train_mkdirs(out_dir));
+    struct train_data td;
+    OFFNAS_TRY(train_data_load(&td, job));
+    int side = job->data_resize, B = job->train_batch;
+    struct net *net = net_create(job, B, side, td.train.channels, td.train.classes, 1,
+                                 (uint64_t)job->train_seed);
+    if (!net) {
+        train_data_free(&td);
+        return -1;
+    }
+    char path[JOB_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/log.csv", out_dir);
+    FILE *log = fopen(path, "w");
+    if (!log) {
+        offnas_error("%s: cannot write: %s", path, strerror(errno));
+        net_free(net);
+        train_data_free(&td);
+        return -1;
+    }
+    fprintf(log, "step,epoch,loss,accuracy,lr\n");
+
+    float *mom = offnas_calloc(net->param_count, sizeof(float));
+    struct train_batch tb;
+    train_batch_init(&tb, B, side, td.train.channels, td.train.count);
+    struct rng rng;
+    rng_seed(&rng, (uint64_t)job->train_seed, 0x747261696eULL);
+    long per_epoch = td.train.count / B;
+    long total = per_epoch * job->train_epochs;
+    if (job->train_steps > 0 && job->train_steps < total)
+        total = job->train_steps;
+    if (per_epoch == 0) {
+        fclose(log);
+        free(mom);
+        train_batch_free(&tb);
+        net_free(net);
+        train_data_free(&td);
+        return offnas_error("train.batch: %d is larger than the %ld training images", B,
+                            td.train.count);
+    }
+    offnas_log("train: %ld images (val %ld, test %ld), %d epochs of %ld steps, batch %d, %d "
+               "threads, %zu parameters, %.2f M MACs/image",
+               td.train.count, td.val.count, td.test.count, job->train_epochs, per_epoch, B,
+               op_get_threads(), net_param_count_chosen(net), net_macs_chosen(net) / 1e6);
+
+    double t0 = offnas_now(), last_log = t0, window_loss = 0;
+    long window_hits = 0, window_images = 0, step = 0;
+    float loss = 0;
+    for (int epoch = 0; epoch < job->train_epochs && step < total; epoch++) {
+        rng_shuffle(&rng, tb.order, tb.order_count);
+        for (long s = 0; s < per_epoch && step < total; s++, step++) {
+            train_batch_fill(&tb, &td.train, s * B, B, job->train_flip, &rng);
+            float lr = (float)optim_cosine_lr(job->train_lr, step, total, job->train_warmup_steps);
+            net_zero_grads(net);
+            net_forward(net, tb.x, B, 1);
+            int correct = 0;
+            loss = op_softmax_xent_forward(net->probs, &correct, net->logits, tb.labels, B,
+                                           net->classes, (float)job->train_label_smoothing);
+            op_softmax_xent_backward(net->probs, net->probs, tb.labels, B, net->classes,
+                                     (float)job->train_label_smoothing);
+            net_backward(net, net->probs, B);
+            train_sgd_step(net, mom, lr, (float)job->train_momentum,
+                           (float)job->train_weight_decay);
+            fprintf(log, "%ld,%d,%.6f,%.6f,%.6g\n", step + 1, epoch + 1, loss, (double)correct / B,
+                    lr);
+            window_loss += loss;
+            window_hits += correct;
+            window_images += B;
+            double now = offnas_now();
+            if (now - last_log >= job->train_log_seconds || step + 1 == total) {
+                double rate = (double)(step + 1) * B / (now - t0);
+                char eta[32];
+                format_duration(eta, sizeof eta, (double)(total - step - 1) * B / rate);
+                offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.4f lr %.4f %.0f img/s left %s",
+                           epoch + 1, job->train_epochs, step + 1, total,
+                           window_loss / (double)(window_images / B),
+                           (double)window_hits / (double)window_images, lr, rate, eta);
+                last_log = now;
+                window_loss = 0;
+                window_hits = window_images = 0;
+            }
+        }
+    }
+    double t1 = offnas_now();
+    fclose(log);
+    result->steps = step;
+    result->final_loss = loss;
+    result->train_seconds = t1 - t0;
+    result->images_per_second = step > 0 ? (double)step * B / (t1 - t0) : 0.0;
+    result->parameters = net_param_count_chosen(net);
+    result->macs = net_macs_chosen(net);
+    train_evaluate(net, &td.val, side, &result->val_accuracy, NULL);
+    train_evaluate(net, &td.test, side, &result->test_accuracy, NULL);
+    offnas_log("train: done in %.1f s: val accuracy %.4f, test accuracy %.4f", result->train_seconds,
+               result->val_accuracy, result->test_accuracy);
+
+    int rc = 0;
+    snprintf(path, sizeof path, "%s/model.h5", out_dir);
+    rc = train_save_model(net, job, path);
+    snprintf(path, sizeof path, "%s/summary.json", out_dir);
+    if (!rc)
+        rc = write_summary(path, job, result);
+    free(mom);
+    train_batch_free(&tb);
+    net_free(net);
+    train_data_free(&td);
+    return rc;
+}
