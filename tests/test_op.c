@@ -1,0 +1,1410 @@
+/* test_op: every op of src/op.h against naive float64 references written in this file.
+ *
+ * The references are direct loops (no im2col, no BLAS), written from the conventions in op.h
+ * and nothing else. Forward tests compare the float32 op with the reference; gradient tests
+ * compare the float32 backward with central finite differences of the float64 reference
+ * forward of L = sum(out * R) for a fixed random R (so dout = R), on every element.
+ *
+ * Tolerances:
+ *   forward:   max |got - ref| <= 1e-4 * (1 + max |ref|)          (FWD_RTOL)
+ *   gradients: |analytic - numeric| <= 2e-3 * max(1, |numeric|)    (GRAD_RTOL), h = 1e-4
+ *   threads:   |x(1 thread) - x(2 threads)| <= 1e-5 * (1 + max |x|) per tensor
+ *   exact identities (2x accumulation, aliasing, NULL din): 1e-6 * (1 + |x|)
+ */
+#include "common.h"
+#include "op.h"
+#include "testing.h"
+
+#include <float.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define FWD_RTOL 1e-4
+#define GRAD_RTOL 2e-3
+#define FD_STEP 1e-4
+#define THREAD_RTOL 1e-5
+#define SAME_RTOL 1e-6
+#define BN_EPS 1e-5
+
+/* ---------- small deterministic RNG (splitmix64) ---------- */
+
+static uint64_t rng_state;
+
+static void rng_seed(uint64_t seed) { rng_state = seed; }
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [lo, hi). */
+static double rng_uniform(double lo, double hi)
+{
+    return lo + (hi - lo) * ((double)(rng_next() >> 11) * (1.0 / 9007199254740992.0));
+}
+
+static void fill_uniform(float *x, size_t n, double lo, double hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_uniform(lo, hi);
+}
+
+/* ---------- buffers ---------- */
+
+/* Exact-size allocations, so the sanitizer catches any write past a tensor. */
+static float *fnew(size_t n)
+{
+    float *p = calloc(n ? n : 1, sizeof *p);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static double *dnew(size_t n)
+{
+    double *p = calloc(n ? n : 1, sizeof *p);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static float *frand(size_t n, double lo, double hi)
+{
+    float *p = fnew(n);
+    fill_uniform(p, n, lo, hi);
+    return p;
+}
+
+static double *to_double(const float *x, size_t n)
+{
+    double *d = dnew(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = x[i];
+    return d;
+}
+
+static float *fcopy(const float *x, size_t n)
+{
+    float *p = fnew(n);
+    memcpy(p, x, n * sizeof *p);
+    return p;
+}
+
+static void ffill(float *x, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+/* ---------- comparisons ---------- */
+
+/* Forward check: max |got - ref| <= FWD_RTOL * (1 + max |ref|). Prints the worst element. */
+static int close_fwd(const char *what, const float *got, const double *ref, size_t n)
+{
+    double maxref = 0, maxerr = 0;
+    size_t worst = 0;
+    int finite = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(ref[i]) > maxref)
+            maxref = fabs(ref[i]);
+        if (!isfinite(got[i]))
+            finite = 0;
+        double e = fabs((double)got[i] - ref[i]);
+        if (!(e <= maxerr)) {
+            maxerr = e;
+            worst = i;
+        }
+    }
+    double tol = FWD_RTOL * (1 + maxref);
+    int ok = finite && maxerr <= tol;
+    if (!ok)
+        fprintf(stderr, "\n  %s: element %zu of %zu: got %.9g, expected %.9g, max err %.3g > tol %.3g\n",
+                what, worst, n, n ? (double)got[worst] : 0.0, n ? ref[worst] : 0.0, maxerr, tol);
+    return ok;
+}
+
+/* Gradient check, every element: |a - n| <= GRAD_RTOL * max(1, |n|). Prints the first few
+ * failures and the count. */
+static int close_grad(const char *what, const float *analytic, const double *numeric, size_t n)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = analytic[i], g = numeric[i];
+        double tol = GRAD_RTOL * fmax(1.0, fabs(g));
+        if (!(fabs(a - g) <= tol)) {
+            if (bad < 4)
+                fprintf(stderr, "\n  %s: element %zu of %zu: analytic %.9g, numeric %.9g, |diff| %.3g > tol %.3g",
+                        what, i, n, a, g, fabs(a - g), tol);
+            bad++;
+        }
+    }
+    if (bad)
+        fprintf(stderr, "\n  %s: %zu of %zu elements wrong\n", what, bad, n);
+    return bad == 0;
+}
+
+/* Two float tensors agree: |a - b| <= rtol * (1 + max |b|) on every element. */
+static int close_same(const char *what, const float *a, const float *b, size_t n, double rtol)
+{
+    double maxb = 0, maxerr = 0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(b[i]) > maxb)
+            maxb = fabs(b[i]);
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= maxerr)) {
+            maxerr = e;
+            worst = i;
+        }
+    }
+    double tol = rtol * (1 + maxb);
+    int ok = maxerr <= tol;
+    if (!ok)
+        fprintf(stderr, "\n  %s: element %zu of %zu: %.9g vs %.9g, |diff| %.3g > tol %.3g\n", what,
+                worst, n, (double)a[worst], (double)b[worst], maxerr, tol);
+    return ok;
+}
+
+/* ---------- float64 references ---------- */
+
+static int ref_out_size(int n, int k, int stride)
+{
+    int pad = k / 2;
+    return (n + 2 * pad - k) / stride + 1;
+}
+
+/* out (B,Ho,Wo,Co) = dense conv of in (B,H,W,Ci) with w (k,k,Ci,Co), padding k/2. */
+static void ref_conv(double *out, const double *in, const double *w, int B, int H, int W, int Ci,
+                     int Co, int k, int stride)
+{
+    int pad = k / 2, Ho = ref_out_size(H, k, stride), Wo = ref_out_size(W, k, stride);
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++)
+                for (int co = 0; co < Co; co++) {
+                    double acc = 0;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                continue;
+                            for (int ci = 0; ci < Ci; ci++)
+                                acc += in[(((size_t)b * H + iy) * W + ix) * Ci + ci] *
+                                       w[(((size_t)ky * k + kx) * Ci + ci) * Co + co];
+                        }
+                    out[(((size_t)b * Ho + oy) * Wo + ox) * Co + co] = acc;
+                }
+}
+
+/* out (B,Ho,Wo,C) = depthwise conv of in (B,H,W,C) with w (k,k,C), padding k/2. */
+static void ref_depthwise(double *out, const double *in, const double *w, int B, int H, int W,
+                          int C, int k, int stride)
+{
+    int pad = k / 2, Ho = ref_out_size(H, k, stride), Wo = ref_out_size(W, k, stride);
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++)
+                for (int c = 0; c < C; c++) {
+                    double acc = 0;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                continue;
+                            acc += in[(((size_t)b * H + iy) * W + ix) * C + c] *
+                                   w[((size_t)ky * k + kx) * C + c];
+                        }
+                    out[(((size_t)b * Ho + oy) * Wo + ox) * C + c] = acc;
+                }
+}
+
+/* out (N,Co) = in (N,Ci) @ w (Ci,Co). */
+static void ref_pointwise(double *out, const double *in, const double *w, int N, int Ci, int Co)
+{
+    for (int n = 0; n < N; n++)
+        for (int co = 0; co < Co; co++) {
+            double acc = 0;
+            for (int ci = 0; ci < Ci; ci++)
+                acc += in[(size_t)n * Ci + ci] * w[(size_t)ci * Co + co];
+            out[(size_t)n * Co + co] = acc;
+        }
+}
+
+/* Batch statistics per channel of in (N,C): mean, biased and unbiased variance. */
+static void ref_batch_stats(double *mean, double *var_biased, double *var_unbiased, const double *in,
+                            int N, int C)
+{
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int n = 0; n < N; n++)
+            s += in[(size_t)n * C + c];
+        double m = s / N, ss = 0;
+        for (int n = 0; n < N; n++) {
+            double d = in[(size_t)n * C + c] - m;
+            ss += d * d;
+        }
+        mean[c] = m;
+        if (var_biased)
+            var_biased[c] = ss / N;
+        if (var_unbiased)
+            var_unbiased[c] = N > 1 ? ss / (N - 1) : 0;
+    }
+}
+
+/* Training-mode batch norm of in (N,C): batch mean, biased variance, eps 1e-5. */
+static void ref_batchnorm_train(double *out, const double *in, const double *gamma,
+                                const double *beta, int N, int C)
+{
+    double *mean = dnew(C), *var = dnew(C);
+    ref_batch_stats(mean, var, NULL, in, N, C);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            out[(size_t)n * C + c] =
+                gamma[c] * (in[(size_t)n * C + c] - mean[c]) / sqrt(var[c] + BN_EPS) + beta[c];
+    free(mean);
+    free(var);
+}
+
+/* Eval-mode batch norm with given running statistics. */
+static void ref_batchnorm_eval(double *out, const double *in, const double *gamma,
+                               const double *beta, const double *rmean, const double *rvar, int N,
+                               int C)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            out[(size_t)n * C + c] =
+                gamma[c] * (in[(size_t)n * C + c] - rmean[c]) / sqrt(rvar[c] + BN_EPS) + beta[c];
+}
+
+static void ref_relu6(double *out, const double *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] < 0 ? 0 : in[i] > 6 ? 6 : in[i];
+}
+
+/* out (B,C) = mean over HW of in (B,HW,C). */
+static void ref_avgpool(double *out, const double *in, int B, int HW, int C)
+{
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int p = 0; p < HW; p++)
+                s += in[((size_t)b * HW + p) * C + c];
+            out[(size_t)b * C + c] = s / HW;
+        }
+}
+
+/* out (B,O) = in (B,I) @ w (I,O) + bias (O). */
+static void ref_linear(double *out, const double *in, const double *w, const double *bias, int B,
+                       int In, int Out)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < Out; o++) {
+            double acc = bias[o];
+            for (int i = 0; i < In; i++)
+                acc += in[(size_t)b * In + i] * w[(size_t)i * Out + o];
+            out[(size_t)b * Out + o] = acc;
+        }
+}
+
+/* Mean softmax cross-entropy over B rows of logits (B,K), target eps/K on every class plus
+ * 1-eps on the label. probs (B,K) may be NULL. */
+static double ref_xent(double *probs, const double *logits, const unsigned char *labels, int B,
+                       int K, double eps)
+{
+    double total = 0;
+    for (int b = 0; b < B; b++) {
+        const double *z = logits + (size_t)b * K;
+        double m = z[0];
+        for (int k = 1; k < K; k++)
+            if (z[k] > m)
+                m = z[k];
+        double s = 0;
+        for (int k = 0; k < K; k++)
+            s += exp(z[k] - m);
+        double lse = m + log(s);
+        for (int k = 0; k < K; k++) {
+            double target = eps / K + (k == labels[b] ? 1 - eps : 0);
+            total += target * (lse - z[k]);
+            if (probs)
+                probs[(size_t)b * K + k] = exp(z[k] - lse);
+        }
+    }
+    return total / B;
+}
+
+/* out (N,C) = in (N,C) * mask (C). */
+static void ref_channel_mask(double *out, const double *in, const double *mask, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            out[(size_t)n * C + c] = in[(size_t)n * C + c] * mask[c];
+}
+
+/* ---------- finite differences ---------- */
+
+enum ref_op { REF_CONV, REF_DEPTHWISE, REF_POINTWISE, REF_BATCHNORM, REF_RELU6, REF_AVGPOOL,
+              REF_LINEAR, REF_XENT, REF_CHANNEL_MASK };
+
+/* One problem for the finite-difference driver: the op's float64 inputs (in; w = weights,
+ * gamma or mask; b = beta or bias), sizes, and R. The objective is sum(out * R), or the loss
+ * itself for REF_XENT. */
+struct problem {
+    enum ref_op op;
+    int B, H, W, Ci, Co, k, stride; /* N = B for pointwise/bn/mask; HW = H for avgpool */
+    double *in, *w, *b, *R, *out;
+    size_t nout;
+    const unsigned char *labels;
+    double smoothing;
+};
+
+static double objective(struct problem *p)
+{
+    switch (p->op) {
+    case REF_CONV:
+        ref_conv(p->out, p->in, p->w, p->B, p->H, p->W, p->Ci, p->Co, p->k, p->stride);
+        break;
+    case REF_DEPTHWISE:
+        ref_depthwise(p->out, p->in, p->w, p->B, p->H, p->W, p->Ci, p->k, p->stride);
+        break;
+    case REF_POINTWISE:
+        ref_pointwise(p->out, p->in, p->w, p->B, p->Ci, p->Co);
+        break;
+    case REF_BATCHNORM:
+        ref_batchnorm_train(p->out, p->in, p->w, p->b, p->B, p->Ci);
+        break;
+    case REF_RELU6:
+        ref_relu6(p->out, p->in, p->nout);
+        break;
+    case REF_AVGPOOL:
+        ref_avgpool(p->out, p->in, p->B, p->H, p->Ci);
+        break;
+    case REF_LINEAR:
+        ref_linear(p->out, p->in, p->w, p->b, p->B, p->Ci, p->Co);
+        break;
+    case REF_XENT:
+        return ref_xent(NULL, p->in, p->labels, p->B, p->Co, p->smoothing);
+    case REF_CHANNEL_MASK:
+        ref_channel_mask(p->out, p->in, p->w, p->B, p->Ci);
+        break;
+    }
+    double s = 0;
+    for (size_t i = 0; i < p->nout; i++)
+        s += p->out[i] * p->R[i];
+    return s;
+}
+
+/* g[i] = (L(x + h e_i) - L(x - h e_i)) / 2h for every element of x, which is one of p's inputs. */
+static double *numeric_grad(struct problem *p, double *x, size_t n)
+{
+    double *g = dnew(n);
+    for (size_t i = 0; i < n; i++) {
+        double saved = x[i];
+        x[i] = saved + FD_STEP;
+        double lp = objective(p);
+        x[i] = saved - FD_STEP;
+        double lm = objective(p);
+        x[i] = saved;
+        g[i] = (lp - lm) / (2 * FD_STEP);
+    }
+    return g;
+}
+
+#define CHECK(call)        \
+    do {                   \
+        int ok_ = (call);  \
+        CU_ASSERT(ok_);    \
+    } while (0)
+
+/* ---------- shapes ---------- */
+
+struct conv_shape {
+    int B, H, W, Ci, Co, k, stride;
+};
+
+static const struct conv_shape CONV_FWD_SHAPES[] = {
+    {1, 7, 7, 3, 8, 3, 1}, {3, 7, 7, 3, 8, 3, 2}, {3, 5, 9, 4, 5, 1, 1}, {1, 9, 9, 2, 3, 5, 2},
+    {3, 8, 8, 4, 6, 3, 2}, {2, 5, 5, 3, 4, 5, 1}, {1, 7, 5, 16, 24, 1, 2}, {3, 28, 28, 1, 16, 3, 1},
+    {1, 1, 1, 3, 2, 3, 1}, {2, 14, 14, 16, 24, 3, 2},
+};
+
+static const struct conv_shape CONV_GRAD_SHAPES[] = {
+    {1, 5, 5, 2, 3, 3, 1}, {3, 5, 7, 2, 3, 3, 2}, {2, 5, 5, 3, 2, 1, 1}, {1, 7, 7, 2, 2, 5, 1},
+    {2, 5, 5, 2, 3, 1, 2}, {1, 6, 6, 3, 2, 3, 2}, {1, 5, 5, 2, 2, 5, 2},
+};
+
+/* For depthwise: Ci is C, Co unused. */
+static const struct conv_shape DW_FWD_SHAPES[] = {
+    {1, 7, 7, 5, 0, 3, 1}, {3, 7, 7, 5, 0, 3, 2}, {1, 5, 5, 8, 0, 5, 1}, {3, 9, 9, 3, 0, 5, 2},
+    {1, 9, 9, 4, 0, 7, 1}, {3, 7, 7, 6, 0, 7, 2}, {2, 5, 9, 16, 0, 7, 1}, {3, 8, 8, 17, 0, 3, 2},
+    {1, 14, 14, 24, 0, 5, 2}, {1, 3, 3, 2, 0, 7, 1},
+};
+
+static const struct conv_shape DW_GRAD_SHAPES[] = {
+    {1, 5, 5, 3, 0, 3, 1}, {3, 5, 5, 2, 0, 3, 2}, {1, 7, 7, 2, 0, 5, 1}, {2, 5, 7, 3, 0, 5, 2},
+    {1, 7, 7, 2, 0, 7, 1}, {3, 7, 7, 2, 0, 7, 2}, {1, 6, 6, 2, 0, 3, 2},
+};
+
+/* ---------- forward tests ---------- */
+
+TEST(conv_out_size_matches_padding_rule)
+{
+    for (int n = 1; n <= 30; n++)
+        for (int k = 1; k <= 7; k += 2)
+            for (int s = 1; s <= 2; s++)
+                EXPECT_EQ_INT(op_conv_out_size(n, k, s), ref_out_size(n, k, s));
+    EXPECT_EQ_INT(op_conv_out_size(7, 3, 2), 4);
+    EXPECT_EQ_INT(op_conv_out_size(28, 3, 2), 14);
+    EXPECT_EQ_INT(op_conv_out_size(5, 5, 1), 5);
+}
+
+TEST(conv_forward_matches_reference)
+{
+    rng_seed(101);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(CONV_FWD_SHAPES); t++) {
+        struct conv_shape s = CONV_FWD_SHAPES[t];
+        int Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
+        size_t nin = (size_t)s.B * s.H * s.W * s.Ci, nw = (size_t)s.k * s.k * s.Ci * s.Co;
+        size_t nout = (size_t)s.B * Ho * Wo * s.Co, ncol = (size_t)s.B * Ho * Wo * s.k * s.k * s.Ci;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *out = fnew(nout), *col = fnew(ncol);
+        ffill(out, nout, 1e30f);
+        op_conv_forward(out, col, in, w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        double *din = to_double(in, nin), *dw = to_double(w, nw), *ref = dnew(nout);
+        ref_conv(ref, din, dw, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        char what[128];
+        snprintf(what, sizeof what, "conv B%d H%d W%d Ci%d Co%d k%d s%d out", s.B, s.H, s.W, s.Ci,
+                 s.Co, s.k, s.stride);
+        CHECK(close_fwd(what, out, ref, nout));
+        free(in), free(w), free(out), free(col), free(din), free(dw), free(ref);
+    }
+}
+
+TEST(depthwise_forward_matches_reference)
+{
+    rng_seed(102);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(DW_FWD_SHAPES); t++) {
+        struct conv_shape s = DW_FWD_SHAPES[t];
+        int C = s.Ci, Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
+        size_t nin = (size_t)s.B * s.H * s.W * C, nw = (size_t)s.k * s.k * C;
+        size_t nout = (size_t)s.B * Ho * Wo * C;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *out = fnew(nout);
+        ffill(out, nout, 1e30f);
+        op_depthwise_forward(out, in, w, s.B, s.H, s.W, C, s.k, s.stride);
+        double *din = to_double(in, nin), *dw = to_double(w, nw), *ref = dnew(nout);
+        ref_depthwise(ref, din, dw, s.B, s.H, s.W, C, s.k, s.stride);
+        char what[128];
+        snprintf(what, sizeof what, "depthwise B%d H%d W%d C%d k%d s%d out", s.B, s.H, s.W, C, s.k,
+                 s.stride);
+        CHECK(close_fwd(what, out, ref, nout));
+        free(in), free(w), free(out), free(din), free(dw), free(ref);
+    }
+}
+
+TEST(pointwise_forward_matches_reference)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {1, 3, 5}, {49, 8, 16}, {147, 16, 24}, {75, 17, 3}, {2, 64, 128}};
+    rng_seed(103);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int N = shapes[t][0], Ci = shapes[t][1], Co = shapes[t][2];
+        size_t nin = (size_t)N * Ci, nw = (size_t)Ci * Co, nout = (size_t)N * Co;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *out = fnew(nout);
+        ffill(out, nout, 1e30f);
+        op_pointwise_forward(out, in, w, N, Ci, Co);
+        double *din = to_double(in, nin), *dw = to_double(w, nw), *ref = dnew(nout);
+        ref_pointwise(ref, din, dw, N, Ci, Co);
+        char what[96];
+        snprintf(what, sizeof what, "pointwise N%d Ci%d Co%d out", N, Ci, Co);
+        CHECK(close_fwd(what, out, ref, nout));
+        free(in), free(w), free(out), free(din), free(dw), free(ref);
+    }
+}
+
+TEST(batchnorm_forward_training_matches_reference)
+{
+    static const int shapes[][2] = {{2, 1}, {18, 4}, {49, 5}, {147, 24}, {3, 7}};
+    rng_seed(104);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int N = shapes[t][0], C = shapes[t][1];
+        size_t n = (size_t)N * C;
+        float *in = frand(n, -2, 3), *gamma = frand(C, 0.5, 1.5), *beta = frand(C, -1, 1);
+        float *out = fnew(n), *mean = fnew(C), *rstd = fnew(C);
+        float *rmean = frand(C, -1, 1), *rvar = frand(C, 0.5, 2);
+        op_batchnorm_forward(out, mean, rstd, in, gamma, beta, rmean, rvar, N, C, 1, 0.1f);
+        double *d_in = to_double(in, n), *d_g = to_double(gamma, C), *d_b = to_double(beta, C);
+        double *ref = dnew(n), *ref_mean = dnew(C), *var = dnew(C), *ref_rstd = dnew(C);
+        ref_batchnorm_train(ref, d_in, d_g, d_b, N, C);
+        ref_batch_stats(ref_mean, var, NULL, d_in, N, C);
+        for (int c = 0; c < C; c++)
+            ref_rstd[c] = 1 / sqrt(var[c] + BN_EPS);
+        char what[96];
+        snprintf(what, sizeof what, "batchnorm train N%d C%d out", N, C);
+        CHECK(close_fwd(what, out, ref, n));
+        snprintf(what, sizeof what, "batchnorm train N%d C%d saved mean", N, C);
+        CHECK(close_fwd(what, mean, ref_mean, C));
+        snprintf(what, sizeof what, "batchnorm train N%d C%d saved rstd = 1/sqrt(biased var + eps)", N, C);
+        CHECK(close_fwd(what, rstd, ref_rstd, C));
+        free(in), free(gamma), free(beta), free(out), free(mean), free(rstd), free(rmean), free(rvar);
+        free(d_in), free(d_g), free(d_b), free(ref), free(ref_mean), free(var), free(ref_rstd);
+    }
+}
+
+/* A channel whose values are all equal has variance 0: the output must be beta, finite. */
+TEST(batchnorm_constant_channel_is_finite)
+{
+    int N = 6, C = 2;
+    float in[12], gamma[2] = {1.5f, 0.7f}, beta[2] = {0.25f, -0.5f}, out[12], mean[2], rstd[2];
+    float rmean[2] = {0, 0}, rvar[2] = {1, 1};
+    for (int n = 0; n < N; n++) {
+        in[n * C] = 3.0f;
+        in[n * C + 1] = (float)n;
+    }
+    op_batchnorm_forward(out, mean, rstd, in, gamma, beta, rmean, rvar, N, C, 1, 0.1f);
+    for (int n = 0; n < N; n++) {
+        EXPECT_NEAR(out[n * C], beta[0], 1e-4);
+        CU_ASSERT(isfinite(out[n * C + 1]));
+    }
+    EXPECT_NEAR(rvar[0], 0.9, 1e-6); /* batch variance 0 */
+}
+
+TEST(batchnorm_running_stats_update)
+{
+    static const int shapes[][2] = {{2, 3}, {18, 4}, {147, 24}};
+    static const float momenta[] = {0.1f, 0.01f, 1.0f};
+    rng_seed(105);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int N = shapes[t][0], C = shapes[t][1];
+        float m = momenta[t];
+        size_t n = (size_t)N * C;
+        float *in = frand(n, -2, 3), *gamma = frand(C, 0.5, 1.5), *beta = frand(C, -1, 1);
+        float *out = fnew(n), *mean = fnew(C), *rstd = fnew(C);
+        float *rmean = frand(C, -1, 1), *rvar = frand(C, 0.5, 2);
+        double *old_mean = to_double(rmean, C), *old_var = to_double(rvar, C);
+        op_batchnorm_forward(out, mean, rstd, in, gamma, beta, rmean, rvar, N, C, 1, m);
+        double *d_in = to_double(in, n), *bmean = dnew(C), *uvar = dnew(C);
+        double *exp_mean = dnew(C), *exp_var = dnew(C);
+        ref_batch_stats(bmean, NULL, uvar, d_in, N, C);
+        for (int c = 0; c < C; c++) {
+            exp_mean[c] = (1 - (double)m) * old_mean[c] + m * bmean[c];
+            exp_var[c] = (1 - (double)m) * old_var[c] + m * uvar[c]; /* unbiased, N/(N-1) */
+        }
+        char what[128];
+        snprintf(what, sizeof what, "batchnorm N%d C%d momentum %g running_mean", N, C, m);
+        CHECK(close_fwd(what, rmean, exp_mean, C));
+        snprintf(what, sizeof what, "batchnorm N%d C%d momentum %g running_var (unbiased)", N, C, m);
+        CHECK(close_fwd(what, rvar, exp_var, C));
+        free(in), free(gamma), free(beta), free(out), free(mean), free(rstd), free(rmean), free(rvar);
+        free(old_mean), free(old_var), free(d_in), free(bmean), free(uvar), free(exp_mean), free(exp_var);
+    }
+}
+
+TEST(batchnorm_eval_uses_running_stats)
+{
+    rng_seed(106);
+    int N = 30, C = 7;
+    size_t n = (size_t)N * C;
+    float *in = frand(n, -2, 3), *gamma = frand(C, 0.5, 1.5), *beta = frand(C, -1, 1);
+    float *out = fnew(n), *mean = fnew(C), *rstd = fnew(C);
+    float *rmean = frand(C, -1, 1), *rvar = frand(C, 0.5, 2);
+    float *rmean0 = fcopy(rmean, C), *rvar0 = fcopy(rvar, C);
+    op_batchnorm_forward(out, mean, rstd, in, gamma, beta, rmean, rvar, N, C, 0, 0.1f);
+    double *d_in = to_double(in, n), *d_g = to_double(gamma, C), *d_b = to_double(beta, C);
+    double *d_rm = to_double(rmean0, C), *d_rv = to_double(rvar0, C), *ref = dnew(n);
+    ref_batchnorm_eval(ref, d_in, d_g, d_b, d_rm, d_rv, N, C);
+    CHECK(close_fwd("batchnorm eval N30 C7 out", out, ref, n));
+    /* eval leaves the running averages alone */
+    CU_ASSERT(memcmp(rmean, rmean0, C * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(rvar, rvar0, C * sizeof(float)) == 0);
+    /* eval may run in place */
+    float *inplace = fcopy(in, n);
+    op_batchnorm_forward(inplace, mean, rstd, inplace, gamma, beta, rmean, rvar, N, C, 0, 0.1f);
+    CHECK(close_fwd("batchnorm eval in place", inplace, ref, n));
+    free(in), free(gamma), free(beta), free(out), free(mean), free(rstd), free(rmean), free(rvar);
+    free(rmean0), free(rvar0), free(d_in), free(d_g), free(d_b), free(d_rm), free(d_rv), free(ref);
+    free(inplace);
+}
+
+TEST(relu6_forward_matches_reference)
+{
+    rng_seed(107);
+    size_t n = 1001;
+    float *in = frand(n, -3, 9), *out = fnew(n);
+    in[0] = 0, in[1] = 6, in[2] = -0.0f, in[3] = 5.999f, in[4] = 1e-7f, in[5] = 100;
+    op_relu6_forward(out, in, n);
+    double *d_in = to_double(in, n), *ref = dnew(n);
+    ref_relu6(ref, d_in, n);
+    CHECK(close_fwd("relu6 out", out, ref, n));
+    float *inplace = fcopy(in, n);
+    op_relu6_forward(inplace, inplace, n);
+    CHECK(close_fwd("relu6 in place", inplace, ref, n));
+    free(in), free(out), free(d_in), free(ref), free(inplace);
+}
+
+TEST(add_forward_and_aliasing)
+{
+    rng_seed(108);
+    size_t n = 333;
+    float *a = frand(n, -1, 1), *b = frand(n, -1, 1), *out = fnew(n);
+    double *ref = dnew(n);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = (double)a[i] + b[i];
+    op_add_forward(out, a, b, n);
+    CHECK(close_fwd("add out", out, ref, n));
+    float *a2 = fcopy(a, n), *b2 = fcopy(b, n);
+    op_add_forward(a2, a2, b, n);
+    CHECK(close_fwd("add out aliasing a", a2, ref, n));
+    op_add_forward(b2, a, b2, n);
+    CHECK(close_fwd("add out aliasing b", b2, ref, n));
+    free(a), free(b), free(out), free(ref), free(a2), free(b2);
+}
+
+TEST(avgpool_forward_matches_reference)
+{
+    static const int shapes[][3] = {{1, 1, 3}, {3, 49, 8}, {2, 25, 128}, {1, 9, 1}};
+    rng_seed(109);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int B = shapes[t][0], HW = shapes[t][1], C = shapes[t][2];
+        size_t nin = (size_t)B * HW * C, nout = (size_t)B * C;
+        float *in = frand(nin, -1, 3), *out = fnew(nout);
+        op_avgpool_forward(out, in, B, HW, C);
+        double *d_in = to_double(in, nin), *ref = dnew(nout);
+        ref_avgpool(ref, d_in, B, HW, C);
+        char what[96];
+        snprintf(what, sizeof what, "avgpool B%d HW%d C%d out", B, HW, C);
+        CHECK(close_fwd(what, out, ref, nout));
+        free(in), free(out), free(d_in), free(ref);
+    }
+}
+
+TEST(linear_forward_matches_reference)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {3, 128, 10}, {1, 7, 5}, {5, 64, 33}};
+    rng_seed(110);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int B = shapes[t][0], In = shapes[t][1], Out = shapes[t][2];
+        size_t nin = (size_t)B * In, nw = (size_t)In * Out, nout = (size_t)B * Out;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *bias = frand(Out, -1, 1);
+        float *out = fnew(nout);
+        ffill(out, nout, 1e30f);
+        op_linear_forward(out, in, w, bias, B, In, Out);
+        double *d_in = to_double(in, nin), *d_w = to_double(w, nw), *d_b = to_double(bias, Out);
+        double *ref = dnew(nout);
+        ref_linear(ref, d_in, d_w, d_b, B, In, Out);
+        char what[96];
+        snprintf(what, sizeof what, "linear B%d In%d Out%d out", B, In, Out);
+        CHECK(close_fwd(what, out, ref, nout));
+        free(in), free(w), free(bias), free(out), free(d_in), free(d_w), free(d_b), free(ref);
+    }
+}
+
+TEST(softmax_xent_forward_loss_probs_correct)
+{
+    static const float smoothings[] = {0.0f, 0.1f, 0.3f};
+    rng_seed(111);
+    int B = 7, K = 10;
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(smoothings); t++) {
+        float eps = smoothings[t];
+        size_t n = (size_t)B * K;
+        float *logits = frand(n, -3, 3), *probs = fnew(n);
+        unsigned char labels[7];
+        int expect_correct = 0;
+        for (int b = 0; b < B; b++) {
+            int am = 0;
+            for (int k = 1; k < K; k++)
+                if (logits[b * K + k] > logits[b * K + am])
+                    am = k;
+            /* rows 0, 2, 4, 6 are labelled with their argmax, the others with a different class */
+            labels[b] = (unsigned char)(b % 2 == 0 ? am : (am + 1 + b) % K);
+            expect_correct += labels[b] == am;
+        }
+        int correct = -1;
+        float loss = op_softmax_xent_forward(probs, &correct, logits, labels, B, K, eps);
+        double *d_logits = to_double(logits, n), *ref_probs = dnew(n);
+        double ref_loss = ref_xent(ref_probs, d_logits, labels, B, K, eps);
+        EXPECT_NEAR(loss, ref_loss, FWD_RTOL * (1 + fabs(ref_loss)));
+        CHECK(close_fwd("softmax probs", probs, ref_probs, n));
+        EXPECT_EQ_INT(correct, expect_correct);
+        EXPECT_EQ_INT(expect_correct, 4);
+        /* correct may be NULL */
+        float loss2 = op_softmax_xent_forward(probs, NULL, logits, labels, B, K, eps);
+        EXPECT_NEAR(loss2, ref_loss, FWD_RTOL * (1 + fabs(ref_loss)));
+        free(logits), free(probs), free(d_logits), free(ref_probs);
+    }
+}
+
+/* Large logits must not overflow exp(): the max is subtracted first. */
+TEST(softmax_xent_forward_large_logits_stable)
+{
+    int B = 2, K = 4;
+    float logits[8] = {1000, 999, 998, -1000, -500, -501, -499, -1000};
+    unsigned char labels[2] = {0, 3};
+    float probs[8];
+    int correct = -1;
+    float loss = op_softmax_xent_forward(probs, &correct, logits, labels, B, K, 0.1f);
+    double d_logits[8], ref_probs[8];
+    for (int i = 0; i < 8; i++)
+        d_logits[i] = logits[i];
+    double ref_loss = ref_xent(ref_probs, d_logits, labels, B, K, 0.1);
+    CU_ASSERT(isfinite(loss));
+    EXPECT_NEAR(loss, ref_loss, FWD_RTOL * (1 + fabs(ref_loss)));
+    CHECK(close_fwd("softmax probs, large logits", probs, ref_probs, 8));
+    EXPECT_EQ_INT(correct, 1);
+}
+
+TEST(channel_mask_forward_and_aliasing)
+{
+    rng_seed(112);
+    int N = 21, C = 6;
+    size_t n = (size_t)N * C;
+    float *in = frand(n, -2, 2), *out = fnew(n);
+    float mask[6] = {1, 0, 1, 1, 0, 0.25f};
+    op_channel_mask_forward(out, in, mask, N, C);
+    double *d_in = to_double(in, n), *d_mask = to_double(mask, C), *ref = dnew(n);
+    ref_channel_mask(ref, d_in, d_mask, N, C);
+    CHECK(close_fwd("channel mask out", out, ref, n));
+    float *inplace = fcopy(in, n);
+    op_channel_mask_forward(inplace, inplace, mask, N, C);
+    CHECK(close_fwd("channel mask in place", inplace, ref, n));
+    free(in), free(out), free(d_in), free(d_mask), free(ref), free(inplace);
+}
+
+/* ---------- gradient tests ---------- */
+
+TEST(conv_backward_matches_finite_differences)
+{
+    rng_seed(201);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(CONV_GRAD_SHAPES); t++) {
+        struct conv_shape s = CONV_GRAD_SHAPES[t];
+        int Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
+        size_t nin = (size_t)s.B * s.H * s.W * s.Ci, nw = (size_t)s.k * s.k * s.Ci * s.Co;
+        size_t nout = (size_t)s.B * Ho * Wo * s.Co, ncol = (size_t)s.B * Ho * Wo * s.k * s.k * s.Ci;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *out = fnew(nout), *col = fnew(ncol), *dcol = fnew(ncol);
+        float *din = fnew(nin), *dw = fnew(nw);
+        ffill(din, nin, 123.0f); /* din is overwritten, not accumulated */
+        op_conv_forward(out, col, in, w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        op_conv_backward(din, dw, dcol, R, col, w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        struct problem p = {.op = REF_CONV, .B = s.B, .H = s.H, .W = s.W, .Ci = s.Ci, .Co = s.Co,
+                            .k = s.k, .stride = s.stride, .in = to_double(in, nin),
+                            .w = to_double(w, nw), .R = to_double(R, nout), .out = dnew(nout),
+                            .nout = nout};
+        double *g_in = numeric_grad(&p, p.in, nin), *g_w = numeric_grad(&p, p.w, nw);
+        char what[128];
+        snprintf(what, sizeof what, "conv B%d H%d W%d Ci%d Co%d k%d s%d din", s.B, s.H, s.W, s.Ci,
+                 s.Co, s.k, s.stride);
+        CHECK(close_grad(what, din, g_in, nin));
+        snprintf(what, sizeof what, "conv B%d H%d W%d Ci%d Co%d k%d s%d dw", s.B, s.H, s.W, s.Ci,
+                 s.Co, s.k, s.stride);
+        CHECK(close_grad(what, dw, g_w, nw));
+        free(in), free(w), free(R), free(out), free(col), free(dcol), free(din), free(dw);
+        free(p.in), free(p.w), free(p.R), free(p.out), free(g_in), free(g_w);
+    }
+}
+
+TEST(depthwise_backward_matches_finite_differences)
+{
+    rng_seed(202);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(DW_GRAD_SHAPES); t++) {
+        struct conv_shape s = DW_GRAD_SHAPES[t];
+        int C = s.Ci, Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
+        size_t nin = (size_t)s.B * s.H * s.W * C, nw = (size_t)s.k * s.k * C;
+        size_t nout = (size_t)s.B * Ho * Wo * C;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *out = fnew(nout), *din = fnew(nin), *dw = fnew(nw);
+        ffill(din, nin, 123.0f);
+        op_depthwise_forward(out, in, w, s.B, s.H, s.W, C, s.k, s.stride);
+        op_depthwise_backward(din, dw, R, in, w, s.B, s.H, s.W, C, s.k, s.stride);
+        struct problem p = {.op = REF_DEPTHWISE, .B = s.B, .H = s.H, .W = s.W, .Ci = C, .k = s.k,
+                            .stride = s.stride, .in = to_double(in, nin), .w = to_double(w, nw),
+                            .R = to_double(R, nout), .out = dnew(nout), .nout = nout};
+        double *g_in = numeric_grad(&p, p.in, nin), *g_w = numeric_grad(&p, p.w, nw);
+        char what[128];
+        snprintf(what, sizeof what, "depthwise B%d H%d W%d C%d k%d s%d din", s.B, s.H, s.W, C, s.k,
+                 s.stride);
+        CHECK(close_grad(what, din, g_in, nin));
+        snprintf(what, sizeof what, "depthwise B%d H%d W%d C%d k%d s%d dw", s.B, s.H, s.W, C, s.k,
+                 s.stride);
+        CHECK(close_grad(what, dw, g_w, nw));
+        free(in), free(w), free(R), free(out), free(din), free(dw);
+        free(p.in), free(p.w), free(p.R), free(p.out), free(g_in), free(g_w);
+    }
+}
+
+TEST(pointwise_backward_matches_finite_differences)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {6, 3, 5}, {25, 8, 4}, {9, 5, 16}};
+    rng_seed(203);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int N = shapes[t][0], Ci = shapes[t][1], Co = shapes[t][2];
+        size_t nin = (size_t)N * Ci, nw = (size_t)Ci * Co, nout = (size_t)N * Co;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *din = fnew(nin), *dw = fnew(nw);
+        ffill(din, nin, 123.0f);
+        op_pointwise_backward(din, dw, R, in, w, N, Ci, Co);
+        struct problem p = {.op = REF_POINTWISE, .B = N, .Ci = Ci, .Co = Co,
+                            .in = to_double(in, nin), .w = to_double(w, nw),
+                            .R = to_double(R, nout), .out = dnew(nout), .nout = nout};
+        double *g_in = numeric_grad(&p, p.in, nin), *g_w = numeric_grad(&p, p.w, nw);
+        char what[96];
+        snprintf(what, sizeof what, "pointwise N%d Ci%d Co%d din", N, Ci, Co);
+        CHECK(close_grad(what, din, g_in, nin));
+        snprintf(what, sizeof what, "pointwise N%d Ci%d Co%d dw", N, Ci, Co);
+        CHECK(close_grad(what, dw, g_w, nw));
+        free(in), free(w), free(R), free(din), free(dw);
+        free(p.in), free(p.w), free(p.R), free(p.out), free(g_in), free(g_w);
+    }
+}
+
+TEST(batchnorm_backward_matches_finite_differences)
+{
+    static const int shapes[][2] = {{2, 3}, {5, 2}, {18, 4}, {27, 3}};
+    rng_seed(204);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int N = shapes[t][0], C = shapes[t][1];
+        size_t n = (size_t)N * C;
+        float *in = frand(n, -2, 3), *gamma = frand(C, 0.5, 1.5), *beta = frand(C, -1, 1);
+        float *R = frand(n, -1, 1), *out = fnew(n), *mean = fnew(C), *rstd = fnew(C);
+        float *rmean = fnew(C), *rvar = fnew(C);
+        ffill(rvar, C, 1);
+        float *din = fnew(n), *dgamma = fnew(C), *dbeta = fnew(C);
+        ffill(din, n, 123.0f);
+        op_batchnorm_forward(out, mean, rstd, in, gamma, beta, rmean, rvar, N, C, 1, 0.1f);
+        op_batchnorm_backward(din, dgamma, dbeta, R, in, mean, rstd, gamma, N, C);
+        struct problem p = {.op = REF_BATCHNORM, .B = N, .Ci = C, .in = to_double(in, n),
+                            .w = to_double(gamma, C), .b = to_double(beta, C),
+                            .R = to_double(R, n), .out = dnew(n), .nout = n};
+        double *g_in = numeric_grad(&p, p.in, n), *g_g = numeric_grad(&p, p.w, C);
+        double *g_b = numeric_grad(&p, p.b, C);
+        char what[96];
+        snprintf(what, sizeof what, "batchnorm N%d C%d din", N, C);
+        CHECK(close_grad(what, din, g_in, n));
+        snprintf(what, sizeof what, "batchnorm N%d C%d dgamma", N, C);
+        CHECK(close_grad(what, dgamma, g_g, C));
+        snprintf(what, sizeof what, "batchnorm N%d C%d dbeta", N, C);
+        CHECK(close_grad(what, dbeta, g_b, C));
+        /* din may alias dout */
+        float *alias = fcopy(R, n), *dgamma2 = fnew(C), *dbeta2 = fnew(C);
+        op_batchnorm_backward(alias, dgamma2, dbeta2, alias, in, mean, rstd, gamma, N, C);
+        snprintf(what, sizeof what, "batchnorm N%d C%d din aliasing dout", N, C);
+        CHECK(close_same(what, alias, din, n, SAME_RTOL));
+        snprintf(what, sizeof what, "batchnorm N%d C%d dgamma with din aliasing dout", N, C);
+        CHECK(close_same(what, dgamma2, dgamma, C, SAME_RTOL));
+        snprintf(what, sizeof what, "batchnorm N%d C%d dbeta with din aliasing dout", N, C);
+        CHECK(close_same(what, dbeta2, dbeta, C, SAME_RTOL));
+        free(in), free(gamma), free(beta), free(R), free(out), free(mean), free(rstd), free(rmean);
+        free(rvar), free(din), free(dgamma), free(dbeta), free(alias), free(dgamma2), free(dbeta2);
+        free(p.in), free(p.w), free(p.b), free(p.R), free(p.out), free(g_in), free(g_g), free(g_b);
+    }
+}
+
+/* Inputs kept at least 0.01 away from the kinks at 0 and 6, so the finite difference with
+ * h = 1e-4 never straddles one. */
+static void fill_away_from_relu6_kinks(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        do
+            v = (float)rng_uniform(-2, 8);
+        while (fabsf(v) < 0.01f || fabsf(v - 6) < 0.01f);
+        x[i] = v;
+    }
+}
+
+TEST(relu6_backward_matches_finite_differences)
+{
+    rng_seed(205);
+    size_t n = 300;
+    float *in = fnew(n), *out = fnew(n), *R = frand(n, -1, 1), *din = fnew(n);
+    fill_away_from_relu6_kinks(in, n);
+    ffill(din, n, 123.0f);
+    op_relu6_forward(out, in, n);
+    op_relu6_backward(din, R, out, n);
+    struct problem p = {.op = REF_RELU6, .in = to_double(in, n), .R = to_double(R, n),
+                        .out = dnew(n), .nout = n};
+    double *g_in = numeric_grad(&p, p.in, n);
+    CHECK(close_grad("relu6 n300 din", din, g_in, n));
+    free(in), free(out), free(R), free(din), free(p.in), free(p.R), free(p.out), free(g_in);
+}
+
+/* The backward takes the forward OUTPUT, so the forward may run in place and the backward may
+ * then overwrite dout: in -> relu6 in place -> backward with din == dout. Values exactly at 0
+ * and 6 (and beyond) get gradient 0, since the rule is 0 < out < 6. */
+TEST(relu6_backward_in_place_uses_output)
+{
+    rng_seed(206);
+    size_t n = 257;
+    float *x = fnew(n), *g = frand(n, -1, 1);
+    fill_away_from_relu6_kinks(x, n);
+    x[0] = 0, x[1] = 6, x[2] = -1, x[3] = 7, x[4] = 3, x[5] = 1e-3f, x[6] = 5.99f;
+    double *expect = dnew(n);
+    for (size_t i = 0; i < n; i++)
+        expect[i] = (x[i] > 0 && x[i] < 6) ? g[i] : 0.0;
+    op_relu6_forward(x, x, n);  /* x now holds the output */
+    op_relu6_backward(g, g, x, n);
+    CHECK(close_fwd("relu6 din with out aliasing in and din aliasing dout", g, expect, n));
+    EXPECT_NEAR(g[0], 0, 0);
+    EXPECT_NEAR(g[1], 0, 0);
+    EXPECT_NEAR(g[2], 0, 0);
+    EXPECT_NEAR(g[3], 0, 0);
+    free(x), free(g), free(expect);
+}
+
+TEST(avgpool_backward_matches_finite_differences)
+{
+    static const int shapes[][3] = {{1, 1, 3}, {3, 9, 4}, {2, 25, 5}};
+    rng_seed(207);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int B = shapes[t][0], HW = shapes[t][1], C = shapes[t][2];
+        size_t nin = (size_t)B * HW * C, nout = (size_t)B * C;
+        float *in = frand(nin, -1, 1), *R = frand(nout, -1, 1), *din = fnew(nin);
+        ffill(din, nin, 123.0f);
+        op_avgpool_backward(din, R, B, HW, C);
+        struct problem p = {.op = REF_AVGPOOL, .B = B, .H = HW, .Ci = C, .in = to_double(in, nin),
+                            .R = to_double(R, nout), .out = dnew(nout), .nout = nout};
+        double *g_in = numeric_grad(&p, p.in, nin);
+        char what[96];
+        snprintf(what, sizeof what, "avgpool B%d HW%d C%d din", B, HW, C);
+        CHECK(close_grad(what, din, g_in, nin));
+        free(in), free(R), free(din), free(p.in), free(p.R), free(p.out), free(g_in);
+    }
+}
+
+TEST(linear_backward_matches_finite_differences)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {3, 16, 10}, {4, 7, 5}};
+    rng_seed(208);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
+        int B = shapes[t][0], In = shapes[t][1], Out = shapes[t][2];
+        size_t nin = (size_t)B * In, nw = (size_t)In * Out, nout = (size_t)B * Out;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *bias = frand(Out, -1, 1);
+        float *R = frand(nout, -1, 1), *din = fnew(nin), *dw = fnew(nw), *dbias = fnew(Out);
+        ffill(din, nin, 123.0f);
+        op_linear_backward(din, dw, dbias, R, in, w, B, In, Out);
+        struct problem p = {.op = REF_LINEAR, .B = B, .Ci = In, .Co = Out,
+                            .in = to_double(in, nin), .w = to_double(w, nw),
+                            .b = to_double(bias, Out), .R = to_double(R, nout), .out = dnew(nout),
+                            .nout = nout};
+        double *g_in = numeric_grad(&p, p.in, nin), *g_w = numeric_grad(&p, p.w, nw);
+        double *g_b = numeric_grad(&p, p.b, Out);
+        char what[96];
+        snprintf(what, sizeof what, "linear B%d In%d Out%d din", B, In, Out);
+        CHECK(close_grad(what, din, g_in, nin));
+        snprintf(what, sizeof what, "linear B%d In%d Out%d dw", B, In, Out);
+        CHECK(close_grad(what, dw, g_w, nw));
+        snprintf(what, sizeof what, "linear B%d In%d Out%d dbias", B, In, Out);
+        CHECK(close_grad(what, dbias, g_b, Out));
+        free(in), free(w), free(bias), free(R), free(din), free(dw), free(dbias);
+        free(p.in), free(p.w), free(p.b), free(p.R), free(p.out), free(g_in), free(g_w), free(g_b);
+    }
+}
+
+/* Objective here is the mean loss itself. B = 2 keeps the gradients (~1/B) large against the
+ * absolute floor of the tolerance, and smoothing 0.3 makes the eps/K term (0.03/B per class)
+ * well above it. */
+static void check_xent_backward(float eps, int B, int K, uint64_t seed)
+{
+    rng_seed(seed);
+    size_t n = (size_t)B * K;
+    float *logits = frand(n, -3, 3), *probs = fnew(n), *dlogits = fnew(n);
+    unsigned char labels[16];
+    for (int b = 0; b < B; b++)
+        labels[b] = (unsigned char)((b * 7 + 3) % K);
+    ffill(dlogits, n, 123.0f);
+    op_softmax_xent_forward(probs, NULL, logits, labels, B, K, eps);
+    op_softmax_xent_backward(dlogits, probs, labels, B, K, eps);
+    struct problem p = {.op = REF_XENT, .B = B, .Co = K, .in = to_double(logits, n),
+                        .labels = labels, .smoothing = eps};
+    double *g = numeric_grad(&p, p.in, n);
+    char what[96];
+    snprintf(what, sizeof what, "softmax xent B%d K%d smoothing %g dlogits", B, K, eps);
+    CHECK(close_grad(what, dlogits, g, n));
+    /* rows of dlogits sum to zero */
+    for (int b = 0; b < B; b++) {
+        double s = 0;
+        for (int k = 0; k < K; k++)
+            s += dlogits[b * K + k];
+        EXPECT_NEAR(s, 0, 1e-6);
+    }
+    /* dlogits may alias probs */
+    op_softmax_xent_backward(probs, probs, labels, B, K, eps);
+    snprintf(what, sizeof what, "softmax xent B%d K%d smoothing %g dlogits aliasing probs", B, K, eps);
+    CHECK(close_same(what, probs, dlogits, n, SAME_RTOL));
+    /* A tighter check than the generic one, scaled to the gradient size (~1/B): catches a
+     * wrong smoothing target on the label class. */
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(dlogits[i] - g[i]) > 1e-4)
+            bad++;
+    EXPECT_EQ_INT(bad, 0);
+    free(logits), free(probs), free(dlogits), free(p.in), free(g);
+}
+
+TEST(softmax_xent_backward_no_smoothing)
+{
+    check_xent_backward(0.0f, 2, 5, 209);
+    check_xent_backward(0.0f, 3, 10, 210);
+}
+
+TEST(softmax_xent_backward_label_smoothing)
+{
+    check_xent_backward(0.3f, 2, 5, 211);
+    check_xent_backward(0.1f, 3, 10, 212);
+}
+
+TEST(channel_mask_backward_matches_finite_differences)
+{
+    rng_seed(213);
+    int N = 15, C = 5;
+    size_t n = (size_t)N * C;
+    float *in = frand(n, -2, 2), *R = frand(n, -1, 1), *din = fnew(n), *dmask = fnew(C);
+    float mask[5] = {1, 0, 1, 0.5f, 0};
+    ffill(din, n, 123.0f);
+    op_channel_mask_backward(din, dmask, R, in, mask, N, C);
+    struct problem p = {.op = REF_CHANNEL_MASK, .B = N, .Ci = C, .in = to_double(in, n),
+                        .w = to_double(mask, C), .R = to_double(R, n), .out = dnew(n), .nout = n};
+    double *g_in = numeric_grad(&p, p.in, n), *g_m = numeric_grad(&p, p.w, C);
+    CHECK(close_grad("channel mask N15 C5 din", din, g_in, n));
+    CHECK(close_grad("channel mask N15 C5 dmask", dmask, g_m, C));
+    /* dmask may be NULL; din may alias dout */
+    float *alias = fcopy(R, n);
+    op_channel_mask_backward(alias, NULL, alias, in, mask, N, C);
+    CHECK(close_same("channel mask din, dmask NULL, din aliasing dout", alias, din, n, SAME_RTOL));
+    free(in), free(R), free(din), free(dmask), free(alias);
+    free(p.in), free(p.w), free(p.R), free(p.out), free(g_in), free(g_m);
+}
+
+/* ---------- conventions: accumulation and NULL din ---------- */
+
+/* Checks that g2 == 2 * g1 and that g_pre == pre + g1 (accumulation, not overwrite). */
+static void check_accumulated(const char *what, const float *g1, const float *g2,
+                              const float *pre, const float *g_pre, size_t n)
+{
+    float *twice = fnew(n), *sum = fnew(n);
+    for (size_t i = 0; i < n; i++) {
+        twice[i] = 2 * g1[i];
+        sum[i] = pre[i] + g1[i];
+    }
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s after two calls (expect 2x)", what);
+    CHECK(close_same(buf, g2, twice, n, SAME_RTOL));
+    snprintf(buf, sizeof buf, "%s on non-zero start (expect start + g)", what);
+    CHECK(close_same(buf, g_pre, sum, n, SAME_RTOL));
+    free(twice), free(sum);
+}
+
+TEST(backward_accumulates_parameter_gradients)
+{
+    rng_seed(301);
+    { /* conv */
+        int B = 2, H = 6, W = 5, Ci = 3, Co = 4, k = 3, s = 2;
+        int Ho = ref_out_size(H, k, s), Wo = ref_out_size(W, k, s);
+        size_t nin = (size_t)B * H * W * Ci, nw = (size_t)k * k * Ci * Co;
+        size_t nout = (size_t)B * Ho * Wo * Co, ncol = (size_t)B * Ho * Wo * k * k * Ci;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *out = fnew(nout), *col = fnew(ncol), *dcol = fnew(ncol), *din = fnew(nin);
+        float *g1 = fnew(nw), *g2 = fnew(nw), *pre = frand(nw, -1, 1), *gp = fcopy(pre, nw);
+        op_conv_forward(out, col, in, w, B, H, W, Ci, Co, k, s);
+        op_conv_backward(din, g1, dcol, R, col, w, B, H, W, Ci, Co, k, s);
+        op_conv_backward(din, g2, dcol, R, col, w, B, H, W, Ci, Co, k, s);
+        op_conv_backward(din, g2, dcol, R, col, w, B, H, W, Ci, Co, k, s);
+        op_conv_backward(din, gp, dcol, R, col, w, B, H, W, Ci, Co, k, s);
+        check_accumulated("conv dw", g1, g2, pre, gp, nw);
+        free(in), free(w), free(R), free(out), free(col), free(dcol), free(din), free(g1);
+        free(g2), free(pre), free(gp);
+    }
+    { /* depthwise */
+        int B = 2, H = 7, W = 7, C = 5, k = 5, s = 1;
+        size_t nin = (size_t)B * H * W * C, nw = (size_t)k * k * C, nout = nin;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *din = fnew(nin), *g1 = fnew(nw), *g2 = fnew(nw), *pre = frand(nw, -1, 1);
+        float *gp = fcopy(pre, nw);
+        op_depthwise_backward(din, g1, R, in, w, B, H, W, C, k, s);
+        op_depthwise_backward(din, g2, R, in, w, B, H, W, C, k, s);
+        op_depthwise_backward(din, g2, R, in, w, B, H, W, C, k, s);
+        op_depthwise_backward(din, gp, R, in, w, B, H, W, C, k, s);
+        check_accumulated("depthwise dw", g1, g2, pre, gp, nw);
+        free(in), free(w), free(R), free(din), free(g1), free(g2), free(pre), free(gp);
+    }
+    { /* pointwise */
+        int N = 20, Ci = 6, Co = 7;
+        size_t nin = (size_t)N * Ci, nw = (size_t)Ci * Co, nout = (size_t)N * Co;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *din = fnew(nin), *g1 = fnew(nw), *g2 = fnew(nw), *pre = frand(nw, -1, 1);
+        float *gp = fcopy(pre, nw);
+        op_pointwise_backward(din, g1, R, in, w, N, Ci, Co);
+        op_pointwise_backward(din, g2, R, in, w, N, Ci, Co);
+        op_pointwise_backward(din, g2, R, in, w, N, Ci, Co);
+        op_pointwise_backward(din, gp, R, in, w, N, Ci, Co);
+        check_accumulated("pointwise dw", g1, g2, pre, gp, nw);
+        free(in), free(w), free(R), free(din), free(g1), free(g2), free(pre), free(gp);
+    }
+    { /* batch norm */
+        int N = 12, C = 4;
+        size_t n = (size_t)N * C;
+        float *in = frand(n, -2, 3), *gamma = frand(C, 0.5, 1.5), *beta = frand(C, -1, 1);
+        float *R = frand(n, -1, 1), *out = fnew(n), *mean = fnew(C), *rstd = fnew(C);
+        float *rmean = fnew(C), *rvar = fnew(C), *din = fnew(n);
+        float *gg1 = fnew(C), *gg2 = fnew(C), *ggp_pre = frand(C, -1, 1), *ggp = fcopy(ggp_pre, C);
+        float *gb1 = fnew(C), *gb2 = fnew(C), *gbp_pre = frand(C, -1, 1), *gbp = fcopy(gbp_pre, C);
+        op_batchnorm_forward(out, mean, rstd, in, gamma, beta, rmean, rvar, N, C, 1, 0.1f);
+        op_batchnorm_backward(din, gg1, gb1, R, in, mean, rstd, gamma, N, C);
+        op_batchnorm_backward(din, gg2, gb2, R, in, mean, rstd, gamma, N, C);
+        op_batchnorm_backward(din, gg2, gb2, R, in, mean, rstd, gamma, N, C);
+        op_batchnorm_backward(din, ggp, gbp, R, in, mean, rstd, gamma, N, C);
+        check_accumulated("batchnorm dgamma", gg1, gg2, ggp_pre, ggp, C);
+        check_accumulated("batchnorm dbeta", gb1, gb2, gbp_pre, gbp, C);
+        free(in), free(gamma), free(beta), free(R), free(out), free(mean), free(rstd), free(rmean);
+        free(rvar), free(din), free(gg1), free(gg2), free(ggp_pre), free(ggp), free(gb1), free(gb2);
+        free(gbp_pre), free(gbp);
+    }
+    { /* linear */
+        int B = 3, In = 8, Out = 5;
+        size_t nin = (size_t)B * In, nw = (size_t)In * Out, nout = (size_t)B * Out;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *din = fnew(nin), *gw1 = fnew(nw), *gw2 = fnew(nw), *gwp_pre = frand(nw, -1, 1);
+        float *gwp = fcopy(gwp_pre, nw), *gb1 = fnew(Out), *gb2 = fnew(Out);
+        float *gbp_pre = frand(Out, -1, 1), *gbp = fcopy(gbp_pre, Out);
+        op_linear_backward(din, gw1, gb1, R, in, w, B, In, Out);
+        op_linear_backward(din, gw2, gb2, R, in, w, B, In, Out);
+        op_linear_backward(din, gw2, gb2, R, in, w, B, In, Out);
+        op_linear_backward(din, gwp, gbp, R, in, w, B, In, Out);
+        check_accumulated("linear dw", gw1, gw2, gwp_pre, gwp, nw);
+        check_accumulated("linear dbias", gb1, gb2, gbp_pre, gbp, Out);
+        free(in), free(w), free(R), free(din), free(gw1), free(gw2), free(gwp_pre), free(gwp);
+        free(gb1), free(gb2), free(gbp_pre), free(gbp);
+    }
+    { /* channel mask */
+        int N = 10, C = 4;
+        size_t n = (size_t)N * C;
+        float *in = frand(n, -1, 1), *R = frand(n, -1, 1), *din = fnew(n);
+        float mask[4] = {1, 0, 1, 1};
+        float *g1 = fnew(C), *g2 = fnew(C), *pre = frand(C, -1, 1), *gp = fcopy(pre, C);
+        op_channel_mask_backward(din, g1, R, in, mask, N, C);
+        op_channel_mask_backward(din, g2, R, in, mask, N, C);
+        op_channel_mask_backward(din, g2, R, in, mask, N, C);
+        op_channel_mask_backward(din, gp, R, in, mask, N, C);
+        check_accumulated("channel mask dmask", g1, g2, pre, gp, C);
+        free(in), free(R), free(din), free(g1), free(g2), free(pre), free(gp);
+    }
+}
+
+/* Input gradients are overwritten: calling backward twice gives the same din. */
+TEST(backward_overwrites_input_gradients)
+{
+    rng_seed(302);
+    int B = 2, H = 5, W = 5, C = 3, Co = 4, k = 3, s = 1;
+    size_t nin = (size_t)B * H * W * C, nout_c = (size_t)B * H * W * Co, nw = (size_t)k * k * C * Co;
+    size_t ncol = (size_t)B * H * W * k * k * C;
+    float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout_c, -1, 1);
+    float *out = fnew(nout_c), *col = fnew(ncol), *dcol = fnew(ncol), *dw = fnew(nw);
+    float *d1 = fnew(nin), *d2 = fnew(nin);
+    op_conv_forward(out, col, in, w, B, H, W, C, Co, k, s);
+    op_conv_backward(d1, dw, dcol, R, col, w, B, H, W, C, Co, k, s);
+    op_conv_backward(d2, dw, dcol, R, col, w, B, H, W, C, Co, k, s);
+    op_conv_backward(d2, dw, dcol, R, col, w, B, H, W, C, Co, k, s);
+    CHECK(close_same("conv din after two calls", d2, d1, nin, SAME_RTOL));
+
+    float *wd = frand((size_t)k * k * C, -1, 1), *Rd = frand(nin, -1, 1), *dwd = fnew((size_t)k * k * C);
+    op_depthwise_backward(d1, dwd, Rd, in, wd, B, H, W, C, k, s);
+    op_depthwise_backward(d2, dwd, Rd, in, wd, B, H, W, C, k, s);
+    op_depthwise_backward(d2, dwd, Rd, in, wd, B, H, W, C, k, s);
+    CHECK(close_same("depthwise din after two calls", d2, d1, nin, SAME_RTOL));
+
+    int N = B * H * W;
+    float *wp = frand((size_t)C * Co, -1, 1), *dwp = fnew((size_t)C * Co);
+    op_pointwise_backward(d1, dwp, R, in, wp, N, C, Co);
+    op_pointwise_backward(d2, dwp, R, in, wp, N, C, Co);
+    op_pointwise_backward(d2, dwp, R, in, wp, N, C, Co);
+    CHECK(close_same("pointwise din after two calls", d2, d1, nin, SAME_RTOL));
+    free(in), free(w), free(R), free(out), free(col), free(dcol), free(dw), free(d1), free(d2);
+    free(wd), free(Rd), free(dwd), free(wp), free(dwp);
+}
+
+/* Where the header allows din == NULL, the parameter gradients are still right. */
+TEST(backward_accepts_null_din)
+{
+    rng_seed(303);
+    { /* conv */
+        int B = 2, H = 7, W = 5, Ci = 3, Co = 4, k = 3, s = 2;
+        int Ho = ref_out_size(H, k, s), Wo = ref_out_size(W, k, s);
+        size_t nin = (size_t)B * H * W * Ci, nw = (size_t)k * k * Ci * Co;
+        size_t nout = (size_t)B * Ho * Wo * Co, ncol = (size_t)B * Ho * Wo * k * k * Ci;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *out = fnew(nout), *col = fnew(ncol), *dcol = fnew(ncol), *din = fnew(nin);
+        float *dw1 = fnew(nw), *dw2 = fnew(nw);
+        op_conv_forward(out, col, in, w, B, H, W, Ci, Co, k, s);
+        op_conv_backward(din, dw1, dcol, R, col, w, B, H, W, Ci, Co, k, s);
+        op_conv_backward(NULL, dw2, dcol, R, col, w, B, H, W, Ci, Co, k, s);
+        CHECK(close_same("conv dw with din NULL", dw2, dw1, nw, SAME_RTOL));
+        free(in), free(w), free(R), free(out), free(col), free(dcol), free(din), free(dw1), free(dw2);
+    }
+    { /* pointwise */
+        int N = 30, Ci = 5, Co = 6;
+        size_t nin = (size_t)N * Ci, nw = (size_t)Ci * Co, nout = (size_t)N * Co;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *din = fnew(nin), *dw1 = fnew(nw), *dw2 = fnew(nw);
+        op_pointwise_backward(din, dw1, R, in, w, N, Ci, Co);
+        op_pointwise_backward(NULL, dw2, R, in, w, N, Ci, Co);
+        CHECK(close_same("pointwise dw with din NULL", dw2, dw1, nw, SAME_RTOL));
+        free(in), free(w), free(R), free(din), free(dw1), free(dw2);
+    }
+    { /* linear */
+        int B = 4, In = 9, Out = 3;
+        size_t nin = (size_t)B * In, nw = (size_t)In * Out, nout = (size_t)B * Out;
+        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
+        float *din = fnew(nin), *dw1 = fnew(nw), *dw2 = fnew(nw), *db1 = fnew(Out), *db2 = fnew(Out);
+        op_linear_backward(din, dw1, db1, R, in, w, B, In, Out);
+        op_linear_backward(NULL, dw2, db2, R, in, w, B, In, Out);
+        CHECK(close_same("linear dw with din NULL", dw2, dw1, nw, SAME_RTOL));
+        CHECK(close_same("linear dbias with din NULL", db2, db1, Out, SAME_RTOL));
+        free(in), free(w), free(R), free(din), free(dw1), free(dw2), free(db1), free(db2);
+    }
+}
+
+/* ---------- threads ---------- */
+
+struct thread_run {
+    float *conv_out, *conv_din, *conv_dw;
+    float *dw_out, *dw_din, *dw_dw;
+    float *bn_out, *bn_din, *bn_dgamma, *bn_dbeta, *bn_rmean, *bn_rvar;
+};
+
+enum { TB = 4, TH = 14, TW = 14, TCI = 16, TCO = 24, TK = 3, TS = 1, TC = 24, TKD = 5 };
+
+static void thread_inputs(float **in, float **w, float **R, float **wd, float **Rd, float **gamma,
+                          float **beta)
+{
+    rng_seed(401);
+    size_t nin = (size_t)TB * TH * TW * TCI, nout = (size_t)TB * TH * TW * TCO;
+    size_t nind = (size_t)TB * TH * TW * TC;
+    *in = frand(nin, -1, 1);
+    *w = frand((size_t)TK * TK * TCI * TCO, -1, 1);
+    *R = frand(nout, -1, 1);
+    *wd = frand((size_t)TKD * TKD * TC, -1, 1);
+    *Rd = frand(nind, -1, 1);
+    *gamma = frand(TC, 0.5, 1.5);
+    *beta = frand(TC, -1, 1);
+}
+
+static struct thread_run thread_compute(const float *in, const float *w, const float *R,
+                                        const float *wd, const float *Rd, const float *gamma,
+                                        const float *beta)
+{
+    struct thread_run r;
+    size_t nin = (size_t)TB * TH * TW * TCI, nout = (size_t)TB * TH * TW * TCO;
+    size_t ncol = (size_t)TB * TH * TW * TK * TK * TCI, nw = (size_t)TK * TK * TCI * TCO;
+    float *col = fnew(ncol), *dcol = fnew(ncol);
+    r.conv_out = fnew(nout), r.conv_din = fnew(nin), r.conv_dw = fnew(nw);
+    op_conv_forward(r.conv_out, col, in, w, TB, TH, TW, TCI, TCO, TK, TS);
+    op_conv_backward(r.conv_din, r.conv_dw, dcol, R, col, w, TB, TH, TW, TCI, TCO, TK, TS);
+    free(col), free(dcol);
+
+    /* depthwise on the conv output (C = TCO = TC channels), stride 2 */
+    int Ho = ref_out_size(TH, TKD, 2), Wo = ref_out_size(TW, TKD, 2);
+    size_t nind = (size_t)TB * TH * TW * TC, noutd = (size_t)TB * Ho * Wo * TC;
+    r.dw_out = fnew(noutd), r.dw_din = fnew(nind), r.dw_dw = fnew((size_t)TKD * TKD * TC);
+    op_depthwise_forward(r.dw_out, r.conv_out, wd, TB, TH, TW, TC, TKD, 2);
+    op_depthwise_backward(r.dw_din, r.dw_dw, Rd, r.conv_out, wd, TB, TH, TW, TC, TKD, 2);
+
+    /* batch norm over all pixels of the conv output */
+    int N = TB * TH * TW;
+    float *mean = fnew(TC), *rstd = fnew(TC);
+    r.bn_out = fnew(nind), r.bn_din = fnew(nind), r.bn_dgamma = fnew(TC), r.bn_dbeta = fnew(TC);
+    r.bn_rmean = fnew(TC), r.bn_rvar = fnew(TC);
+    ffill(r.bn_rvar, TC, 1);
+    op_batchnorm_forward(r.bn_out, mean, rstd, r.conv_out, gamma, beta, r.bn_rmean, r.bn_rvar, N, TC,
+                         1, 0.1f);
+    op_batchnorm_backward(r.bn_din, r.bn_dgamma, r.bn_dbeta, Rd, r.conv_out, mean, rstd, gamma, N,
+                          TC);
+    free(mean), free(rstd);
+    return r;
+}
+
+static void thread_run_free(struct thread_run *r)
+{
+    free(r->conv_out), free(r->conv_din), free(r->conv_dw), free(r->dw_out), free(r->dw_din);
+    free(r->dw_dw), free(r->bn_out), free(r->bn_din), free(r->bn_dgamma), free(r->bn_dbeta);
+    free(r->bn_rmean), free(r->bn_rvar);
+}
+
+TEST(threads_one_and_two_agree)
+{
+    int saved = op_get_threads();
+    float *in, *w, *R, *wd, *Rd, *gamma, *beta;
+    thread_inputs(&in, &w, &R, &wd, &Rd, &gamma, &beta);
+    op_set_threads(1);
+    EXPECT_EQ_INT(op_get_threads(), 1);
+    struct thread_run one = thread_compute(in, w, R, wd, Rd, gamma, beta);
+    op_set_threads(2);
+    EXPECT_EQ_INT(op_get_threads(), 2);
+    struct thread_run two = thread_compute(in, w, R, wd, Rd, gamma, beta);
+    op_set_threads(saved);
+
+    size_t nin = (size_t)TB * TH * TW * TCI, nout = (size_t)TB * TH * TW * TCO;
+    size_t nw = (size_t)TK * TK * TCI * TCO, nind = (size_t)TB * TH * TW * TC;
+    int Ho = ref_out_size(TH, TKD, 2), Wo = ref_out_size(TW, TKD, 2);
+    size_t noutd = (size_t)TB * Ho * Wo * TC;
+    CHECK(close_same("threads conv out", two.conv_out, one.conv_out, nout, THREAD_RTOL));
+    CHECK(close_same("threads conv din", two.conv_din, one.conv_din, nin, THREAD_RTOL));
+    CHECK(close_same("threads conv dw", two.conv_dw, one.conv_dw, nw, THREAD_RTOL));
+    CHECK(close_same("threads depthwise out", two.dw_out, one.dw_out, noutd, THREAD_RTOL));
+    CHECK(close_same("threads depthwise din", two.dw_din, one.dw_din, nind, THREAD_RTOL));
+    CHECK(close_same("threads depthwise dw", two.dw_dw, one.dw_dw, (size_t)TKD * TKD * TC, THREAD_RTOL));
+    CHECK(close_same("threads batchnorm out", two.bn_out, one.bn_out, nind, THREAD_RTOL));
+    CHECK(close_same("threads batchnorm din", two.bn_din, one.bn_din, nind, THREAD_RTOL));
+    CHECK(close_same("threads batchnorm dgamma", two.bn_dgamma, one.bn_dgamma, TC, THREAD_RTOL));
+    CHECK(close_same("threads batchnorm dbeta", two.bn_dbeta, one.bn_dbeta, TC, THREAD_RTOL));
+    CHECK(close_same("threads batchnorm running_mean", two.bn_rmean, one.bn_rmean, TC, THREAD_RTOL));
+    CHECK(close_same("threads batchnorm running_var", two.bn_rvar, one.bn_rvar, TC, THREAD_RTOL));
+
+    /* and both are right: a spot check of the 2-thread conv against the reference */
+    double *d_in = to_double(in, nin), *d_w = to_double(w, nw), *ref = dnew(nout);
+    ref_conv(ref, d_in, d_w, TB, TH, TW, TCI, TCO, TK, TS);
+    CHECK(close_fwd("threads conv out vs reference", two.conv_out, ref, nout));
+    free(d_in), free(d_w), free(ref);
+
+    thread_run_free(&one), thread_run_free(&two);
+    free(in), free(w), free(R), free(wd), free(Rd), free(gamma), free(beta);
+}
+
+static const struct test_case TESTS[] = {
+    CASE(conv_out_size_matches_padding_rule),
+    CASE(conv_forward_matches_reference),
+    CASE(depthwise_forward_matches_reference),
+    CASE(pointwise_forward_matches_reference),
+    CASE(batchnorm_forward_training_matches_reference),
+    CASE(batchnorm_constant_channel_is_finite),
+    CASE(batchnorm_running_stats_update),
+    CASE(batchnorm_eval_uses_running_stats),
+    CASE(relu6_forward_matches_reference),
+    CASE(add_forward_and_aliasing),
+    CASE(avgpool_forward_matches_reference),
+    CASE(linear_forward_matches_reference),
+    CASE(softmax_xent_forward_loss_probs_correct),
+    CASE(softmax_xent_forward_large_logits_stable),
+    CASE(channel_mask_forward_and_aliasing),
+    CASE(conv_backward_matches_finite_differences),
+    CASE(depthwise_backward_matches_finite_differences),
+    CASE(pointwise_backward_matches_finite_differences),
+    CASE(batchnorm_backward_matches_finite_differences),
+    CASE(relu6_backward_matches_finite_differences),
+    CASE(relu6_backward_in_place_uses_output),
+    CASE(avgpool_backward_matches_finite_differences),
+    CASE(linear_backward_matches_finite_differences),
+    CASE(softmax_xent_backward_no_smoothing),
+    CASE(softmax_xent_backward_label_smoothing),
+    CASE(channel_mask_backward_matches_finite_differences),
+    CASE(backward_accumulates_parameter_gradients),
+    CASE(backward_overwrites_input_gradients),
+    CASE(backward_accepts_null_din),
+    CASE(threads_one_and_two_agree),
+};
+
+TEST_MAIN("op", TESTS)
