@@ -36,6 +36,9 @@ static long long idx_read(gzFile gz, const char *path, unsigned char *buf, size_
     }
     int code;
     const char *msg = gzerror(gz, &code);
+    size_t path_len = strlen(path); /* zlib's message repeats the path: drop it */
+    if (!strncmp(msg, path, path_len) && !strncmp(msg + path_len, ": ", 2))
+        msg += path_len + 2;
     if (code == Z_ERRNO)
         return offnas_error("%s: read error: %s", path, strerror(errno));
     if (code == Z_BUF_ERROR)
