@@ -822,6 +822,32 @@ TEST(h5_round_trip_and_errors)
     EXPECT_CONTAINS(offnas_last_error(), "is a directory");
 }
 
+TEST(h5_reads_variable_length_strings)
+{
+    /* h5py and other tools write strings as variable length; h5_attr_get_string reads both. */
+    const char *dir = test_dir("h5_reads_variable_length_strings");
+    char path[512], tmp[H5_PATH_MAX];
+    snprintf(path, sizeof path, "%s/vlen.h5", dir);
+    hid_t file = h5_create_tmp(path, tmp, sizeof tmp);
+    CU_ASSERT_FATAL(file >= 0);
+    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR);
+    CU_ASSERT_FATAL(H5Tset_size(type, H5T_VARIABLE) >= 0);
+    hid_t attr = H5Acreate2(file, "source", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    CU_ASSERT_FATAL(attr >= 0);
+    const char *value = "written by h5py";
+    CU_ASSERT_FATAL(H5Awrite(attr, type, &value) >= 0);
+    H5Aclose(attr);
+    H5Sclose(space);
+    H5Tclose(type);
+    CU_ASSERT_FATAL(h5_commit(file, tmp, path) == 0);
+    file = h5_open_read(path);
+    CU_ASSERT_FATAL(file >= 0);
+    char *got = h5_attr_get_string(file, "source");
+    CU_ASSERT_STRING_EQUAL(got ? got : "", "written by h5py");
+    free(got);
+    h5_close(file);
+}
+
 static const struct test_case TESTS[] = {
     CASE(idx_reads_gzip_and_plain),
     CASE(idx_refuses_truncated_gzip),
@@ -847,6 +873,7 @@ static const struct test_case TESTS[] = {
     CASE(batch_bilinear_keeps_constant_image),
     CASE(batch_bilinear_matches_hand_computed_values),
     CASE(h5_round_trip_and_errors),
+    CASE(h5_reads_variable_length_strings),
 };
 
 TEST_MAIN("data", TESTS)
