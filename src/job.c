@@ -332,7 +332,7 @@ static char *line_reader(char *buf, int size, void *stream)
         }
     }
     char *text = line;
-    if (st->line == 1 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+    if (st->line == 1 && strncmp(text, "\xEF\xBB\xBF", 3) == 0)
         text += 3; /* UTF-8 byte order mark */
     text = trim(text);
     OFFNAS_ASSERT(strlen(text) + 1 <= (size_t)size);
@@ -386,8 +386,9 @@ static int key_handler(void *user, const char *section, const char *name, const 
     return 1;
 }
 
-/* Runs inih over the file at path with our reader. Returns inih's result, or -1 if the file
- * cannot be opened (errno set). */
+/* Runs inih over the file at path with our reader. Returns inih's result (0, or the line of
+ * the first error inih saw), -1 if the file cannot be opened or -3 if reading failed (errno
+ * set for both). */
 static int parse_file(struct ini_state *st)
 {
     st->file = fopen(st->path, "r");
@@ -396,8 +397,13 @@ static int parse_file(struct ini_state *st)
     if (ini_max_line < LINE_MAX_CHARS + 2)
         ini_max_line = LINE_MAX_CHARS + 2; /* inih's line buffer (a VLA sized at each call) */
     int rc = ini_parse_stream(line_reader, st, key_handler, st);
+    int read_error = ferror(st->file) ? errno : 0; /* e.g. EISDIR: path is a folder */
     fclose(st->file);
     st->file = NULL;
+    if (read_error) {
+        errno = read_error;
+        return -3;
+    }
     return rc;
 }
 
@@ -411,6 +417,11 @@ int job_load(struct job *job, const char *path)
         int err = errno;
         free(scratch);
         return offnas_error("%s: cannot open: %s", path, strerror(err));
+    }
+    if (rc == -3) {
+        int err = errno;
+        free(scratch);
+        return offnas_error("%s: cannot read: %s", path, strerror(err));
     }
     if (rc == -2) {
         free(scratch);

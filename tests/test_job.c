@@ -265,6 +265,14 @@ TEST(job_missing_file)
     EXPECT_CONTAINS(offnas_last_error(), "no/such/job.ini: cannot open: No such file or directory");
 }
 
+TEST(job_folder_is_not_a_file)
+{
+    struct job job;
+    job_defaults(&job);
+    EXPECT_EQ_INT(job_load(&job, OFFNAS_SOURCE_DIR "/tests"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "/tests: cannot read: Is a directory");
+}
+
 TEST(job_failed_load_leaves_job_unchanged)
 {
     struct job job, before;
@@ -500,6 +508,7 @@ static const struct test_case TESTS[] = {
     CASE(job_bad_section_header),
     CASE(job_key_before_section),
     CASE(job_missing_file),
+    CASE(job_folder_is_not_a_file),
     CASE(job_failed_load_leaves_job_unchanged),
     CASE(job_too_many_ops),
     CASE(job_too_few_ops),
