@@ -358,7 +358,7 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
         op_add_forward(dx, dx, dy, (size_t)nin * blk->cin);
 }
 
-void net_forward(struct net *net, const float *x, int B, int training)
+void net_run_stem(struct net *net, const float *x, int B, int training)
 {
     OFFNAS_ASSERT(B >= 1 && B <= net->batch);
     net->training = training;
@@ -368,27 +368,46 @@ void net_forward(struct net *net, const float *x, int B, int training)
                     net->side, net->in_channels, net->stem_channels, 3, 1);
     bn_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n, training);
     op_relu6_forward(net->stem_y, net->stem_y, (size_t)n * net->stem_channels);
-    const float *h = net->stem_y;
-    for (int l = 0; l < net->layer_count; l++) {
-        struct net_layer *layer = &net->layers[l];
-        layer->in = h;
-        h = block_forward(net, layer, &layer->cand[net->choice[l]], B, training);
-        if (l == net->mask_layer) {
-            op_channel_mask_forward(net->masked, h, net->mask, B * layer->hout * layer->wout,
-                                    layer->cout);
-            h = net->masked;
-        }
-        layer->y = h;
+}
+
+const float *net_run_block(struct net *net, int l, int candidate, const float *in, int B,
+                           int training)
+{
+    OFFNAS_ASSERT(l >= 0 && l < net->layer_count && B >= 1 && B <= net->batch);
+    struct net_layer *layer = &net->layers[l];
+    OFFNAS_ASSERT(candidate >= 0 && candidate < layer->candidate_count);
+    layer->in = in;
+    const float *h = block_forward(net, layer, &layer->cand[candidate], B, training);
+    if (l == net->mask_layer) {
+        op_channel_mask_forward(net->masked, h, net->mask, B * layer->hout * layer->wout,
+                                layer->cout);
+        h = net->masked;
     }
+    layer->y = h;
+    return h;
+}
+
+void net_run_head(struct net *net, const float *in, int B, int training)
+{
     int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
     int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->side;
     int nh = B * hw * hw;
-    op_pointwise_forward(net->head_a, h, net->params + net->w_head, nh, last_c, net->head_channels);
+    op_pointwise_forward(net->head_a, in, net->params + net->w_head, nh, last_c,
+                         net->head_channels);
     bn_forward(net, net->head_y, net->head_a, &net->bn_head, nh, training);
     op_relu6_forward(net->head_y, net->head_y, (size_t)nh * net->head_channels);
     op_avgpool_forward(net->pooled, net->head_y, B, hw * hw, net->head_channels);
     op_linear_forward(net->logits, net->pooled, net->params + net->w_fc, net->params + net->b_fc, B,
                       net->head_channels, net->classes);
+}
+
+void net_forward(struct net *net, const float *x, int B, int training)
+{
+    net_run_stem(net, x, B, training);
+    const float *h = net->stem_y;
+    for (int l = 0; l < net->layer_count; l++)
+        h = net_run_block(net, l, net->choice[l], h, B, training);
+    net_run_head(net, h, B, training);
 }
 
 void net_backward(struct net *net, const float *dlogits, int B)

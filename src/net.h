@@ -111,6 +111,14 @@ void net_free(struct net *net);
  * averages) or running averages. */
 void net_forward(struct net *net, const float *x, int B, int training);
 
+/* The three stages of net_forward, for profiling one piece at a time: the stem on x (output
+ * in net->stem_y), one candidate of layer l on in (returns its output, masked if l is the mask
+ * layer), and the head on in (logits in net->logits). */
+void net_run_stem(struct net *net, const float *x, int B, int training);
+const float *net_run_block(struct net *net, int layer, int candidate, const float *in, int B,
+                           int training);
+void net_run_head(struct net *net, const float *in, int B, int training);
+
 /* Backward from dlogits (B, classes) of the last training forward; ACCUMULATES parameter
  * gradients into net->grads (zero them first with net_zero_grads), and into net->mask_grad
  * when a mask is active. */
