@@ -9,6 +9,7 @@
 int cmd_data(int argc, char **argv);  /* offnas data import fashion-mnist ... */
 int cmd_train(int argc, char **argv); /* offnas train --job J --out DIR */
 int cmd_bench(int argc, char **argv); /* offnas bench train ... */
+int cmd_profile(int argc, char **argv); /* offnas profile [fit] ... */
 
 /* Options every job-driven command accepts: --job FILE and any number of --set KEY=VALUE. */
 struct cmd_job_options {

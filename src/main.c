@@ -19,6 +19,8 @@ static const char USAGE[] =
     "  data info FILE.h5                                      describe a data file\n"
     "  train --job FILE --out DIR [--set K=V ...]             train the fixed network\n"
     "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
+    "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
+    "  profile fit --csv FILE --job FILE --device NAME --out F fit one to published data\n"
     "\n"
     "Every command takes --help. Job keys are documented in README.md.\n";
 
@@ -109,5 +111,7 @@ int main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     if (!strcmp(name, "bench"))
         return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(name, "profile"))
+        return cmd_profile(argc - 1, argv + 1);
     return cmd_usage_error("unknown command '%s'", name);
 }
