@@ -290,6 +290,24 @@ static void bn_forward(struct net *net, float *out, const float *in, const struc
                          BN_MOMENTUM);
 }
 
+/* Batch norm + ReLU6 in one pass; out must not alias in. */
+static void bn_relu6_forward(struct net *net, float *out, const float *in, const struct net_bn *bn,
+                             int N, int training)
+{
+    op_batchnorm_relu6_forward(out, bn->mean, bn->rstd, in, net->params + bn->gamma,
+                               net->params + bn->beta, net->stats + bn->running,
+                               net->stats + bn->running + bn->channels, N, bn->channels,
+                               training, BN_MOMENTUM);
+}
+
+/* Backward of bn_relu6_forward given its output out; din may alias dout. */
+static void bn_relu6_backward(struct net *net, float *din, const float *dout, const float *in,
+                              const float *out, const struct net_bn *bn, int N)
+{
+    op_batchnorm_relu6_backward(din, net->grads + bn->gamma, net->grads + bn->beta, dout, in, out,
+                                bn->mean, bn->rstd, net->params + bn->gamma, N, bn->channels);
+}
+
 static void bn_backward(struct net *net, float *din, const float *dout, const float *in,
                         const struct net_bn *bn, int N)
 {
@@ -309,14 +327,12 @@ static const float *block_forward(struct net *net, struct net_layer *layer,
     const float *r1 = x;
     if (blk->spec.expand != 1) {
         op_pointwise_forward(layer->a1, x, P + blk->w_expand, nin, blk->cin, blk->hidden);
-        bn_forward(net, layer->r1, layer->a1, &blk->bn1, nin, training);
-        op_relu6_forward(layer->r1, layer->r1, (size_t)nin * blk->hidden);
+        bn_relu6_forward(net, layer->r1, layer->a1, &blk->bn1, nin, training);
         r1 = layer->r1;
     }
     op_depthwise_forward(layer->a2, r1, P + blk->w_dw, B, layer->hin, layer->win, blk->hidden,
                          blk->kernel, blk->stride);
-    bn_forward(net, layer->r2, layer->a2, &blk->bn2, nout, training);
-    op_relu6_forward(layer->r2, layer->r2, (size_t)nout * blk->hidden);
+    bn_relu6_forward(net, layer->r2, layer->a2, &blk->bn2, nout, training);
     op_pointwise_forward(layer->a3, layer->r2, P + blk->w_project, nout, blk->hidden, blk->cout);
     bn_forward(net, layer->out, layer->a3, &blk->bn3, nout, training);
     if (blk->residual)
@@ -339,15 +355,13 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
     bn_backward(net, g3, dy, layer->a3, &blk->bn3, nout);
     op_pointwise_backward(g2, G + blk->w_project, g3, layer->r2, P + blk->w_project, nout,
                           blk->hidden, blk->cout);
-    op_relu6_backward(g2, g2, layer->r2, (size_t)nout * blk->hidden);
-    bn_backward(net, g2, g2, layer->a2, &blk->bn2, nout);
+    bn_relu6_backward(net, g2, g2, layer->a2, layer->r2, &blk->bn2, nout);
     const float *r1 = blk->spec.expand != 1 ? layer->r1 : layer->in;
     if (blk->spec.expand != 1) {
         float *g1 = net->g_hid1;
         op_depthwise_backward(g1, G + blk->w_dw, g2, r1, P + blk->w_dw, B, layer->hin, layer->win,
                               blk->hidden, blk->kernel, blk->stride);
-        op_relu6_backward(g1, g1, layer->r1, (size_t)nin * blk->hidden);
-        bn_backward(net, g1, g1, layer->a1, &blk->bn1, nin);
+        bn_relu6_backward(net, g1, g1, layer->a1, layer->r1, &blk->bn1, nin);
         op_pointwise_backward(dx, G + blk->w_expand, g1, layer->in, P + blk->w_expand, nin,
                               blk->cin, blk->hidden);
     } else {
@@ -366,8 +380,7 @@ void net_run_stem(struct net *net, const float *x, int B, int training)
     int n = B * net->side * net->side;
     op_conv_forward(net->stem_a, net->stem_col, x, net->params + net->w_stem, B, net->side,
                     net->side, net->in_channels, net->stem_channels, 3, 1);
-    bn_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n, training);
-    op_relu6_forward(net->stem_y, net->stem_y, (size_t)n * net->stem_channels);
+    bn_relu6_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n, training);
 }
 
 const float *net_run_block(struct net *net, int l, int candidate, const float *in, int B,
@@ -394,8 +407,7 @@ void net_run_head(struct net *net, const float *in, int B, int training)
     int nh = B * hw * hw;
     op_pointwise_forward(net->head_a, in, net->params + net->w_head, nh, last_c,
                          net->head_channels);
-    bn_forward(net, net->head_y, net->head_a, &net->bn_head, nh, training);
-    op_relu6_forward(net->head_y, net->head_y, (size_t)nh * net->head_channels);
+    bn_relu6_forward(net, net->head_y, net->head_a, &net->bn_head, nh, training);
     op_avgpool_forward(net->pooled, net->head_y, B, hw * hw, net->head_channels);
     op_linear_forward(net->logits, net->pooled, net->params + net->w_fc, net->params + net->b_fc, B,
                       net->head_channels, net->classes);
@@ -425,8 +437,7 @@ void net_backward(struct net *net, const float *dlogits, int B)
                        net->head_channels, net->classes);
     float *dh = net->g_hid1;
     op_avgpool_backward(dh, dpool, B, hw * hw, net->head_channels);
-    op_relu6_backward(dh, dh, net->head_y, (size_t)nh * net->head_channels);
-    bn_backward(net, dh, dh, net->head_a, &net->bn_head, nh);
+    bn_relu6_backward(net, dh, dh, net->head_a, net->head_y, &net->bn_head, nh);
     float *dy = net->g_a, *dx = net->g_b;
     op_pointwise_backward(dy, G + net->w_head, dh, h, P + net->w_head, nh, last_c,
                           net->head_channels);
@@ -445,8 +456,7 @@ void net_backward(struct net *net, const float *dlogits, int B)
         dx = t;
     }
     int n = B * net->side * net->side;
-    op_relu6_backward(dy, dy, net->stem_y, (size_t)n * net->stem_channels);
-    bn_backward(net, dy, dy, net->stem_a, &net->bn_stem, n);
+    bn_relu6_backward(net, dy, dy, net->stem_a, net->stem_y, &net->bn_stem, n);
     op_conv_backward(NULL, G + net->w_stem, net->g_col, dy, net->stem_col, P + net->w_stem, B,
                      net->side, net->side, net->in_channels, net->stem_channels, 3, 1);
 }

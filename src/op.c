@@ -225,42 +225,63 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
 /* batch normalisation */
 
 #define BN_EPS 1e-5f
+#define BN_BLOCK_ROWS 64
 
-/* Per-channel sums over rows of x (N,C), and of (x - shift)^2 when shift is given; the sums
- * are accumulated per thread in double and combined in thread order. */
+/* Per-channel sums over the N rows of (N,C) tensors, in one pass:
+ *   forward  (g == NULL): s = sum (x - x0), q = sum (x - x0)^2 with x0 the first row (a shift
+ *            that keeps E[x^2] - E[x]^2 from cancelling);
+ *   backward (g != NULL): s = sum g', q = sum g' * (x - mean), where g' = g masked by
+ *            0 < y < 6 when y (the ReLU6 output) is given.
+ * Rows are summed in float over blocks of BN_BLOCK_ROWS, blocks in double, threads in order. */
 static void channel_sums(double *sum, double *sumsq, const float *x, const float *shift,
-                         const float *g, int N, int C)
+                         const float *g, const float *y, int N, int C)
 {
     int threads = op_threads;
+    if (N < 4 * BN_BLOCK_ROWS)
+        threads = 1;
     double *partial = (double *)scratch_get((size_t)threads * 2 * C * 2);
     memset(partial, 0, (size_t)threads * 2 * C * sizeof(double));
+    int blocks = (N + BN_BLOCK_ROWS - 1) / BN_BLOCK_ROWS;
 #pragma omp parallel num_threads(threads)
     {
-        double *s = partial + (size_t)omp_get_thread_num() * 2 * C, *q = s + C;
+        double *ds = partial + (size_t)omp_get_thread_num() * 2 * C, *dq = ds + C;
+        float s[C], q[C];
 #pragma omp for schedule(static)
-        for (int n = 0; n < N; n++) {
-            const float *row = x + (size_t)n * C;
-            if (g) { /* s += g, q += g * x_hat-like products computed by the caller's shift */
-                const float *grow = g + (size_t)n * C;
-                for (int c = 0; c < C; c++) {
-                    s[c] += grow[c];
-                    q[c] += grow[c] * (row[c] - shift[c]);
+        for (int blk = 0; blk < blocks; blk++) {
+            int n0 = blk * BN_BLOCK_ROWS, n1 = n0 + BN_BLOCK_ROWS < N ? n0 + BN_BLOCK_ROWS : N;
+            for (int c = 0; c < C; c++)
+                s[c] = q[c] = 0.0f;
+            for (int n = n0; n < n1; n++) {
+                const float *restrict row = x + (size_t)n * C;
+                if (!g) {
+                    for (int c = 0; c < C; c++) {
+                        float d = row[c] - shift[c];
+                        s[c] += d;
+                        q[c] += d * d;
+                    }
+                } else if (y) {
+                    const float *restrict grow = g + (size_t)n * C, *restrict yrow = y + (size_t)n * C;
+                    for (int c = 0; c < C; c++) {
+                        float gv = (yrow[c] > 0.0f && yrow[c] < 6.0f) ? grow[c] : 0.0f;
+                        s[c] += gv;
+                        q[c] += gv * (row[c] - shift[c]);
+                    }
+                } else {
+                    const float *restrict grow = g + (size_t)n * C;
+                    for (int c = 0; c < C; c++) {
+                        s[c] += grow[c];
+                        q[c] += grow[c] * (row[c] - shift[c]);
+                    }
                 }
-            } else if (shift) {
-                for (int c = 0; c < C; c++) {
-                    double d = row[c] - shift[c];
-                    q[c] += d * d;
-                }
-            } else {
-                for (int c = 0; c < C; c++)
-                    s[c] += row[c];
+            }
+            for (int c = 0; c < C; c++) {
+                ds[c] += s[c];
+                dq[c] += q[c];
             }
         }
     }
-    for (int c = 0; c < C; c++) {
-        sum[c] = 0;
-        sumsq[c] = 0;
-    }
+    for (int c = 0; c < C; c++)
+        sum[c] = sumsq[c] = 0.0;
     for (int t = 0; t < threads; t++)
         for (int c = 0; c < C; c++) {
             sum[c] += partial[(size_t)t * 2 * C + c];
@@ -268,21 +289,24 @@ static void channel_sums(double *sum, double *sumsq, const float *x, const float
         }
 }
 
-void op_batchnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
-                          const float *beta, float *running_mean, float *running_var, int N, int C,
-                          int training, float momentum)
+static void batchnorm_forward(float *out, float *mean, float *rstd, const float *in,
+                              const float *gamma, const float *beta, float *running_mean,
+                              float *running_var, int N, int C, int training, float momentum,
+                              int relu6)
 {
-    float scale[C > 0 ? C : 1], shift[C > 0 ? C : 1];
+    float scale[C], shift[C];
     if (training) {
-        double sum[C > 0 ? C : 1], sq[C > 0 ? C : 1];
-        channel_sums(sum, sq, in, NULL, NULL, N, C);
-        for (int c = 0; c < C; c++)
-            mean[c] = (float)(sum[c] / N);
-        channel_sums(sum, sq, in, mean, NULL, N, C);
+        double sum[C], sq[C];
+        const float *x0 = in; /* shift: the first row */
+        channel_sums(sum, sq, in, x0, NULL, NULL, N, C);
         for (int c = 0; c < C; c++) {
-            double var = sq[c] / N;
+            double m = sum[c] / N; /* mean of x - x0 */
+            double var = sq[c] / N - m * m;
+            if (var < 0)
+                var = 0;
+            mean[c] = (float)(m + x0[c]);
             rstd[c] = (float)(1.0 / sqrt(var + BN_EPS));
-            double unbiased = N > 1 ? sq[c] / (N - 1) : var;
+            double unbiased = N > 1 ? var * N / (N - 1) : var;
             running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c];
             running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
             scale[c] = gamma[c] * rstd[c];
@@ -296,39 +320,84 @@ void op_batchnorm_forward(float *out, float *mean, float *rstd, const float *in,
     }
 #pragma omp parallel for schedule(static) if (N > 256)
     for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * C;
-        float *y = out + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            y[c] = x[c] * scale[c] + shift[c];
+        const float *restrict x = in + (size_t)n * C;
+        float *restrict y = out + (size_t)n * C;
+        if (relu6) {
+            for (int c = 0; c < C; c++) {
+                float v = x[c] * scale[c] + shift[c];
+                v = v < 0.0f ? 0.0f : v;
+                y[c] = v > 6.0f ? 6.0f : v;
+            }
+        } else {
+            for (int c = 0; c < C; c++)
+                y[c] = x[c] * scale[c] + shift[c];
+        }
     }
+}
+
+/* With x_hat = (x - mean) * rstd and g' the incoming gradient (masked by the ReLU6 when out is
+ * given): dbeta = sum g', dgamma = sum g' x_hat, dx = gamma rstd (g' - dbeta/N - x_hat dgamma/N). */
+static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                               const float *in, const float *out, const float *mean,
+                               const float *rstd, const float *gamma, int N, int C)
+{
+    double sum_g[C], sum_gx[C];
+    channel_sums(sum_g, sum_gx, in, mean, dout, out, N, C);
+    float k[C], a[C], b[C];
+    for (int c = 0; c < C; c++) {
+        float db = (float)sum_g[c], dg = (float)(sum_gx[c] * rstd[c]);
+        dbeta[c] += db;
+        dgamma[c] += dg;
+        k[c] = gamma[c] * rstd[c];
+        /* dx = k g' + a (x - mean) + b, folded to dx = k g' + a x + b' */
+        a[c] = -k[c] * rstd[c] * dg / (float)N;
+        b[c] = -k[c] * db / (float)N - a[c] * mean[c];
+    }
+#pragma omp parallel for schedule(static) if (N > 256)
+    for (int n = 0; n < N; n++) {
+        const float *restrict x = in + (size_t)n * C, *g = dout + (size_t)n * C;
+        float *dx = din + (size_t)n * C;
+        if (out) {
+            const float *restrict y = out + (size_t)n * C;
+            for (int c = 0; c < C; c++) {
+                float gv = (y[c] > 0.0f && y[c] < 6.0f) ? g[c] : 0.0f;
+                dx[c] = k[c] * gv + a[c] * x[c] + b[c];
+            }
+        } else {
+            for (int c = 0; c < C; c++)
+                dx[c] = k[c] * g[c] + a[c] * x[c] + b[c];
+        }
+    }
+}
+
+void op_batchnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
+                          const float *beta, float *running_mean, float *running_var, int N, int C,
+                          int training, float momentum)
+{
+    batchnorm_forward(out, mean, rstd, in, gamma, beta, running_mean, running_var, N, C, training,
+                      momentum, 0);
 }
 
 void op_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                            const float *in, const float *mean, const float *rstd,
                            const float *gamma, int N, int C)
 {
-    /* With x_hat = (x - mean) * rstd: dbeta = sum g, dgamma = sum g * x_hat,
-     * dx = gamma * rstd / N * (N g - dbeta - x_hat * dgamma). */
-    double sum_g[C > 0 ? C : 1], sum_gx[C > 0 ? C : 1];
-    channel_sums(sum_g, sum_gx, in, mean, dout, N, C);
-    float a[C > 0 ? C : 1], b[C > 0 ? C : 1], m[C > 0 ? C : 1];
-    for (int c = 0; c < C; c++) {
-        float db = (float)sum_g[c], dg = (float)(sum_gx[c] * rstd[c]);
-        dbeta[c] += db;
-        dgamma[c] += dg;
-        float k = gamma[c] * rstd[c];
-        /* dx = k * (g - db/N - x_hat * dg/N) = k*g + a*(x - mean) + b */
-        a[c] = -k * rstd[c] * dg / (float)N;
-        b[c] = -k * db / (float)N;
-        m[c] = mean[c];
-    }
-#pragma omp parallel for schedule(static) if (N > 256)
-    for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * C, *g = dout + (size_t)n * C;
-        float *dx = din + (size_t)n * C;
-        for (int c = 0; c < C; c++)
-            dx[c] = gamma[c] * rstd[c] * g[c] + a[c] * (x[c] - m[c]) + b[c];
-    }
+    batchnorm_backward(din, dgamma, dbeta, dout, in, NULL, mean, rstd, gamma, N, C);
+}
+
+void op_batchnorm_relu6_forward(float *out, float *mean, float *rstd, const float *in,
+                                const float *gamma, const float *beta, float *running_mean,
+                                float *running_var, int N, int C, int training, float momentum)
+{
+    batchnorm_forward(out, mean, rstd, in, gamma, beta, running_mean, running_var, N, C, training,
+                      momentum, 1);
+}
+
+void op_batchnorm_relu6_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *in, const float *out, const float *mean,
+                                 const float *rstd, const float *gamma, int N, int C)
+{
+    batchnorm_backward(din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, N, C);
 }
 
 /* ------------------------------------------------------------------------------------------ */

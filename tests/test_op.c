@@ -1374,6 +1374,42 @@ TEST(threads_one_and_two_agree)
     free(in), free(w), free(R), free(wd), free(Rd), free(gamma), free(beta);
 }
 
+/* The fused batch norm + ReLU6 equals batch norm then ReLU6, forward and backward (same
+ * tolerance as other same-math comparisons, SAME_RTOL scaled by the values), with din
+ * aliasing dout, at N above the multi-threaded threshold. */
+TEST(batchnorm_relu6_fused_equals_composition)
+{
+    rng_seed(99);
+    int N = 700, C = 24;
+    size_t n = (size_t)N * C;
+    float *in = frand(n, -3.0, 9.0), *g = frand(n, -1.0, 1.0);
+    float *gamma = frand(C, 0.5, 2.0), *beta = frand(C, -1.0, 3.0);
+    float *y1 = fnew(n), *y2 = fnew(n), *d1 = fcopy(g, n), *d2 = fnew(n);
+    float m1[24], r1[24], m2[24], r2[24], rm1[24] = {0}, rv1[24], rm2[24] = {0}, rv2[24];
+    float dg1[24] = {0}, db1[24] = {0}, dg2[24] = {0}, db2[24] = {0};
+    for (int c = 0; c < C; c++)
+        rv1[c] = rv2[c] = 1.0f;
+    op_set_threads(2);
+    op_batchnorm_relu6_forward(y1, m1, r1, in, gamma, beta, rm1, rv1, N, C, 1, 0.1f);
+    op_batchnorm_relu6_backward(d1, dg1, db1, d1, in, y1, m1, r1, gamma, N, C);
+    op_batchnorm_forward(y2, m2, r2, in, gamma, beta, rm2, rv2, N, C, 1, 0.1f);
+    op_relu6_forward(y2, y2, n);
+    op_relu6_backward(d2, g, y2, n);
+    op_batchnorm_backward(d2, dg2, db2, d2, in, m2, r2, gamma, N, C);
+    op_set_threads(1);
+    CHECK(close_same("fused out", y1, y2, n, SAME_RTOL));
+    CHECK(close_same("fused mean", m1, m2, C, SAME_RTOL));
+    CHECK(close_same("fused running var", rv1, rv2, C, SAME_RTOL));
+    CHECK(close_same("fused din", d1, d2, n, SAME_RTOL));
+    CHECK(close_same("fused dgamma", dg1, dg2, C, SAME_RTOL));
+    CHECK(close_same("fused dbeta", db1, db2, C, SAME_RTOL));
+    int clipped = 0;
+    for (size_t i = 0; i < n; i++)
+        clipped += y1[i] == 0.0f || y1[i] == 6.0f;
+    CU_ASSERT(clipped > 0 && clipped < (int)n); /* the ReLU6 mask was exercised */
+    free(in), free(g), free(gamma), free(beta), free(y1), free(y2), free(d1), free(d2);
+}
+
 static const struct test_case TESTS[] = {
     CASE(conv_out_size_matches_padding_rule),
     CASE(conv_forward_matches_reference),
@@ -1405,6 +1441,7 @@ static const struct test_case TESTS[] = {
     CASE(backward_overwrites_input_gradients),
     CASE(backward_accepts_null_din),
     CASE(threads_one_and_two_agree),
+    CASE(batchnorm_relu6_fused_equals_composition),
 };
 
 TEST_MAIN("op", TESTS)
