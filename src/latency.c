@@ -41,8 +41,8 @@ static uint64_t fnv1a64(const char *s)
 }
 
 /* The canonical text, e.g. "side=28;in=1;classes=10;stem=16;layers=16/1,24/2;ops=k3e1|skip,
- * k3e1;head=128" (no spaces). Space for it: JOB_MAX_LAYERS * JOB_MAX_CANDIDATES names. */
-#define SPACE_TEXT_MAX 8192
+ * k3e1;head=128" (no spaces). JOB_MAX_LAYERS * JOB_MAX_CANDIDATES names fit in it. */
+#define SPACE_TEXT_MAX LATENCY_SPACE_MAX
 
 uint64_t latency_fingerprint(const struct net *net, char *buf, size_t size)
 {
@@ -75,7 +75,7 @@ void latency_table_init(struct latency_table *table, const struct net *net, cons
 {
     memset(table, 0, sizeof *table);
     snprintf(table->device, sizeof table->device, "%s", device ? device : "");
-    table->fingerprint = latency_fingerprint(net, NULL, 0);
+    table->fingerprint = latency_fingerprint(net, table->space, sizeof table->space);
     table->slot_count = net->layer_count + 2;
     table->op_count[0] = 1;
     for (int l = 0; l < net->layer_count; l++)
@@ -223,6 +223,7 @@ int latency_save(const struct latency_table *t, const char *path)
             h5_attr_set_string(f, "cpu", t->cpu) || h5_attr_set_string(f, "date", t->date) ||
             h5_attr_set_string(f, "source", t->source) ||
             h5_attr_set_string(f, "fingerprint", fingerprint) ||
+            h5_attr_set_string(f, "space", t->space) ||
             h5_attr_set_int(f, "threads", t->threads) ||
             h5_attr_set_int(f, "version", t->version) ||
             h5_attr_set_int(f, "slot_count", t->slot_count) ||
@@ -281,6 +282,9 @@ static int load_open(struct latency_table *t, hid_t f, const char *path, const s
     OFFNAS_TRY(get_string(f, "cpu", t->cpu, sizeof t->cpu));
     OFFNAS_TRY(get_string(f, "date", t->date, sizeof t->date));
     OFFNAS_TRY(get_string(f, "source", t->source, sizeof t->source));
+    OFFNAS_TRY(get_string(f, "space", t->space, sizeof t->space));
+    if (strcmp(t->space, space))
+        return offnas_error("%s: attribute space does not match its fingerprint", path);
     OFFNAS_TRY(h5_attr_get_int(f, "threads", &threads));
     OFFNAS_TRY(h5_attr_get_int(f, "version", &version));
     t->threads = (int)threads;

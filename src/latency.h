@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #define LATENCY_MAX_SLOTS (JOB_MAX_LAYERS + 2)
+#define LATENCY_SPACE_MAX 4096 /* longest canonical search-space text */
 
 struct latency_table {
     char device[64];
@@ -37,6 +38,7 @@ struct latency_table {
     int repeats[LATENCY_MAX_SLOTS][JOB_MAX_CANDIDATES];
     double fit_mape;    /* held-out error of a fitted table, percent; -1: not a fit */
     double fit_rmse_ms; /* held-out root mean square error of a fitted table; -1: not a fit */
+    char space[LATENCY_SPACE_MAX]; /* canonical text the fingerprint hashes */
 };
 
 /* Canonical text of the search space of net (input side and channels, stem, layers, the

@@ -170,6 +170,7 @@ TEST(save_load_round_trip_is_bit_exact)
     CU_ASSERT_STRING_EQUAL(back.cpu, t.cpu);
     CU_ASSERT_STRING_EQUAL(back.date, t.date);
     CU_ASSERT_STRING_EQUAL(back.source, t.source);
+    CU_ASSERT_STRING_EQUAL(back.space, t.space);
     EXPECT_EQ_INT(back.threads, 3);
     EXPECT_EQ_INT(back.version, 7);
     CU_ASSERT(back.fingerprint == t.fingerprint);
@@ -292,6 +293,7 @@ TEST(load_refuses_wrong_data_set_lengths)
                               h5_attr_set_string(f, "date", "x") ||
                               h5_attr_set_string(f, "source", "measured") ||
                               h5_attr_set_string(f, "fingerprint", fp) ||
+                              h5_attr_set_string(f, "space", t.space) ||
                               h5_attr_set_int(f, "threads", 1) || h5_attr_set_int(f, "version", 0) ||
                               h5_write(f, "slot", H5_I32, 1, three, slot, 0) ||
                               h5_write(f, "op", H5_I32, 1, three, op, 0) ||
@@ -304,6 +306,34 @@ TEST(load_refuses_wrong_data_set_lengths)
     CU_ASSERT_EQUAL(latency_load(&t, keep, net), -1);
     EXPECT_CONTAINS(offnas_last_error(), keep);
     EXPECT_CONTAINS(offnas_last_error(), "/p10_ms has 2 entries, /slot has 3");
+    net_free(net);
+}
+
+TEST(shipped_profiles_load_for_the_default_space)
+{
+    struct job job;
+    job_defaults(&job);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
+    struct net *net = net_create(&job, 1, job.data_resize, 1, 10, 0, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(net);
+    const char *phones[] = {"pixel1", "pixel4", "pixel6", "xiaomi11"};
+    for (size_t p = 0; p < OFFNAS_ARRAY_LEN(phones); p++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/profiles/%s.h5", OFFNAS_SOURCE_DIR, phones[p]);
+        struct latency_table t;
+        int rc = latency_load(&t, path, net);
+        if (rc)
+            fprintf(stderr, "%s\n", offnas_last_error());
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_STRING_EQUAL(t.device, phones[p]);
+        EXPECT_CONTAINS(t.source, "fit: ");
+        CU_ASSERT(t.fit_mape > 0 && t.fit_mape < 30);
+        /* the fixed network costs a few milliseconds at most on a phone, more than nothing */
+        double total = t.median[0][0] + t.median[net->layer_count + 1][0];
+        for (int l = 0; l < net->layer_count; l++)
+            total += t.median[l + 1][net_find_candidate(net, l, &job.fixed_ops[l])];
+        CU_ASSERT(total > 0.1 && total < 10);
+    }
     net_free(net);
 }
 
@@ -579,6 +609,7 @@ static const struct test_case TESTS[] = {
     CASE(load_refuses_infinite_value),
     CASE(load_refuses_missing_file),
     CASE(load_refuses_wrong_data_set_lengths),
+    CASE(shipped_profiles_load_for_the_default_space),
     CASE(fit_recovers_known_coefficients),
     CASE(fit_drops_a_negative_coefficient),
     CASE(fit_reports_malformed_line_with_file_and_line),
