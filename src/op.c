@@ -138,21 +138,64 @@ void op_pointwise_backward(float *din, float *dw, const float *dout, const float
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* depthwise convolution */
+/* depthwise convolution
+ *
+ * NHWC puts channels innermost, so every kernel below holds 32 channels of one output (or
+ * input) pixel in four 8-wide vector registers while it walks the taps, and touches memory
+ * once per tap instead of once per tap and per partial sum. GCC's vector extensions keep this
+ * portable (plain C on a CPU without AVX). */
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef v8f v8f_u __attribute__((aligned(4))); /* unaligned access */
+#define LD(p) (*(const v8f_u *)(p))
+#define ST(p, v) (*(v8f_u *)(p) = (v))
+
+/* out[c] = sum over the listed taps of x_tap[c] * w_tap[c]; taps given as pointer pairs. */
+static inline void dw_dot(float *restrict out, const float *const *xs, const float *const *ws,
+                          int taps, int C)
+{
+    int c = 0;
+    for (; c + 32 <= C; c += 32) {
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int t = 0; t < taps; t++) {
+            const float *x = xs[t] + c, *w = ws[t] + c;
+            a0 += LD(x) * LD(w);
+            a1 += LD(x + 8) * LD(w + 8);
+            a2 += LD(x + 16) * LD(w + 16);
+            a3 += LD(x + 24) * LD(w + 24);
+        }
+        ST(out + c, a0);
+        ST(out + c + 8, a1);
+        ST(out + c + 16, a2);
+        ST(out + c + 24, a3);
+    }
+    for (; c + 8 <= C; c += 8) {
+        v8f a0 = {0};
+        for (int t = 0; t < taps; t++)
+            a0 += LD(xs[t] + c) * LD(ws[t] + c);
+        ST(out + c, a0);
+    }
+    for (; c < C; c++) {
+        float a = 0.0f;
+        for (int t = 0; t < taps; t++)
+            a += xs[t][c] * ws[t][c];
+        out[c] = a;
+    }
+}
 
 void op_depthwise_forward(float *out, const float *in, const float *w, int B, int H, int W, int C,
                           int k, int stride)
 {
+    OFFNAS_ASSERT(k >= 1 && k <= 7); /* the tap lists hold 7x7 */
     int pad = k / 2;
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
 #pragma omp parallel for collapse(2) schedule(static) if (B * Ho > 8)
     for (int b = 0; b < B; b++)
         for (int oy = 0; oy < Ho; oy++) {
             const float *img = in + (size_t)b * H * W * C;
+            const float *xs[49], *ws[49];
             for (int ox = 0; ox < Wo; ox++) {
-                float *o = out + (((size_t)b * Ho + oy) * Wo + ox) * C;
-                for (int c = 0; c < C; c++)
-                    o[c] = 0.0f;
+                int taps = 0;
                 for (int ky = 0; ky < k; ky++) {
                     int iy = oy * stride + ky - pad;
                     if (iy < 0 || iy >= H)
@@ -161,19 +204,52 @@ void op_depthwise_forward(float *out, const float *in, const float *w, int B, in
                         int ix = ox * stride + kx - pad;
                         if (ix < 0 || ix >= W)
                             continue;
-                        const float *x = img + ((size_t)iy * W + ix) * C;
-                        const float *wk = w + ((size_t)ky * k + kx) * C;
-                        for (int c = 0; c < C; c++)
-                            o[c] += x[c] * wk[c];
+                        xs[taps] = img + ((size_t)iy * W + ix) * C;
+                        ws[taps++] = w + ((size_t)ky * k + kx) * C;
                     }
                 }
+                dw_dot(out + (((size_t)b * Ho + oy) * Wo + ox) * C, xs, ws, taps, C);
             }
         }
+}
+
+/* dw_tap[c] += sum over ox of g[ox][c] * x[ix(ox)][c] for one output row and one tap. */
+static inline void dw_row_grad(float *restrict dw, const float *g, const float *x, int count,
+                               size_t g_step, size_t x_step, int C)
+{
+    int c = 0;
+    for (; c + 32 <= C; c += 32) {
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int i = 0; i < count; i++) {
+            const float *gp = g + i * g_step + c, *xp = x + i * x_step + c;
+            a0 += LD(gp) * LD(xp);
+            a1 += LD(gp + 8) * LD(xp + 8);
+            a2 += LD(gp + 16) * LD(xp + 16);
+            a3 += LD(gp + 24) * LD(xp + 24);
+        }
+        ST(dw + c, LD(dw + c) + a0);
+        ST(dw + c + 8, LD(dw + c + 8) + a1);
+        ST(dw + c + 16, LD(dw + c + 16) + a2);
+        ST(dw + c + 24, LD(dw + c + 24) + a3);
+    }
+    for (; c + 8 <= C; c += 8) {
+        v8f a0 = {0};
+        for (int i = 0; i < count; i++)
+            a0 += LD(g + i * g_step + c) * LD(x + i * x_step + c);
+        ST(dw + c, LD(dw + c) + a0);
+    }
+    for (; c < C; c++) {
+        float a = 0.0f;
+        for (int i = 0; i < count; i++)
+            a += g[i * g_step + c] * x[i * x_step + c];
+        dw[c] += a;
+    }
 }
 
 void op_depthwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int B, int H, int W, int C, int k, int stride)
 {
+    OFFNAS_ASSERT(k >= 1 && k <= 7);
     int pad = k / 2;
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
     size_t wsize = (size_t)k * k * C;
@@ -183,36 +259,58 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
 #pragma omp parallel num_threads(threads)
     {
         float *dwt = partial + wsize * (size_t)omp_get_thread_num();
+        const float *gs[49], *ws[49];
 #pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
             const float *img = in + (size_t)b * H * W * C;
-            float *dimg = din ? din + (size_t)b * H * W * C : NULL;
-            if (dimg)
-                memset(dimg, 0, (size_t)H * W * C * sizeof(float));
+            const float *gimg = dout + (size_t)b * Ho * Wo * C;
+            /* dw: per output row and tap, a run of output columns with valid inputs */
             for (int oy = 0; oy < Ho; oy++)
-                for (int ox = 0; ox < Wo; ox++) {
-                    const float *g = dout + (((size_t)b * Ho + oy) * Wo + ox) * C;
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * stride + ky - pad;
+                    if (iy < 0 || iy >= H)
+                        continue;
+                    for (int kx = 0; kx < k; kx++) {
+                        /* ox with 0 <= ox*stride + kx - pad < W */
+                        int lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0;
+                        int hi = (W - 1 + pad - kx) / stride; /* inclusive */
+                        if (hi > Wo - 1)
+                            hi = Wo - 1;
+                        if (hi < lo)
+                            continue;
+                        int ix = lo * stride + kx - pad;
+                        dw_row_grad(dwt + ((size_t)ky * k + kx) * C,
+                                    gimg + ((size_t)oy * Wo + lo) * C,
+                                    img + ((size_t)iy * W + ix) * C, hi - lo + 1, (size_t)C,
+                                    (size_t)stride * C, C);
+                    }
+                }
+            if (!din)
+                continue;
+            /* din: gather, for every input pixel, the outputs whose window covers it */
+            float *dimg = din + (size_t)b * H * W * C;
+            for (int iy = 0; iy < H; iy++)
+                for (int ix = 0; ix < W; ix++) {
+                    int taps = 0;
                     for (int ky = 0; ky < k; ky++) {
-                        int iy = oy * stride + ky - pad;
-                        if (iy < 0 || iy >= H)
+                        int ty = iy + pad - ky;
+                        if (ty < 0 || ty % stride)
+                            continue;
+                        int oy = ty / stride;
+                        if (oy >= Ho)
                             continue;
                         for (int kx = 0; kx < k; kx++) {
-                            int ix = ox * stride + kx - pad;
-                            if (ix < 0 || ix >= W)
+                            int tx = ix + pad - kx;
+                            if (tx < 0 || tx % stride)
                                 continue;
-                            size_t at = ((size_t)iy * W + ix) * C;
-                            const float *x = img + at;
-                            const float *wk = w + ((size_t)ky * k + kx) * C;
-                            float *dwk = dwt + ((size_t)ky * k + kx) * C;
-                            for (int c = 0; c < C; c++)
-                                dwk[c] += g[c] * x[c];
-                            if (dimg) {
-                                float *dx = dimg + at;
-                                for (int c = 0; c < C; c++)
-                                    dx[c] += g[c] * wk[c];
-                            }
+                            int ox = tx / stride;
+                            if (ox >= Wo)
+                                continue;
+                            gs[taps] = gimg + ((size_t)oy * Wo + ox) * C;
+                            ws[taps++] = w + ((size_t)ky * k + kx) * C;
                         }
                     }
+                    dw_dot(dimg + ((size_t)iy * W + ix) * C, gs, ws, taps, C);
                 }
         }
     }
