@@ -444,11 +444,17 @@ void net_backward(struct net *net, const float *dlogits, int B)
 
     for (int l = net->layer_count - 1; l >= 0; l--) {
         struct net_layer *layer = &net->layers[l];
-        if (l == net->mask_layer) {
-            const struct net_block *blk = &layer->cand[net->choice[l]];
-            const float *unmasked = blk->spec.kind == OP_SKIP ? layer->in : layer->out;
-            op_channel_mask_backward(dy, net->mask_grad, dy, unmasked, net->mask,
-                                     B * layer->hout * layer->wout, layer->cout);
+        const struct net_block *blk = &layer->cand[net->choice[l]];
+        const float *unmasked = blk->spec.kind == OP_SKIP ? layer->in : layer->out;
+        size_t pixels = (size_t)B * layer->hout * layer->wout;
+        if (l == net->mask_layer)
+            op_channel_mask_backward(dy, net->mask_grad, dy, unmasked, net->mask, (int)pixels,
+                                     layer->cout);
+        if (net->want_gate_grad) {
+            double dot = 0.0;
+            for (size_t i = 0; i < pixels * layer->cout; i++)
+                dot += (double)dy[i] * unmasked[i];
+            net->gate_grad[l] = (float)dot;
         }
         block_backward(net, layer, &layer->cand[net->choice[l]], dx, dy, B);
         float *t = dy;

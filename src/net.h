@@ -84,6 +84,12 @@ struct net {
     float *mask_grad;   /* (max channels) straight-through gradient of the mask */
     float *masked;      /* masked copy of the feature map */
 
+    /* With want_gate_grad set, net_backward stores d loss / d h_l for a gate h_l = 1 that
+     * multiplies the output of layer l's chosen op: sum(dy * y) over that output (GDAS-style
+     * straight-through gradient of the op choice). */
+    int want_gate_grad;
+    float gate_grad[JOB_MAX_LAYERS];
+
     float *params, *grads;
     size_t param_count;
     size_t head_offset, head_count, stem_offset, stem_count;
