@@ -9,6 +9,9 @@
 int cmd_data(int argc, char **argv);  /* offnas data import fashion-mnist ... */
 int cmd_train(int argc, char **argv); /* offnas train --job J --out DIR */
 int cmd_bench(int argc, char **argv); /* offnas bench train ... */
+int cmd_search(int argc, char **argv); /* offnas search --job J --out DIR */
+int cmd_derive(int argc, char **argv); /* offnas derive --run DIR */
+int cmd_eval(int argc, char **argv);   /* offnas eval --run DIR [--network NAME] */
 int cmd_profile(int argc, char **argv); /* offnas profile [fit] ... */
 
 /* Options every job-driven command accepts: --job FILE and any number of --set KEY=VALUE. */
@@ -25,6 +28,9 @@ int cmd_take_job_option(struct cmd_job_options *o, int argc, char **argv, int *i
 /* Builds the job: defaults, the file, the --set overrides, job_finalize. Returns 0, or prints
  * "offnas: <error>" and returns -1. */
 int cmd_load_job(struct job *job, const struct cmd_job_options *o);
+
+/* offnas train --arch FILE: retrains a derived network with its split and channel mask. */
+int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_options *opts);
 
 /* Prints "offnas: <msg>" for a usage error and returns 2. */
 int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

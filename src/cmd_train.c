@@ -12,18 +12,21 @@
 
 static const char TRAIN_USAGE[] =
     "usage: offnas train --job FILE --out DIR [--set SECTION.KEY=VALUE ...]\n"
+    "       offnas train --arch RUN/arch.json --out DIR [--set SECTION.KEY=VALUE ...]\n"
     "\n"
     "Trains the fixed network of the job ([net] layers and ops) on the training split, reports\n"
     "validation and test accuracy, and writes DIR/summary.json, DIR/log.csv and DIR/model.h5.\n"
     "\n"
     "  --job FILE     job file (INI); without it the defaults are used\n"
     "  --set K=V      override a job key, e.g. --set train.epochs=2 (repeatable)\n"
+    "  --arch FILE    retrain a derived network (arch.json of `offnas derive`) with its split\n"
+    "                 and channel mask; the job is the search's, with net.ops from the file\n"
     "  --out DIR      run folder (created)\n";
 
 int cmd_train(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
-    const char *out = NULL;
+    const char *out = NULL, *arch = NULL;
     for (int i = 1; i < argc; i++) {
         int taken = cmd_take_job_option(&opts, argc, argv, &i);
         if (taken < 0)
@@ -36,16 +39,23 @@ int cmd_train(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
+        else if (!strcmp(argv[i], "--arch") && i + 1 < argc)
+            arch = argv[++i];
         else
             return cmd_usage_error("train: unknown or incomplete option '%s'", argv[i]);
     }
     if (!out)
         return cmd_usage_error("train: --out DIR is required");
+    if (arch) {
+        if (opts.job_path)
+            return cmd_usage_error("train: --arch takes its job from arch.json; use --set");
+        return cmd_train_arch(arch, out, &opts);
+    }
     struct job job;
     if (cmd_load_job(&job, &opts))
         return 1;
     struct train_result r;
-    if (train_fixed(&job, out, &r)) {
+    if (train_fixed(&job, NULL, out, &r)) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
     }

@@ -18,6 +18,10 @@ static const char USAGE[] =
     "  data import fashion-mnist [--from DIR] --out FILE.h5   import a data set into HDF5\n"
     "  data info FILE.h5                                      describe a data file\n"
     "  train --job FILE --out DIR [--set K=V ...]             train the fixed network\n"
+    "  search --job FILE --out DIR                            search ops, split and channels\n"
+    "  derive --run DIR                                       fix the choices: DIR/arch.json\n"
+    "  train --arch DIR/arch.json --out DIR2                  retrain the derived network\n"
+    "  eval --run DIR2 [--network NAME]                       accuracy and latency breakdown\n"
     "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
     "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
     "  profile fit --csv FILE --job FILE --device NAME --out F fit one to published data\n"
@@ -119,6 +123,12 @@ int main(int argc, char **argv)
         return cmd_data(argc - 1, argv + 1);
     if (!strcmp(name, "train"))
         return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(name, "search"))
+        return cmd_search(argc - 1, argv + 1);
+    if (!strcmp(name, "derive"))
+        return cmd_derive(argc - 1, argv + 1);
+    if (!strcmp(name, "eval"))
+        return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(name, "bench"))
         return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(name, "profile"))

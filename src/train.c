@@ -155,13 +155,58 @@ int train_save_model(const struct net *net, const struct job *job, const char *p
              h5_attr_set_string(f, "job", text) || h5_attr_set_string(f, "ops", ops) ||
              h5_attr_set_int(f, "input_side", net->side) ||
              h5_attr_set_int(f, "classes", net->classes) ||
-             h5_attr_set_int(f, "parameters", (int64_t)net_param_count_chosen(net));
+             h5_attr_set_int(f, "parameters", (int64_t)net_param_count_chosen(net)) ||
+             h5_attr_set_int(f, "mask_layer", net->mask_layer);
+    if (!rc && net->mask_layer >= 0) {
+        hsize_t nc = (hsize_t)net->layers[net->mask_layer].cout;
+        rc = h5_write(f, "mask", H5_F32, 1, &nc, net->mask, 0);
+    }
     free(text);
     if (rc) {
         h5_abort(f, tmp);
         return -1;
     }
     return h5_commit(f, tmp, path);
+}
+
+int train_load_model(struct net *net, const char *path)
+{
+    hid_t f = h5_open_read(path);
+    if (f < 0)
+        return -1;
+    hsize_t dims[1];
+    int64_t mask_layer = -1;
+    int rc = h5_shape(f, "params", H5_F32, 1, dims);
+    if (!rc && dims[0] != net->param_count)
+        rc = offnas_error("%s: /params has %llu values, the job's network has %zu", path,
+                          (unsigned long long)dims[0], net->param_count);
+    if (!rc)
+        rc = h5_read_rows(f, "params", H5_F32, 1, 0, net->param_count, net->params);
+    if (!rc)
+        rc = h5_shape(f, "running_stats", H5_F32, 1, dims);
+    if (!rc && dims[0] != net->stat_count)
+        rc = offnas_error("%s: /running_stats has %llu values, the job's network has %zu", path,
+                          (unsigned long long)dims[0], net->stat_count);
+    if (!rc)
+        rc = h5_read_rows(f, "running_stats", H5_F32, 1, 0, net->stat_count, net->stats);
+    if (!rc)
+        rc = h5_attr_get_int(f, "mask_layer", &mask_layer);
+    if (!rc && mask_layer >= net->layer_count)
+        rc = offnas_error("%s: mask_layer %lld is not a layer of the network", path,
+                          (long long)mask_layer);
+    if (!rc && mask_layer >= 0) {
+        rc = h5_shape(f, "mask", H5_F32, 1, dims);
+        if (!rc && dims[0] != (hsize_t)net->layers[mask_layer].cout)
+            rc = offnas_error("%s: /mask has %llu values, layer %lld has %d channels", path,
+                              (unsigned long long)dims[0], (long long)mask_layer + 1,
+                              net->layers[mask_layer].cout);
+        if (!rc)
+            rc = h5_read_rows(f, "mask", H5_F32, 1, 0, dims[0], net->mask);
+    }
+    h5_close(f);
+    if (!rc)
+        net->mask_layer = (int)mask_layer;
+    return rc;
 }
 
 static void format_duration(char *buf, size_t size, double seconds)
@@ -199,7 +244,8 @@ static int write_summary(const char *path, const struct job *job, const struct t
     return 0;
 }
 
-int train_fixed(const struct job *job, const char *out_dir, struct train_result *result)
+int train_fixed(const struct job *job, const struct train_split *split, const char *out_dir,
+                struct train_result *result)
 {
     memset(result, 0, sizeof *result);
     op_set_threads(job->train_deterministic ? 1 : job->train_threads);
@@ -212,6 +258,10 @@ int train_fixed(const struct job *job, const char *out_dir, struct train_result 
     if (!net) {
         train_data_free(&td);
         return -1;
+    }
+    if (split && split->split >= 1 && split->split <= net->layer_count) {
+        net->mask_layer = split->split - 1;
+        memcpy(net->mask, split->mask, (size_t)net->layers[split->split - 1].cout * sizeof(float));
     }
     char path[JOB_PATH_MAX * 2];
     snprintf(path, sizeof path, "%s/log.csv", out_dir);

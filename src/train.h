@@ -51,9 +51,22 @@ struct train_result {
     long steps;
 };
 
-/* Trains the fixed network of the job (net.ops) and writes out_dir/summary.json, log.csv,
- * model.h5. Returns 0 or -1 with an error. */
-int train_fixed(const struct job *job, const char *out_dir, struct train_result *result);
+/* The split of a derived network: the channel mask (0/1 per channel) applied to the output of
+ * layer split-1 for split in 1..L; no mask for split 0 or L+1. */
+struct train_split {
+    int split;
+    int kept;
+    float mask[1024];
+};
+
+/* Trains the fixed network of the job (net.ops), with the split's channel mask when split is
+ * non-NULL, and writes out_dir/summary.json, log.csv, model.h5. Returns 0 or -1. */
+int train_fixed(const struct job *job, const struct train_split *split, const char *out_dir,
+                struct train_result *result);
+
+/* Loads model.h5 written by train_save_model into net (built from the same job): parameters,
+ * running statistics, and the split mask if one was saved. Returns 0 or -1 with an error. */
+int train_load_model(struct net *net, const char *path);
 
 /* Writes the weights, running statistics and job of net to path (HDF5, tmp + rename). */
 int train_save_model(const struct net *net, const struct job *job, const char *path);

@@ -1,0 +1,50 @@
+/* search: the offloading-aware search in one process (the MPI layer in mpi/ drives the same
+ * steps on many ranks). Weights train with SGD on the training split, alpha beta gamma with
+ * Adam on the validation split, alternating, after a warm-up of weights only; the
+ * architecture loss adds the expected end-to-end latency to the task loss.
+ *
+ * A run folder holds: checkpoint.h5 (supernet, optimizer states, arch parameters, step, job),
+ * lut_device.h5 and lut_edge.h5 (the tables used), log.csv (per epoch), and after `offnas
+ * derive`, arch.json. */
+#ifndef OFFNAS_SEARCH_H
+#define OFFNAS_SEARCH_H
+
+#include "arch.h"
+#include "job.h"
+#include "latency.h"
+#include "net.h"
+
+/* Loads (or measures here, when the job names no file) the device and edge tables for net and
+ * fills cost from the job (scales, link, wire format). Measured tables are saved into out_dir
+ * when out_dir is non-NULL. Returns 0 or -1 with an error. */
+int search_costs(struct latency_table *device, struct latency_table *edge, struct arch_cost *cost,
+                 const struct job *job, const struct net *net, const char *out_dir);
+
+/* Runs the search of job into out_dir. Returns 0 or -1 with an error. */
+int search_run(const struct job *job, const char *out_dir);
+
+/* Architecture loss factor pieces: for the additive form returns lambda / T_ref (dLoss/dE[T])
+ * and sets *task_scale = 1; for the multiplicative form CE * (log E / log T_ref)^w (times in
+ * microseconds) returns dLoss/dE[T] and sets *task_scale = (log E / log T_ref)^w. *loss gets
+ * the latency-aware loss value. */
+double search_latency_loss(const struct job *job, double ce, double expected_ms, double t_ref_ms,
+                           double *task_scale, double *loss);
+
+/* Saves / loads the search state (HDF5, tmp + rename, previous kept as checkpoint.prev.h5). */
+struct search_state {
+    long step;
+    int epoch;
+    float *momentum; /* SGD momentum, layout of net->params */
+    long arch_steps;
+    double t_ref_ms;
+};
+int search_save_checkpoint(const char *path, const struct job *job, const struct net *net,
+                           const struct arch *arch, const struct search_state *state);
+/* Reads the job text of a checkpoint (malloc'd string the caller frees), or NULL with an error. */
+char *search_checkpoint_job(const char *path);
+/* Loads weights, stats, momentum, arch parameters and Adam moments into net/arch (built for the
+ * checkpoint's job) and the counters into state. */
+int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
+                           struct search_state *state);
+
+#endif
