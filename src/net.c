@@ -194,6 +194,12 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
             bn_init(net, &blk->bn2);
             kaiming(net->params + blk->w_project, (size_t)blk->hidden * blk->cout, blk->cout, &rng);
             bn_init(net, &blk->bn3);
+            /* A residual block starts as the identity (its last BN scale 0, as in Goyal et
+             * al. 2017): a supernet then starts as a shallow network whatever ops are
+             * sampled, which shortens the plateau at the start of a search. */
+            if (blk->residual)
+                for (int c = 0; c < blk->cout; c++)
+                    net->params[blk->bn3.gamma + c] = 0.0f;
         }
     kaiming(net->params + net->w_head, (size_t)last_c * net->head_channels, net->head_channels, &rng);
     bn_init(net, &net->bn_head);

@@ -451,6 +451,8 @@ static const struct conv_shape DW_FWD_SHAPES[] = {
 static const struct conv_shape DW_GRAD_SHAPES[] = {
     {1, 5, 5, 3, 0, 3, 1}, {3, 5, 5, 2, 0, 3, 2}, {1, 7, 7, 2, 0, 5, 1}, {2, 5, 7, 3, 0, 5, 2},
     {1, 7, 7, 2, 0, 7, 1}, {3, 7, 7, 2, 0, 7, 2}, {1, 6, 6, 2, 0, 3, 2},
+    /* channel counts that take the 32- and 8-wide vector paths and the scalar tail */
+    {2, 9, 9, 18, 0, 5, 2}, {1, 6, 5, 42, 0, 3, 1}, {1, 5, 5, 40, 0, 7, 2},
 };
 
 /* ---------- forward tests ---------- */
