@@ -156,14 +156,82 @@ static int bench_train(int argc, char **argv)
     return 0;
 }
 
+static const char INFER_USAGE[] =
+    "usage: offnas bench infer [--job FILE] [--set K=V ...] [--threads N] [--runs R]\n"
+    "\n"
+    "Times the batch-1 forward pass (eval mode) of the job's fixed network: 50 warm-up runs,\n"
+    "then R timed runs (default 500). Prints p10, p90 and, as the last line,\n"
+    "batch1_latency_ms: X (the median): the figure `offnas profile` tables should add up to.\n";
+
+static int bench_infer(int argc, char **argv)
+{
+    struct cmd_job_options opts = {0};
+    int threads = 1, runs = 500;
+    for (int i = 1; i < argc; i++) {
+        int taken = cmd_take_job_option(&opts, argc, argv, &i);
+        if (taken < 0)
+            return 2;
+        if (taken)
+            continue;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(INFER_USAGE, stdout);
+            return 0;
+        }
+        int *target = !strcmp(argv[i], "--threads") ? &threads
+                      : !strcmp(argv[i], "--runs")  ? &runs
+                                                    : NULL;
+        if (!target || i + 1 >= argc)
+            return cmd_usage_error("bench infer: unknown or incomplete option '%s'", argv[i]);
+        char *end;
+        long v = strtol(argv[++i], &end, 10);
+        if (*end || v < (target == &threads ? 0 : 1) || v > 1000000)
+            return cmd_usage_error("bench infer: %s: '%s' is not a valid count", argv[i - 1],
+                                   argv[i]);
+        *target = (int)v;
+    }
+    struct job job;
+    if (cmd_load_job(&job, &opts))
+        return 1;
+    op_set_threads(threads);
+    int side = job.data_resize;
+    struct net *net = net_create(&job, 1, side, 1, 10, 1, (uint64_t)job.train_seed);
+    if (!net) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return 1;
+    }
+    float *x = offnas_malloc((size_t)side * side * sizeof(float));
+    struct rng rng;
+    rng_seed(&rng, 1, 0);
+    for (int i = 0; i < side * side; i++)
+        x[i] = (float)rng_normal(&rng);
+    double *ms = offnas_malloc((size_t)runs * sizeof(double));
+    for (int r = -50; r < runs; r++) {
+        double t0 = offnas_now();
+        net_forward(net, x, 1, 0);
+        if (r >= 0)
+            ms[r] = 1e3 * (offnas_now() - t0);
+    }
+    qsort(ms, (size_t)runs, sizeof(double), compare_double);
+    printf("offnas bench infer: threads %d side %d MACs %.2fM\np10_ms: %.4f\np90_ms: %.4f\n"
+           "batch1_latency_ms: %.4f\n",
+           op_get_threads(), side, net_macs_chosen(net) / 1e6, ms[runs / 10],
+           ms[runs * 9 / 10], ms[runs / 2]);
+    free(ms);
+    free(x);
+    net_free(net);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs("usage: offnas bench train [options]   (offnas bench train --help)\n",
+        fputs("usage: offnas bench train|infer [options]   (offnas bench train --help)\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "train"))
         return bench_train(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "infer"))
+        return bench_infer(argc - 1, argv + 1);
     return cmd_usage_error("bench: unknown benchmark '%s'", argv[1]);
 }

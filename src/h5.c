@@ -76,12 +76,13 @@ static const char *where(hid_t loc, const char *name, char *buf, size_t size)
         *tmp = '\0';
     if (H5Iget_name(loc, object, sizeof object) <= 0)
         snprintf(object, sizeof object, "/");
+    /* each part is cut at 300 characters so the message always fits */
     if (!name || !*name)
-        snprintf(buf, size, "%s: %s", file, object);
+        snprintf(buf, size, "%.300s: %.300s", file, object);
     else if (name[0] == '/')
-        snprintf(buf, size, "%s: %s", file, name);
+        snprintf(buf, size, "%.300s: %.300s", file, name);
     else
-        snprintf(buf, size, "%s: %s%s%s", file, object,
+        snprintf(buf, size, "%.300s: %.300s%s%.300s", file, object,
                  object[strlen(object) - 1] == '/' ? "" : "/", name);
     return buf;
 }

@@ -23,6 +23,7 @@ static const char USAGE[] =
     "  train --arch DIR/arch.json --out DIR2                  retrain the derived network\n"
     "  eval --run DIR2 [--network NAME]                       accuracy and latency breakdown\n"
     "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
+    "  bench infer --job FILE [--threads N]                   time a batch-1 forward\n"
     "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
     "  profile fit --csv FILE --job FILE --device NAME --out F fit one to published data\n"
     "\n"
