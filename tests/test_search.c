@@ -1,0 +1,405 @@
+/* Tests of the search on real Fashion-MNIST, end to end: a tiny search (search_run) writes its
+ * per-epoch log and checkpoint; `derive` fixes an arch.json; `train --arch` retrains it and
+ * `eval` reports accuracy with the latency breakdown. And the latency term works: a large
+ * lambda ends the same tiny search at a lower E[T] than lambda 0.
+ *
+ * Latency tables come from the shipped profiles (pixel4 as the device, pixel6 as the "edge"),
+ * so nothing is measured. The data set is imported once per process (about 3 s) into a
+ * temporary directory removed at exit.
+ *
+ * Runtimes on 2 cores shared with a training run: search_end_to_end ~18 s,
+ * search_lambda_lowers_expected_latency ~33 s. */
+#define _XOPEN_SOURCE 700
+#include "testing.h"
+
+#include "cmd.h"
+#include "common.h"
+#include "data.h"
+#include "h5.h"
+#include "job.h"
+#include "search.h"
+
+#include <ftw.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FASHION_DIR "/usr/share/datasets/fashion-mnist"
+#define DEVICE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel4.h5"
+#define EDGE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel6.h5"
+
+/* ---- the option helpers of cmd.h ------------------------------------------------------ */
+
+/* cmd.h declares these but src/main.c defines them, and main.c is not in offnas_core, so a
+ * test that calls the commands brings its own copies (same behaviour as main.c). */
+int cmd_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("offnas: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (see --help)\n", stderr);
+    va_end(ap);
+    return 2;
+}
+
+int cmd_take_job_option(struct cmd_job_options *o, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i];
+    if (strcmp(arg, "--job") && strcmp(arg, "--set"))
+        return 0;
+    if (*i + 1 >= argc) {
+        cmd_usage_error("%s needs a value", arg);
+        return -1;
+    }
+    const char *value = argv[++*i];
+    if (!strcmp(arg, "--job")) {
+        o->job_path = value;
+    } else {
+        if (o->set_count >= (int)OFFNAS_ARRAY_LEN(o->sets)) {
+            cmd_usage_error("too many --set options");
+            return -1;
+        }
+        o->sets[o->set_count++] = value;
+    }
+    return 1;
+}
+
+int cmd_load_job(struct job *job, const struct cmd_job_options *o)
+{
+    job_defaults(job);
+    int rc = o->job_path ? job_load(job, o->job_path) : 0;
+    for (int i = 0; !rc && i < o->set_count; i++)
+        rc = job_set(job, o->sets[i]);
+    if (!rc)
+        rc = job_finalize(job);
+    if (rc) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static char temp_root[64];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_temp_root(void)
+{
+    if (temp_root[0])
+        nftw(temp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void ensure_temp_root(void)
+{
+    if (temp_root[0])
+        return;
+    snprintf(temp_root, sizeof temp_root, "/tmp/offnas_test_search.XXXXXX");
+    CU_ASSERT_FATAL(mkdtemp(temp_root) != NULL);
+    atexit(remove_temp_root);
+    offnas_log_quiet = 1;
+}
+
+/* temp_root/name (not created). Static buffers, four in rotation. */
+static const char *run_dir(const char *name)
+{
+    static char dir[4][256];
+    static int next;
+    ensure_temp_root();
+    char *d = dir[next++ % 4];
+    snprintf(d, 256, "%s/%s", temp_root, name);
+    return d;
+}
+
+/* The Fashion-MNIST HDF5 file, imported on first use and cached for the process. */
+static const char *fashion_path(void)
+{
+    static char path[256];
+    if (path[0])
+        return path;
+    ensure_temp_root();
+    snprintf(path, sizeof path, "%s/fashion-mnist.h5", temp_root);
+    if (data_import_idx(FASHION_DIR, path)) {
+        fprintf(stderr, "cannot import %s (tests/deps installs dataset-fashion-mnist): %s\n",
+                FASHION_DIR, offnas_last_error());
+        path[0] = 0;
+        CU_FAIL_FATAL("Fashion-MNIST import");
+    }
+    return path;
+}
+
+static int file_exists(const char *dir, const char *name)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
+/* The tiny search job: a slice of Fashion-MNIST, 2 epochs (1 of warm-up), shipped profiles,
+ * then extra assignments. */
+static void tiny_search_job(struct job *job, const char *extra)
+{
+    static const char *const sets[] = {
+        "data.train_limit=1500", "data.val_size=300",        "data.test_limit=300",
+        "train.batch=32",        "train.threads=1",          "train.log_seconds=1000",
+        "search.epochs=2",       "search.warmup_epochs=1",   "latency.device=" DEVICE_PROFILE,
+        "latency.edge=" EDGE_PROFILE,
+    };
+    char set[600];
+    job_defaults(job);
+    snprintf(set, sizeof set, "data.path=%s", fashion_path());
+    CU_ASSERT_EQUAL_FATAL(job_set(job, set), 0);
+    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(sets); i++) {
+        int rc = job_set(job, sets[i]);
+        if (rc)
+            fprintf(stderr, "job_set(%s): %s\n", sets[i], offnas_last_error());
+        CU_ASSERT_EQUAL_FATAL(rc, 0);
+    }
+    if (extra)
+        CU_ASSERT_EQUAL_FATAL(job_set(job, extra), 0);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(job), 0);
+}
+
+static int run_search(const struct job *job, const char *dir)
+{
+    int rc = search_run(job, dir);
+    if (rc)
+        fprintf(stderr, "search_run(%s): %s\n", dir, offnas_last_error());
+    return rc;
+}
+
+/* log.csv of a search: the column named column of every row into values (at most max);
+ * returns the row count, or -1 if the file or the column is missing. */
+static int log_column(const char *dir, const char *column, double *values, int max)
+{
+    char path[512], line[8192];
+    snprintf(path, sizeof path, "%s/log.csv", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int col = -1, rows = 0;
+    if (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *save = NULL;
+        int i = 0;
+        for (char *t = strtok_r(line, ",", &save); t; t = strtok_r(NULL, ",", &save), i++)
+            if (!strcmp(t, column))
+                col = i;
+    }
+    while (col >= 0 && fgets(line, sizeof line, f)) {
+        char *save = NULL, *t = strtok_r(line, ",", &save);
+        for (int i = 0; t && i < col; i++)
+            t = strtok_r(NULL, ",", &save);
+        if (rows < max)
+            values[rows] = t ? strtod(t, NULL) : NAN;
+        rows++;
+    }
+    fclose(f);
+    return col >= 0 ? rows : -1;
+}
+
+static json_t *load_json(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root)
+        fprintf(stderr, "%s:%d: %s\n", path, err.line, err.text);
+    return root;
+}
+
+static double number_at(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_number(v))
+        fprintf(stderr, "'%s' is missing or not a number\n", key);
+    CU_ASSERT(json_is_number(v));
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* ---- tests ----------------------------------------------------------------------------- */
+
+TEST(search_end_to_end)
+{
+    struct job job;
+    tiny_search_job(&job, NULL);
+    const char *run = run_dir("search");
+    CU_ASSERT_EQUAL_FATAL(run_search(&job, run), 0);
+
+    /* log.csv: one row per epoch, E[T] positive and the sum of its parts */
+    double et[4], dev[4], tr[4], edge[4], epoch[4];
+    EXPECT_EQ_INT(log_column(run, "epoch", epoch, 4), 2);
+    EXPECT_EQ_INT(log_column(run, "expected_ms", et, 4), 2);
+    EXPECT_EQ_INT(log_column(run, "device_ms", dev, 4), 2);
+    EXPECT_EQ_INT(log_column(run, "transfer_ms", tr, 4), 2);
+    EXPECT_EQ_INT(log_column(run, "edge_ms", edge, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        EXPECT_NEAR(epoch[i], i + 1, 0);
+        CU_ASSERT(et[i] > 0);
+        EXPECT_NEAR(et[i], dev[i] + tr[i] + edge[i], 1e-4 * (1 + et[i]));
+    }
+    CU_ASSERT(file_exists(run, "checkpoint.h5"));
+    CU_ASSERT(file_exists(run, "lut_device.h5"));
+    CU_ASSERT(file_exists(run, "lut_edge.h5"));
+
+    /* derive: arch.json */
+    char *derive_argv[] = {"derive", "--run", (char *)run, NULL};
+    EXPECT_EQ_INT(cmd_derive(3, derive_argv), 0);
+    json_t *arch = load_json(run, "arch.json");
+    CU_ASSERT_FATAL(arch != NULL);
+    json_t *ops = json_object_get(arch, "ops");
+    CU_ASSERT_FATAL(json_is_array(ops));
+    EXPECT_EQ_INT(json_array_size(ops), 8);
+    for (size_t i = 0; i < json_array_size(ops); i++) {
+        json_t *op = json_array_get(ops, i);
+        CU_ASSERT(json_is_string(op));
+        struct op_spec spec;
+        CU_ASSERT(json_is_string(op) && op_spec_parse(&spec, json_string_value(op)) == 0);
+    }
+    json_t *split = json_object_get(arch, "split_point");
+    json_t *kept = json_object_get(arch, "kept_channels");
+    json_t *total = json_object_get(arch, "total_channels");
+    CU_ASSERT_FATAL(json_is_integer(split) && json_is_integer(kept) && json_is_integer(total));
+    json_int_t s = json_integer_value(split), k = json_integer_value(kept),
+               t = json_integer_value(total);
+    CU_ASSERT(s >= 0 && s <= 9);
+    CU_ASSERT(k >= 0 && k <= t);
+    if (s >= 1 && s <= 8) {
+        CU_ASSERT(k >= 1 && t > 0);
+    } else {
+        CU_ASSERT(t == 0);
+    }
+    EXPECT_EQ_INT(json_array_size(json_object_get(arch, "channels")), k);
+    json_decref(arch);
+
+    /* train --arch into a second folder, then eval there */
+    const char *derived = run_dir("derived");
+    char arch_path[512];
+    snprintf(arch_path, sizeof arch_path, "%s/arch.json", run);
+    struct cmd_job_options opts = {0};
+    opts.sets[opts.set_count++] = "train.epochs=1";
+    opts.sets[opts.set_count++] = "data.train_limit=1500";
+    opts.sets[opts.set_count++] = "data.val_size=300";
+    opts.sets[opts.set_count++] = "data.test_limit=300";
+    opts.sets[opts.set_count++] = "train.threads=1";
+    EXPECT_EQ_INT(cmd_train_arch(arch_path, derived, &opts), 0);
+    CU_ASSERT(file_exists(derived, "model.h5"));
+    CU_ASSERT(file_exists(derived, "arch.json"));
+
+    char *eval_argv[] = {"eval", "--run", (char *)derived, NULL};
+    EXPECT_EQ_INT(cmd_eval(3, eval_argv), 0);
+    json_t *sum = load_json(derived, "summary.json");
+    CU_ASSERT_FATAL(sum != NULL);
+    double acc = number_at(sum, "test_accuracy");
+    CU_ASSERT(acc >= 0 && acc <= 1);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "split_point")), s);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "kept_channels")), k);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "total_channels")), t);
+    double bytes = number_at(sum, "bytes_sent");
+    if (s == 9) {
+        EXPECT_NEAR(bytes, 0, 0);
+    } else {
+        CU_ASSERT(bytes > 0);
+    }
+    json_t *ms = json_object_get(sum, "latency_ms");
+    CU_ASSERT_FATAL(json_is_object(ms));
+    double d = number_at(ms, "device"), x = number_at(ms, "transfer"), e = number_at(ms, "edge"),
+           tot = number_at(ms, "total"), all_dev = number_at(ms, "all_device"),
+           all_edge = number_at(ms, "all_edge");
+    CU_ASSERT(d >= 0 && x >= 0 && e >= 0 && all_dev > 0 && all_edge > 0);
+    /* The parts must add up to the total as written in the file. */
+    EXPECT_NEAR(tot, d + x + e, 1e-6);
+    json_decref(sum);
+
+    /* The search's own choice may keep everything on the device (no transfer, no mask), so
+     * the same arch.json with a split in the middle is retrained too: split 3 (layer 3 sends
+     * 24 channels of 14x14) keeping channels 0..11. */
+    arch = load_json(run, "arch.json");
+    CU_ASSERT_FATAL(arch != NULL);
+    json_t *chans = json_array();
+    for (int c = 0; c < 12; c++)
+        json_array_append_new(chans, json_integer(c));
+    json_object_set_new(arch, "split_point", json_integer(3));
+    json_object_set_new(arch, "kept_channels", json_integer(12));
+    json_object_set_new(arch, "total_channels", json_integer(24));
+    json_object_set_new(arch, "channels", chans);
+    snprintf(arch_path, sizeof arch_path, "%s/arch_split3.json", run);
+    CU_ASSERT_FATAL(json_dump_file(arch, arch_path, JSON_INDENT(2)) == 0);
+    json_decref(arch);
+    const char *split3 = run_dir("split3");
+    opts.sets[opts.set_count++] = "train.steps=5";
+    EXPECT_EQ_INT(cmd_train_arch(arch_path, split3, &opts), 0);
+    char *eval3_argv[] = {"eval", "--run", (char *)split3, NULL};
+    EXPECT_EQ_INT(cmd_eval(3, eval3_argv), 0);
+    sum = load_json(split3, "summary.json");
+    CU_ASSERT_FATAL(sum != NULL);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "split_point")), 3);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "kept_channels")), 12);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "total_channels")), 24);
+    EXPECT_NEAR(number_at(sum, "bytes_sent"), 14 * 14 * 12 * 1 /* int8 */, 0);
+    ms = json_object_get(sum, "latency_ms");
+    CU_ASSERT_FATAL(json_is_object(ms));
+    d = number_at(ms, "device"), x = number_at(ms, "transfer"), e = number_at(ms, "edge"),
+    tot = number_at(ms, "total");
+    CU_ASSERT(d > 0 && x > 0 && e > 0);
+    CU_ASSERT(number_at(ms, "all_device") > 0 && number_at(ms, "all_edge") > 0);
+    /* Fails while summary.json is written with 6 significant digits (JSON_REAL_PRECISION(6)
+     * in src/cmd_search.c): total 117.196 against parts adding up to 117.195749. */
+    EXPECT_NEAR(tot, d + x + e, 1e-6);
+    json_decref(sum);
+    /* model.h5 carries the mask: 24 values on layer 3's output, 12 of them ones */
+    char model[512];
+    snprintf(model, sizeof model, "%s/model.h5", split3);
+    hid_t f = h5_open_read(model);
+    CU_ASSERT_FATAL(f >= 0);
+    int64_t mask_layer = -1;
+    CU_ASSERT(h5_attr_get_int(f, "mask_layer", &mask_layer) == 0);
+    EXPECT_EQ_INT(mask_layer, 2);
+    hsize_t n = 0;
+    float *mask = h5_read(f, "mask", H5_F32, 1, &n);
+    h5_close(f);
+    CU_ASSERT_FATAL(mask != NULL);
+    EXPECT_EQ_INT(n, 24);
+    for (hsize_t c = 0; c < n; c++)
+        EXPECT_NEAR(mask[c], c < 12 ? 1.0 : 0.0, 0);
+    free(mask);
+}
+
+/* The latency term pulls E[T] down: same seed, same tiny search, lambda 0 against 20. The warm-up
+ * epoch does not use lambda, so the first rows agree exactly. Measured: E[T] after epoch 2 is
+ * 115.48 ms at lambda 0 and 112.28 ms at lambda 20 (115.63 ms after the warm-up). */
+TEST(search_lambda_lowers_expected_latency)
+{
+    struct job j0, j20;
+    tiny_search_job(&j0, "search.lambda=0");
+    tiny_search_job(&j20, "search.lambda=20");
+    const char *r0 = run_dir("lambda0"), *r20 = run_dir("lambda20");
+    CU_ASSERT_EQUAL_FATAL(run_search(&j0, r0), 0);
+    CU_ASSERT_EQUAL_FATAL(run_search(&j20, r20), 0);
+    double e0[4], e20[4];
+    EXPECT_EQ_INT(log_column(r0, "expected_ms", e0, 4), 2);
+    EXPECT_EQ_INT(log_column(r20, "expected_ms", e20, 4), 2);
+    EXPECT_NEAR(e0[0], e20[0], 0);
+    fprintf(stderr, "E[T] after the search: lambda 0 %.5f ms, lambda 20 %.5f ms\n", e0[1], e20[1]);
+    CU_ASSERT(e20[1] < e0[1]);
+    CU_ASSERT(e20[1] < e20[0]);
+}
+
+static const struct test_case TESTS[] = {
+    CASE(search_end_to_end),
+    CASE(search_lambda_lowers_expected_latency),
+};
+
+TEST_MAIN("search", TESTS)
