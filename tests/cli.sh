@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Bad input to the offnas program: every case must exit 1 or 2 (never crash: no exit >= 128)
+# with exactly one line on stderr that starts with "offnas: ". Also: `--help` of every command
+# exits 0 and prints "usage:", and a failed import leaves an existing output file untouched.
+#
+#   tests/cli.sh BUILD/offnas [SOURCE_DIR]       (ctest: cli.bad_input)
+#
+# Needs the Fashion-MNIST idx files in /usr/share/datasets/fashion-mnist (tests/deps); imports
+# them once into a temporary directory (about 3 s). Prints each case and a summary; exits 1 on
+# any failure.
+set -u
+
+offnas=${1:?usage: tests/cli.sh OFFNAS_BINARY [SOURCE_DIR]}
+src=${2:-$(cd "$(dirname "$0")/.." && pwd)}
+fashion=/usr/share/datasets/fashion-mnist
+
+if [[ ! -x $offnas ]]; then
+  echo "cli.sh: $offnas is not an executable" >&2
+  exit 1
+fi
+tmp=$(mktemp -d /tmp/offnas_cli.XXXXXX) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+passed=0
+failed=0
+failures=()
+
+pass() {
+  passed=$((passed + 1))
+  printf 'ok    %s\n' "$1"
+}
+
+fail() {
+  failed=$((failed + 1))
+  failures+=("$1")
+  printf 'FAIL  %s: %s\n' "$1" "$2"
+}
+
+# bad NAME ARGS...: offnas ARGS must exit 1 or 2 with one "offnas: " line on stderr.
+bad() {
+  local name=$1
+  shift
+  "$offnas" "$@" >"$tmp/stdout" 2>"$tmp/stderr" </dev/null
+  local rc=$?
+  local lines
+  lines=$(wc -l <"$tmp/stderr")
+  local first
+  first=$(head -n 1 "$tmp/stderr")
+  if ((rc >= 128)); then
+    fail "$name" "crashed (exit $rc, signal $((rc - 128))): $(head -c 300 "$tmp/stderr")"
+  elif ((rc != 1 && rc != 2)); then
+    fail "$name" "exit $rc, expected 1 or 2"
+  elif ((lines != 1)); then
+    fail "$name" "$lines lines on stderr, expected 1: $(head -n 5 "$tmp/stderr" | tr '\n' '|')"
+  elif [[ $first != "offnas: "* ]]; then
+    fail "$name" "stderr does not start with 'offnas: ': $first"
+  else
+    pass "$name (exit $rc) $first"
+  fi
+}
+
+# help NAME ARGS...: offnas ARGS exits 0 and prints "usage:" on stdout.
+help() {
+  local name=$1
+  shift
+  "$offnas" "$@" >"$tmp/stdout" 2>"$tmp/stderr" </dev/null
+  local rc=$?
+  if ((rc != 0)); then
+    fail "$name" "exit $rc, expected 0"
+  elif ! grep -q "usage:" "$tmp/stdout"; then
+    fail "$name" "no 'usage:' on stdout"
+  else
+    pass "$name"
+  fi
+}
+
+# ---- a real data set, a search space's profiles, broken files -----------------------------
+
+data=$tmp/fashion.h5
+if ! "$offnas" data import fashion-mnist --from "$fashion" --out "$data" >/dev/null 2>"$tmp/import.err"; then
+  echo "cli.sh: cannot import $fashion (tests/deps installs dataset-fashion-mnist):" >&2
+  cat "$tmp/import.err" >&2
+  exit 1
+fi
+slice=(--set "data.path=$data" --set data.train_limit=1500 --set data.val_size=300
+       --set data.test_limit=300 --set train.batch=32 --set train.threads=1)
+
+printf '[train]\nepochz = 3\n' >"$tmp/unknown_key.ini"
+
+mkdir "$tmp/truncated"
+cp "$fashion"/*-ubyte.gz "$tmp/truncated/"
+gz=$tmp/truncated/train-images-idx3-ubyte.gz
+truncate -s $(($(stat -c %s "$gz") / 2)) "$gz"
+
+# the last file an import reads: the failure comes as late as possible
+mkdir "$tmp/truncated_late"
+cp "$fashion"/*-ubyte.gz "$tmp/truncated_late/"
+gz=$tmp/truncated_late/t10k-labels-idx1-ubyte.gz
+truncate -s $(($(stat -c %s "$gz") / 2)) "$gz"
+
+mkdir "$tmp/empty_run" "$tmp/corrupt_run"
+head -c 65536 /dev/urandom >"$tmp/corrupt_run/checkpoint.h5"
+cp "$src/profiles/pixel6.h5" "$tmp/corrupt_run/lut_device.h5"
+cp "$src/profiles/pixel6.h5" "$tmp/corrupt_run/lut_edge.h5"
+head -c 65536 /dev/urandom >"$tmp/garbage.h5"
+
+# ---- the cases ----------------------------------------------------------------------------
+
+bad "missing job file" train --job "$tmp/no_such_job.ini" --out "$tmp/o"
+bad "job with unknown key" train --job "$tmp/unknown_key.ini" --out "$tmp/o"
+bad "--set with bad value" train --set train.epochs=abc --out "$tmp/o"
+bad "--set with unknown key" train --set train.epochz=3 --out "$tmp/o"
+bad "--set without '='" train --set train.epochs --out "$tmp/o"
+bad "--job without value" train --job
+bad "unknown command" frobnicate
+bad "unknown option (train)" train --frobnicate
+bad "unknown option (search)" search --frobnicate
+bad "unknown option (derive)" derive --frobnicate
+bad "unknown option (eval)" eval --frobnicate
+bad "unknown option (data import)" data import fashion-mnist --frobnicate --out "$tmp/x.h5"
+bad "data import from a missing dir" data import fashion-mnist --from "$tmp/no_such_dir" --out "$tmp/x.h5"
+bad "data import of a truncated .gz" data import fashion-mnist --from "$tmp/truncated" --out "$tmp/x.h5"
+if [[ -e $tmp/x.h5 ]] || compgen -G "$tmp/x.h5.tmp*" >/dev/null; then
+  fail "failed imports leave no output" "$(ls "$tmp" | grep '^x\.h5' | tr '\n' ' ')"
+else
+  pass "failed imports leave no output"
+fi
+bad "train with a missing data file" train --set "data.path=$tmp/no_such_data.h5" --out "$tmp/o_train"
+bad "data info of a missing file" data info "$tmp/no_such_data.h5"
+bad "data info of garbage" data info "$tmp/garbage.h5"
+bad "eval --run on a missing dir" eval --run "$tmp/no_such_run"
+bad "derive --run on an empty dir" derive --run "$tmp/empty_run"
+bad "derive with a corrupt checkpoint.h5" derive --run "$tmp/corrupt_run"
+bad "search with a garbage device profile" search "${slice[@]}" --set "latency.device=$tmp/garbage.h5" \
+  --set "latency.edge=$src/profiles/pixel6.h5" --out "$tmp/o_search"
+bad "train --arch with a missing arch.json" train --arch "$tmp/no_such_arch.json" --out "$tmp/o_arch"
+printf '{"ops": [' >"$tmp/broken_arch.json"
+bad "train --arch with a broken arch.json" train --arch "$tmp/broken_arch.json" --out "$tmp/o_arch"
+
+# A failed import must not touch an existing output file.
+before=$(sha256sum <"$data")
+bad "import over an existing file fails" data import fashion-mnist --from "$tmp/truncated" --out "$data"
+bad "late failing import over an existing file" data import fashion-mnist --from "$tmp/truncated_late" --out "$data"
+after=$(sha256sum <"$data")
+if [[ $before == "$after" ]]; then
+  pass "existing output file untouched by the failed imports"
+else
+  fail "existing output file untouched by the failed imports" "checksum changed"
+fi
+if compgen -G "$data.tmp*" >/dev/null; then
+  fail "failed import removes its temporary file" "$(ls "$tmp" | grep 'fashion\.h5\.tmp' | tr '\n' ' ')"
+else
+  pass "failed import removes its temporary file"
+fi
+
+# ---- --help ---------------------------------------------------------------------------------
+
+help "offnas --help" --help
+help "data --help" data --help
+help "data import --help" data import --help
+help "data info --help" data info --help
+help "train --help" train --help
+help "search --help" search --help
+help "derive --help" derive --help
+help "eval --help" eval --help
+help "bench --help" bench --help
+help "bench train --help" bench train --help
+help "profile --help" profile --help
+help "profile fit --help" profile fit --help
+
+echo
+echo "cli.sh: $passed passed, $failed failed"
+for f in "${failures[@]+"${failures[@]}"}"; do
+  echo "  failed: $f"
+done
+((failed == 0))
