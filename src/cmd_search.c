@@ -85,7 +85,7 @@ static int write_json(json_t *root, const char *path)
 {
     char tmp[JOB_PATH_MAX * 2 + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
     if (rc || rename(tmp, path)) {
         remove(tmp);
         return offnas_error("%s: cannot write: %s", path, strerror(errno));
@@ -214,6 +214,8 @@ static int derived_load(struct derived *d, const char *path)
     memset(d, 0, sizeof *d);
     json_error_t err;
     d->root = json_load_file(path, 0, &err);
+    if (!d->root && err.line < 1)
+        return offnas_error("%s: cannot read: %s", path, strerror(errno));
     if (!d->root)
         return offnas_error("%s:%d: %s", path, err.line, err.text);
     json_t *ops = json_object_get(d->root, "ops"), *chans = json_object_get(d->root, "channels");

@@ -237,7 +237,7 @@ static int write_summary(const char *path, const struct job *job, const struct t
     json_object_set_new(root, "layers", json_string(job->net_layers));
     char tmp[JOB_PATH_MAX * 2 + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
     json_decref(root);
     if (rc || rename(tmp, path))
         return offnas_error("%s: cannot write: %s", path, strerror(errno));
