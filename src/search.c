@@ -264,6 +264,21 @@ int search_run(const struct job *job, const char *out_dir)
             tl += loss;
             th += correct;
             tn += B;
+            double t = offnas_now();
+            if (t - last_log >= job->train_log_seconds) {
+                /* a search step runs two batches (weights, then architecture) */
+                long warm = per_epoch * job->search_warmup_epochs, done = state.step + 1;
+                double units_done = done <= warm ? done : warm + 2.0 * (done - warm);
+                double units_total = total <= warm ? total : warm + 2.0 * (total - warm);
+                double rate = units_done * B / (t - t0);
+                offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.4f E[T] %.3f ms tau %.2f "
+                           "%.0f img/s left %.0f s %s",
+                           epoch + 1, job->search_epochs, done, total, tl / (tn / B),
+                           (double)th / tn, arch_expected_latency(&arch, &cost, NULL, 0).total,
+                           tau, rate, (units_total - units_done) * B / rate,
+                           searching ? "(search)" : "(weights warm-up)");
+                last_log = t;
+            }
             if (!searching)
                 continue;
             /* architecture: validation batch, sampled architecture, Adam on alpha beta gamma */
@@ -298,16 +313,6 @@ int search_run(const struct job *job, const char *out_dir)
             vh += correct;
             vn += B;
             al += arch_loss;
-            double t = offnas_now();
-            if (t - last_log >= job->train_log_seconds) {
-                double rate = (double)state.step * B / (t - t0);
-                offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.4f E[T] %.3f ms tau %.2f "
-                           "%.0f img/s left %.0f s",
-                           epoch + 1, job->search_epochs, state.step + 1, total, tl / (tn / B),
-                           (double)th / tn, now.total, tau, rate,
-                           (double)(total - state.step) * B / rate * (searching ? 2 : 1));
-                last_log = t;
-            }
         }
         if (tn == 0)
             break;
