@@ -4,6 +4,7 @@
 #include "common.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_usage_error(const char *fmt, ...)
@@ -52,4 +53,39 @@ int cmd_load_job(struct job *job, const struct cmd_job_options *o)
         return -1;
     }
     return 0;
+}
+
+int cmd_parse(int argc, char **argv, const char *command, const char *usage,
+              struct cmd_job_options *job, const struct cmd_option *options, int count)
+{
+    for (int i = 1; i < argc; i++) {
+        if (job) {
+            int taken = cmd_take_job_option(job, argc, argv, &i);
+            if (taken < 0)
+                return 2;
+            if (taken)
+                continue;
+        }
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        const struct cmd_option *o = NULL;
+        for (int k = 0; k < count && !o; k++)
+            if (!strcmp(argv[i], options[k].name))
+                o = &options[k];
+        if (!o || i + 1 >= argc)
+            return cmd_usage_error("%s: unknown or incomplete option '%s'", command, argv[i]);
+        const char *value = argv[++i];
+        if (o->kind == CMD_STRING) {
+            *(const char **)o->target = value;
+            continue;
+        }
+        char *end;
+        long v = strtol(value, &end, 10);
+        if (*end || v < o->min || v > o->max)
+            return cmd_usage_error("%s: %s: '%s' is not a valid count", command, o->name, value);
+        *(int *)o->target = (int)v;
+    }
+    return CMD_CONTINUE;
 }

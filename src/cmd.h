@@ -32,6 +32,24 @@ int cmd_load_job(struct job *job, const struct cmd_job_options *o);
 /* offnas train --arch FILE: retrains a derived network with its split and channel mask. */
 int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_options *opts);
 
+/* One option of a command: --name VALUE stored as a string, or as an int count checked against
+ * [min, max]. */
+enum cmd_option_kind { CMD_STRING, CMD_COUNT };
+struct cmd_option {
+    const char *name;          /* "--out" */
+    enum cmd_option_kind kind;
+    void *target;              /* const char ** for CMD_STRING, int * for CMD_COUNT */
+    long min, max;             /* CMD_COUNT only */
+};
+
+/* Parses argv[1..] of command (e.g. "bench train"): --help/-h prints usage to stdout, --job and
+ * --set go to job (when job is non-NULL), the rest must be in options. Returns CMD_CONTINUE when
+ * the command should run, or the exit status (0 after --help, 2 after a usage error, printed as
+ * one line naming the command and the option). */
+#define CMD_CONTINUE (-1)
+int cmd_parse(int argc, char **argv, const char *command, const char *usage,
+              struct cmd_job_options *job, const struct cmd_option *options, int count);
+
 /* Prints "offnas: <msg>" for a usage error and returns 2. */
 int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -27,21 +27,10 @@ int cmd_search(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     const char *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        int taken = cmd_take_job_option(&opts, argc, argv, &i);
-        if (taken < 0)
-            return 2;
-        if (taken)
-            continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(SEARCH_USAGE, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "--out") && i + 1 < argc)
-            out = argv[++i];
-        else
-            return cmd_usage_error("search: unknown or incomplete option '%s'", argv[i]);
-    }
+    const struct cmd_option options[] = {{"--out", CMD_STRING, &out, 0, 0}};
+    int status = cmd_parse(argc, argv, "search", SEARCH_USAGE, &opts, options, 1);
+    if (status != CMD_CONTINUE)
+        return status;
     if (!out)
         return cmd_usage_error("search: --out DIR is required");
     struct job job;
@@ -104,16 +93,10 @@ static const char DERIVE_USAGE[] =
 int cmd_derive(int argc, char **argv)
 {
     const char *run = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(DERIVE_USAGE, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "--run") && i + 1 < argc)
-            run = argv[++i];
-        else
-            return cmd_usage_error("derive: unknown or incomplete option '%s'", argv[i]);
-    }
+    const struct cmd_option options[] = {{"--run", CMD_STRING, &run, 0, 0}};
+    int status = cmd_parse(argc, argv, "derive", DERIVE_USAGE, NULL, options, 1);
+    if (status != CMD_CONTINUE)
+        return status;
     if (!run)
         return cmd_usage_error("derive: --run DIR is required");
     char path[JOB_PATH_MAX * 2];
@@ -313,23 +296,11 @@ int cmd_eval(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     const char *run = NULL, *network = NULL;
-    for (int i = 1; i < argc; i++) {
-        int taken = cmd_take_job_option(&opts, argc, argv, &i);
-        if (taken < 0)
-            return 2;
-        if (taken)
-            continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(EVAL_USAGE, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "--run") && i + 1 < argc)
-            run = argv[++i];
-        else if (!strcmp(argv[i], "--network") && i + 1 < argc)
-            network = argv[++i];
-        else
-            return cmd_usage_error("eval: unknown or incomplete option '%s'", argv[i]);
-    }
+    const struct cmd_option options[] = {{"--run", CMD_STRING, &run, 0, 0},
+                                         {"--network", CMD_STRING, &network, 0, 0}};
+    int status = cmd_parse(argc, argv, "eval", EVAL_USAGE, &opts, options, 2);
+    if (status != CMD_CONTINUE)
+        return status;
     if (!run)
         return cmd_usage_error("eval: --run DIR is required");
     char path[JOB_PATH_MAX * 2], set[64];

@@ -27,23 +27,11 @@ int cmd_train(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     const char *out = NULL, *arch = NULL;
-    for (int i = 1; i < argc; i++) {
-        int taken = cmd_take_job_option(&opts, argc, argv, &i);
-        if (taken < 0)
-            return 2;
-        if (taken)
-            continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(TRAIN_USAGE, stdout);
-            return 0;
-        }
-        if (!strcmp(argv[i], "--out") && i + 1 < argc)
-            out = argv[++i];
-        else if (!strcmp(argv[i], "--arch") && i + 1 < argc)
-            arch = argv[++i];
-        else
-            return cmd_usage_error("train: unknown or incomplete option '%s'", argv[i]);
-    }
+    const struct cmd_option options[] = {{"--out", CMD_STRING, &out, 0, 0},
+                                         {"--arch", CMD_STRING, &arch, 0, 0}};
+    int status = cmd_parse(argc, argv, "train", TRAIN_USAGE, &opts, options, 2);
+    if (status != CMD_CONTINUE)
+        return status;
     if (!out)
         return cmd_usage_error("train: --out DIR is required");
     if (arch) {
@@ -83,30 +71,13 @@ static int bench_train(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     int threads = 1, batch = 64, steps = 30, windows = 7;
-    for (int i = 1; i < argc; i++) {
-        int taken = cmd_take_job_option(&opts, argc, argv, &i);
-        if (taken < 0)
-            return 2;
-        if (taken)
-            continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(BENCH_USAGE, stdout);
-            return 0;
-        }
-        int *target = !strcmp(argv[i], "--threads") ? &threads
-                      : !strcmp(argv[i], "--batch") ? &batch
-                      : !strcmp(argv[i], "--steps") ? &steps
-                      : !strcmp(argv[i], "--windows") ? &windows
-                                                      : NULL;
-        if (!target || i + 1 >= argc)
-            return cmd_usage_error("bench train: unknown or incomplete option '%s'", argv[i]);
-        char *end;
-        long v = strtol(argv[++i], &end, 10);
-        if (*end || v < (target == &threads ? 0 : 1) || v > 100000)
-            return cmd_usage_error("bench train: %s: '%s' is not a valid count", argv[i - 1],
-                                   argv[i]);
-        *target = (int)v;
-    }
+    const struct cmd_option options[] = {{"--threads", CMD_COUNT, &threads, 0, 100000},
+                                         {"--batch", CMD_COUNT, &batch, 1, 100000},
+                                         {"--steps", CMD_COUNT, &steps, 1, 100000},
+                                         {"--windows", CMD_COUNT, &windows, 1, 100000}};
+    int status = cmd_parse(argc, argv, "bench train", BENCH_USAGE, &opts, options, 4);
+    if (status != CMD_CONTINUE)
+        return status;
     struct job job;
     if (cmd_load_job(&job, &opts))
         return 1;
@@ -167,28 +138,11 @@ static int bench_infer(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     int threads = 1, runs = 500;
-    for (int i = 1; i < argc; i++) {
-        int taken = cmd_take_job_option(&opts, argc, argv, &i);
-        if (taken < 0)
-            return 2;
-        if (taken)
-            continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(INFER_USAGE, stdout);
-            return 0;
-        }
-        int *target = !strcmp(argv[i], "--threads") ? &threads
-                      : !strcmp(argv[i], "--runs")  ? &runs
-                                                    : NULL;
-        if (!target || i + 1 >= argc)
-            return cmd_usage_error("bench infer: unknown or incomplete option '%s'", argv[i]);
-        char *end;
-        long v = strtol(argv[++i], &end, 10);
-        if (*end || v < (target == &threads ? 0 : 1) || v > 1000000)
-            return cmd_usage_error("bench infer: %s: '%s' is not a valid count", argv[i - 1],
-                                   argv[i]);
-        *target = (int)v;
-    }
+    const struct cmd_option options[] = {{"--threads", CMD_COUNT, &threads, 0, 1000000},
+                                         {"--runs", CMD_COUNT, &runs, 1, 1000000}};
+    int status = cmd_parse(argc, argv, "bench infer", INFER_USAGE, &opts, options, 2);
+    if (status != CMD_CONTINUE)
+        return status;
     struct job job;
     if (cmd_load_job(&job, &opts))
         return 1;
