@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "h5.h"
+#include "rng.h"
 
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
@@ -362,43 +363,9 @@ int data_load(struct dataset *ds, const char *path, const char *split, long star
 
 /* ---- validation split ----------------------------------------------------------------- */
 
-/* xoshiro256** seeded through splitmix64: small, fast, and the same on every platform. */
-struct rng {
-    uint64_t s[4];
-};
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(struct rng *rng, uint64_t seed)
-{
-    for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64(&seed);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(struct rng *rng)
-{
-    uint64_t *s = rng->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, n) without modulo bias (rejection). */
-static uint64_t rng_below(struct rng *rng, uint64_t n)
+/* Uniform in [0, n) without modulo bias (rejection). Not rng.h's rng_below (a multiply-shift):
+ * this one fixes which images form the validation split of existing results. */
+static uint64_t split_below(struct rng *rng, uint64_t n)
 {
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
@@ -441,9 +408,9 @@ int data_split_validation(const struct dataset *full, long val_size, uint64_t se
     for (long i = 0; i < full->count; i++)
         order[i] = i;
     struct rng rng;
-    rng_seed(&rng, seed);
+    rng_seed(&rng, seed, 0);
     for (long i = 0; i < val_size; i++) {
-        long j = i + (long)rng_below(&rng, (uint64_t)(full->count - i));
+        long j = i + (long)split_below(&rng, (uint64_t)(full->count - i));
         long t = order[i];
         order[i] = order[j];
         order[j] = t;
