@@ -70,18 +70,6 @@ static json_t *latency_json(const struct arch_latency *l)
     return o;
 }
 
-static int write_json(json_t *root, const char *path)
-{
-    char tmp[JOB_PATH_MAX * 2 + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
-    if (rc || rename(tmp, path)) {
-        remove(tmp);
-        return offnas_error("%s: cannot write: %s", path, strerror(errno));
-    }
-    return 0;
-}
-
 static const char DERIVE_USAGE[] =
     "usage: offnas derive --run DIR\n"
     "\n"
@@ -163,7 +151,7 @@ int cmd_derive(int argc, char **argv)
     json_object_set_new(root, "lut_edge", json_string(lut_edge));
     json_object_set_new(root, "job", json_string(text));
     snprintf(path, sizeof path, "%s/arch.json", run);
-    int wrc = write_json(root, path);
+    int wrc = train_write_json(root, path);
     json_decref(root);
     if (wrc)
         goto done;
@@ -269,7 +257,7 @@ int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_
     if (!rc) {
         char path[JOB_PATH_MAX * 2];
         snprintf(path, sizeof path, "%s/arch.json", out);
-        rc = write_json(d.root, path);
+        rc = train_write_json(d.root, path);
     }
     if (!rc)
         rc = train_fixed(&job, &d.split, out, &r);
@@ -384,7 +372,7 @@ int cmd_eval(int argc, char **argv)
     json_object_set_new(summary, "edge_scale", json_real(job.latency_edge_scale));
     json_object_set_new(summary, "input_side", json_integer(job.data_resize));
     json_object_set_new(summary, "ops", json_string(job.net_ops));
-    if (write_json(summary, path))
+    if (train_write_json(summary, path))
         goto done;
     printf("test_accuracy: %.4f\nsplit_point: %d\nkept_channels: %d of %d\nbytes_sent: %.0f\n"
            "latency_ms: total %.3f (device %.3f, transfer %.3f, edge %.3f); all on device %.3f, "

@@ -194,19 +194,11 @@ int search_run(const struct job *job, const char *out_dir)
     if (state.t_ref_ms <= 0)
         state.t_ref_ms = init.total;
     int L = net->layer_count;
-    struct arch_latency all_dev = {0}, all_edge = {0};
-    {
-        int ops[JOB_MAX_LAYERS] = {0};
-        all_dev = arch_network_latency(&arch, &cost, ops, L + 1, 0);
-        all_edge = arch_network_latency(&arch, &cost, ops, 0, 0);
-    }
     offnas_log("search: %ld train / %ld val images, %d layers, supernet %zu parameters, link %s "
                "(%.2f Mbit/s, RTT %.0f ms), wire %s, E[T] at start %.3f ms (T_ref %.3f ms)",
                td.train.count, td.val.count, L, net->param_count, cost.link.name,
                cost.link.bandwidth_mbps, cost.link.rtt_ms, job->search_wire, init.total,
                state.t_ref_ms);
-    (void)all_dev;
-    (void)all_edge;
 
     snprintf(path, sizeof path, "%s/log.csv", out_dir);
     log = fopen(path, "w");

@@ -218,6 +218,18 @@ static void format_duration(char *buf, size_t size, double seconds)
         snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
 }
 
+int train_write_json(const json_t *root, const char *path)
+{
+    char tmp[JOB_PATH_MAX * 2 + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+    if (rc || rename(tmp, path)) {
+        remove(tmp);
+        return offnas_error("%s: cannot write: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
 static int write_summary(const char *path, const struct job *job, const struct train_result *r)
 {
     json_t *root = json_object();
@@ -235,13 +247,9 @@ static int write_summary(const char *path, const struct job *job, const struct t
     json_object_set_new(root, "input_side", json_integer(job->data_resize));
     json_object_set_new(root, "ops", json_string(job->net_ops));
     json_object_set_new(root, "layers", json_string(job->net_layers));
-    char tmp[JOB_PATH_MAX * 2 + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+    int rc = train_write_json(root, path);
     json_decref(root);
-    if (rc || rename(tmp, path))
-        return offnas_error("%s: cannot write: %s", path, strerror(errno));
-    return 0;
+    return rc;
 }
 
 int train_fixed(const struct job *job, const struct train_split *split, const char *out_dir,

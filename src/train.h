@@ -9,6 +9,8 @@
 #include "net.h"
 #include "rng.h"
 
+#include <jansson.h>
+
 /* The splits of a job: train and val carved from the file's /train, test from /test. */
 struct train_data {
     struct dataset train, val, test;
@@ -70,6 +72,10 @@ int train_load_model(struct net *net, const char *path);
 
 /* Writes the weights, running statistics and job of net to path (HDF5, tmp + rename). */
 int train_save_model(const struct net *net, const struct job *job, const char *path);
+
+/* Writes root as indented JSON (full double precision) to path.tmp, then renames it over path,
+ * so a reader never sees half a file. Returns 0 or -1 with an error naming path. */
+int train_write_json(const json_t *root, const char *path);
 
 /* Creates directory path (and parents). Returns 0 or -1 with an error. */
 int train_mkdirs(const char *path);
