@@ -74,6 +74,10 @@ int cmd_parse(int argc, char **argv, const char *command, const char *usage,
         for (int k = 0; k < count && !o; k++)
             if (!strcmp(argv[i], options[k].name))
                 o = &options[k];
+        if (o && o->kind == CMD_FLAG) {
+            *(int *)o->target = 1;
+            continue;
+        }
         if (!o || i + 1 >= argc)
             return cmd_usage_error("%s: unknown or incomplete option '%s'", command, argv[i]);
         const char *value = argv[++i];

@@ -13,6 +13,7 @@ int cmd_search(int argc, char **argv); /* offnas search --job J --out DIR */
 int cmd_derive(int argc, char **argv); /* offnas derive --run DIR */
 int cmd_eval(int argc, char **argv);   /* offnas eval --run DIR [--network NAME] */
 int cmd_profile(int argc, char **argv); /* offnas profile [fit] ... */
+int cmd_profiler(int argc, char **argv); /* offnas profiler --device NAME (an MPI rank) */
 
 /* Options every job-driven command accepts: --job FILE and any number of --set KEY=VALUE. */
 struct cmd_job_options {
@@ -34,11 +35,12 @@ int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_
 
 /* One option of a command: --name VALUE stored as a string, or as an int count checked against
  * [min, max]. */
-enum cmd_option_kind { CMD_STRING, CMD_COUNT };
+enum cmd_option_kind { CMD_STRING, CMD_COUNT, CMD_FLAG };
 struct cmd_option {
     const char *name;          /* "--out" */
     enum cmd_option_kind kind;
-    void *target;              /* const char ** for CMD_STRING, int * for CMD_COUNT */
+    void *target;              /* const char ** for CMD_STRING, int * for CMD_COUNT and
+                                * CMD_FLAG (a flag takes no value: set to 1) */
     long min, max;             /* CMD_COUNT only */
 };
 

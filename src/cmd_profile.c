@@ -50,38 +50,6 @@ static int parse_count(const char *option, const char *text, int lo, int *out)
     return 0;
 }
 
-static void now_iso8601(char *buf, size_t size)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "unknown");
-}
-
-/* CPU model from /proc/cpuinfo ("model name"), or "unknown". */
-static void cpu_model(char *buf, size_t size)
-{
-    snprintf(buf, size, "unknown");
-    FILE *in = fopen("/proc/cpuinfo", "r");
-    if (!in)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, in)) {
-        if (strncmp(line, "model name", 10))
-            continue;
-        char *colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        char *v = colon + 1;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        v[strcspn(v, "\r\n")] = 0;
-        snprintf(buf, size, "%s", v);
-        break;
-    }
-    fclose(in);
-}
-
 /* Sum of the table over the job's fixed ops (net.ops) plus stem and head; -1 if an op of the
  * fixed network is not a candidate of the search space. */
 static double fixed_total_ms(const struct latency_table *t, const struct net *net,
@@ -204,7 +172,7 @@ static int profile_fit(int argc, char **argv)
     latency_table_init(&table, net, a.device);
     latency_fit_table(&table, &fit, net, a.scale);
     snprintf(table.host, sizeof table.host, "none");
-    now_iso8601(table.date, sizeof table.date);
+    latency_now_iso8601(table.date, sizeof table.date);
     printf("device: %s (csv: %s)\n", a.device, fit.device);
     printf("model: ms = %.4g*pw_MACs + %.4g*dw_MACs + %.4g*bytes + %.4g\n",
            fit.coef[LATENCY_FIT_PW], fit.coef[LATENCY_FIT_DW], fit.coef[LATENCY_FIT_BYTES],
@@ -235,13 +203,7 @@ int cmd_profile(int argc, char **argv)
     op_set_threads(a.threads);
     struct latency_table table;
     latency_table_init(&table, net, a.device);
-    table.threads = a.threads;
-    snprintf(table.source, sizeof table.source, "measured");
-    if (gethostname(table.host, sizeof table.host) != 0)
-        snprintf(table.host, sizeof table.host, "unknown");
-    table.host[sizeof table.host - 1] = 0;
-    cpu_model(table.cpu, sizeof table.cpu);
-    now_iso8601(table.date, sizeof table.date);
+    latency_stamp_here(&table, a.threads);
     offnas_log("profile: %s on %s (%s), %d thread(s), %d warm-up + %d timed runs per op",
                a.device, table.host, table.cpu, a.threads, a.warmup, a.repeats);
     latency_measure(&table, net, a.warmup, a.repeats);

@@ -1,10 +1,11 @@
 /* cmd_search: `offnas search`, `offnas derive`, `offnas train --arch` and `offnas eval`: the
  * search, fixing its choices into arch.json, retraining the derived network with its split and
  * channel mask, and reporting its accuracy and latency breakdown. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include "arch.h"
 #include "cmd.h"
 #include "common.h"
+#include "dist.h"
 #include "latency.h"
 #include "op.h"
 #include "search.h"
@@ -13,51 +14,141 @@
 #include <errno.h>
 #include <jansson.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char SEARCH_USAGE[] =
     "usage: offnas search --job FILE --out DIR [--set SECTION.KEY=VALUE ...]\n"
+    "       offnas search --resume --out DIR [--job FILE] [--set ...]\n"
     "\n"
     "Searches ops, split point and sent channels together: weights with SGD on the training\n"
     "split, alpha/beta/gamma with Adam on the validation split, loss = CE + latency term from\n"
     "the device and edge profiles ([latency]) and the link ([network]). Writes DIR/log.csv (per\n"
-    "epoch: E[T] and its parts, split distribution, kept channels), DIR/checkpoint.h5,\n"
-    "DIR/lut_device.h5 and DIR/lut_edge.h5. Then: offnas derive --run DIR.\n";
+    "epoch: E[T] and its parts, split distribution, kept channels, table versions),\n"
+    "DIR/checkpoint.h5 (every cluster.checkpoint_every steps and each epoch; the previous one\n"
+    "kept as checkpoint.prev.h5), DIR/lut_device.h5 and DIR/lut_edge.h5.\n"
+    "--resume continues from the newest readable checkpoint (its job, unless --job is given).\n"
+    "SIGTERM or SIGUSR1: writes a checkpoint and exits with status 3. Under mpirun or srun the\n"
+    "ranks are data-parallel trainers, and the last ones profilers when cluster.profilers\n"
+    "names them. Then: offnas derive --run DIR.\n";
+
+/* Reads the job text a checkpoint of dir holds (the newest readable one) into job, then the
+ * --set overrides. */
+static int job_from_checkpoint(struct job *job, const char *dir, const struct cmd_job_options *o)
+{
+    char path[JOB_PATH_MAX * 2 + 16];
+    snprintf(path, sizeof path, "%s/checkpoint.h5", dir);
+    char *text = search_checkpoint_job(path);
+    if (!text) {
+        snprintf(path, sizeof path, "%s/checkpoint.prev.h5", dir);
+        text = search_checkpoint_job(path);
+    }
+    if (!text)
+        return offnas_error("%s: --resume: no readable checkpoint (%s)", dir, offnas_last_error());
+    char tmp[] = "/tmp/offnas-job-XXXXXX";
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        free(text);
+        return offnas_error("%s: cannot write a temporary job file: %s", tmp, strerror(errno));
+    }
+    fputs(text, f);
+    free(text);
+    int rc = fclose(f);
+    job_defaults(job);
+    rc = rc || job_load(job, tmp);
+    remove(tmp);
+    for (int i = 0; !rc && i < o->set_count; i++)
+        rc = job_set(job, o->sets[i]);
+    return rc || job_finalize(job) ? -1 : 0;
+}
 
 int cmd_search(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     const char *out = NULL;
-    const struct cmd_option options[] = {{"--out", CMD_STRING, &out, 0, 0}};
-    int status = cmd_parse(argc, argv, "search", SEARCH_USAGE, &opts, options, 1);
+    int resume = 0;
+    const struct cmd_option options[] = {{"--out", CMD_STRING, &out, 0, 0},
+                                         {"--resume", CMD_FLAG, &resume, 0, 0}};
+    int status = cmd_parse(argc, argv, "search", SEARCH_USAGE, &opts, options, 2);
     if (status != CMD_CONTINUE)
         return status;
     if (!out)
         return cmd_usage_error("search: --out DIR is required");
     struct job job;
-    if (cmd_load_job(&job, &opts))
+    if (resume && !opts.job_path) {
+        if (job_from_checkpoint(&job, out, &opts)) {
+            fprintf(stderr, "offnas: %s\n", offnas_last_error());
+            return 1;
+        }
+    } else if (cmd_load_job(&job, &opts)) {
         return 1;
-    if (search_run(&job, out)) {
+    }
+    dist_uses_tables = 1;
+    int role = dist_setup(&job, NULL, &status);
+    if (role)
+        return role < 0 ? (fprintf(stderr, "offnas: %s\n", offnas_last_error()), 1) : status;
+    int end = search_run(&job, out, resume);
+    if (end == SEARCH_FAILED) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
     }
-    printf("search: done; next: offnas derive --run %s\n", out);
+    if (end == SEARCH_STOPPED)
+        return DIST_EXIT_STOPPED;
+    if (dist_get()->rank == 0)
+        printf("search: done; next: offnas derive --run %s\n", out);
     return 0;
 }
 
-/* Builds a job from INI text by way of a file in dir (kept: it documents the run). */
+static const char PROFILER_USAGE[] =
+    "usage: mpirun ... : -np 1 offnas profiler --job FILE --device mobile|edge [--set K=V ...]\n"
+    "\n"
+    "A profiler rank of an MPMD search: measures every (layer, op) of the job's search space\n"
+    "on this machine at batch 1, broadcasts the table to the trainers and saves it to\n"
+    "cluster.profile_dir; then measures the network the trainers prefer each epoch, end to\n"
+    "end, and broadcasts corrected tables until the search ends.\n";
+
+int cmd_profiler(int argc, char **argv)
+{
+    struct cmd_job_options opts = {0};
+    const char *device = NULL;
+    const struct cmd_option options[] = {{"--device", CMD_STRING, &device, 0, 0}};
+    int status = cmd_parse(argc, argv, "profiler", PROFILER_USAGE, &opts, options, 1);
+    if (status != CMD_CONTINUE)
+        return status;
+    if (!device || (strcmp(device, "mobile") && strcmp(device, "edge")))
+        return cmd_usage_error("profiler: --device mobile or --device edge is required");
+    struct job job;
+    if (cmd_load_job(&job, &opts))
+        return 1;
+    int role = dist_setup(&job, device, &status);
+    if (role < 0) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return 1;
+    }
+    return status;
+}
+
+/* Builds a job from INI text by way of a file in dir (kept: it documents the run). The file
+ * is written under a name of this process and renamed into place, so ranks that do this at
+ * once never read each other's half-written file. */
 static int job_from_text(struct job *job, const char *text, const char *dir, const char *name)
 {
-    char path[JOB_PATH_MAX * 2];
+    char path[JOB_PATH_MAX * 2], tmp[JOB_PATH_MAX * 2 + 32];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
     if (!f)
         return offnas_error("%s: cannot write: %s", path, strerror(errno));
     fputs(text, f);
-    if (fclose(f))
+    if (fclose(f)) {
+        remove(tmp);
         return offnas_error("%s: cannot write: %s", path, strerror(errno));
+    }
     job_defaults(job);
-    OFFNAS_TRY(job_load(job, path));
-    return job_finalize(job);
+    int rc = job_load(job, tmp);
+    if (rename(tmp, path))
+        remove(tmp);
+    return rc ? -1 : job_finalize(job);
 }
 
 static json_t *latency_json(const struct arch_latency *l)
@@ -259,6 +350,12 @@ int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_
         snprintf(path, sizeof path, "%s/arch.json", out);
         rc = train_write_json(d.root, path);
     }
+    int status = 0, role = rc ? 0 : dist_setup(&job, NULL, &status);
+    if (role > 0) {
+        json_decref(d.root);
+        return status;
+    }
+    rc = rc || role;
     if (!rc)
         rc = train_fixed(&job, &d.split, out, &r);
     json_decref(d.root);
@@ -266,7 +363,8 @@ int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
     }
-    printf("test_accuracy: %.4f\nval_accuracy: %.4f\ntrain_seconds: %.1f\nnext: offnas eval --run "
+    if (dist_get()->rank == 0)
+        printf("test_accuracy: %.4f\nval_accuracy: %.4f\ntrain_seconds: %.1f\nnext: offnas eval --run "
            "%s\n",
            r.test_accuracy, r.val_accuracy, r.train_seconds, out);
     return 0;
@@ -310,7 +408,7 @@ int cmd_eval(int argc, char **argv)
     if (derived_load(&d, path) || derived_job(&job, &d, run, &opts))
         goto done;
     op_set_threads(job.train_threads);
-    if (train_data_load(&td, &job))
+    if (train_data_load(&td, &job, NULL))
         goto done;
     fixed = net_create(&job, 256, job.data_resize, td.test.channels, td.test.classes, 1, 1);
     super = net_create(&job, 1, job.data_resize, td.test.channels, td.test.classes, 0, 1);

@@ -1,6 +1,8 @@
 /* cmd_train: `offnas train` (fixed-network training) and `offnas bench train`. */
 #include "cmd.h"
 #include "common.h"
+#include "dist.h"
+#include "search.h"
 #include "net.h"
 #include "op.h"
 #include "optim.h"
@@ -42,12 +44,16 @@ int cmd_train(int argc, char **argv)
     struct job job;
     if (cmd_load_job(&job, &opts))
         return 1;
+    int role = dist_setup(&job, NULL, &status);
+    if (role)
+        return role < 0 ? (fprintf(stderr, "offnas: %s\n", offnas_last_error()), 1) : status;
     struct train_result r;
     if (train_fixed(&job, NULL, out, &r)) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
     }
-    printf("test_accuracy: %.4f\nval_accuracy: %.4f\ntrain_seconds: %.1f\nimages_per_second: %.1f\n"
+    if (dist_get()->rank == 0)
+        printf("test_accuracy: %.4f\nval_accuracy: %.4f\ntrain_seconds: %.1f\nimages_per_second: %.1f\n"
            "summary: %s/summary.json\n",
            r.test_accuracy, r.val_accuracy, r.train_seconds, r.images_per_second, out);
     return 0;
@@ -176,10 +182,51 @@ static int bench_infer(int argc, char **argv)
     return 0;
 }
 
+static const char SEARCH_BENCH_USAGE[] =
+    "usage: [mpirun -np T] offnas bench search --job FILE [--set K=V ...] [--steps N]\n"
+    "       [--warmup W]\n"
+    "\n"
+    "Times search steps (a weight step and an architecture step each) on the trainer ranks:\n"
+    "prints the median step time, images/s per trainer and overall (both batches of a step,\n"
+    "global batch train.batch), and the share of step time spent waiting on the gradient\n"
+    "allreduce. Profiler ranks (cluster.profilers) serve their tables as in a search.\n";
+
+static int bench_search(int argc, char **argv)
+{
+    struct cmd_job_options opts = {0};
+    int steps = 20, warmup = 3;
+    const struct cmd_option options[] = {{"--steps", CMD_COUNT, &steps, 1, 1000000},
+                                         {"--warmup", CMD_COUNT, &warmup, 0, 1000000}};
+    int status = cmd_parse(argc, argv, "bench search", SEARCH_BENCH_USAGE, &opts, options, 2);
+    if (status != CMD_CONTINUE)
+        return status;
+    struct job job;
+    if (cmd_load_job(&job, &opts))
+        return 1;
+    dist_uses_tables = 1;
+    int role = dist_setup(&job, NULL, &status);
+    if (role)
+        return role < 0 ? (fprintf(stderr, "offnas: %s\n", offnas_last_error()), 1) : status;
+    struct search_bench b;
+    if (search_bench(&job, warmup, steps, &b)) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return 1;
+    }
+    if (dist_get()->rank == 0)
+        printf("offnas bench search: trainers %d global batch %d threads %d steps %d\n"
+               "step_ms: %.2f\nimages_per_second_per_trainer: %.1f\n"
+               "images_per_second: %.1f\nallreduce_wait_share: %.3f\n"
+               "allreduce_bytes_per_step: %ld\n",
+               b.trainers, job.train_batch, op_get_threads(), steps, b.step_ms,
+               b.images_per_second / b.trainers, b.images_per_second, b.wait_share,
+               b.reduced_bytes_per_step);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs("usage: offnas bench train|infer [options]   (offnas bench train --help)\n",
+        fputs("usage: offnas bench train|infer|search [options]   (offnas bench train --help)\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
@@ -187,5 +234,7 @@ int cmd_bench(int argc, char **argv)
         return bench_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "infer"))
         return bench_infer(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "search"))
+        return bench_search(argc - 1, argv + 1);
     return cmd_usage_error("bench: unknown benchmark '%s'", argv[1]);
 }

@@ -375,52 +375,76 @@ static uint64_t split_below(struct rng *rng, uint64_t n)
     return x % n;
 }
 
-/* Copies the images of full whose mark equals want, in their original order, into out. */
-static void copy_marked(struct dataset *out, const struct dataset *full,
-                        const unsigned char *mark, unsigned char want, long count)
+void data_select(struct dataset *out, const struct dataset *in, const unsigned char *mark,
+                 unsigned char want)
 {
-    size_t image_bytes = (size_t)full->channels * full->height * full->width;
-    *out = *full;
+    size_t image_bytes = (size_t)in->channels * in->height * in->width;
+    long count = 0;
+    for (long i = 0; i < in->count; i++)
+        count += mark[i] == want;
+    *out = *in;
     out->count = count;
-    out->images = offnas_malloc((size_t)count * image_bytes);
-    out->labels = offnas_malloc((size_t)count);
+    out->images = offnas_malloc((size_t)(count ? count : 1) * image_bytes);
+    out->labels = offnas_malloc((size_t)(count ? count : 1));
     long k = 0;
-    for (long i = 0; i < full->count; i++) {
+    for (long i = 0; i < in->count; i++) {
         if (mark[i] != want)
             continue;
-        memcpy(out->images + (size_t)k * image_bytes, full->images + (size_t)i * image_bytes,
+        memcpy(out->images + (size_t)k * image_bytes, in->images + (size_t)i * image_bytes,
                image_bytes);
-        out->labels[k++] = full->labels[i];
+        out->labels[k++] = in->labels[i];
     }
-    OFFNAS_ASSERT(k == count);
 }
 
-int data_split_validation(const struct dataset *full, long val_size, uint64_t seed,
-                          struct dataset *train, struct dataset *val)
+unsigned char *data_validation_mask(long count, long val_size, uint64_t seed)
 {
-    if (val_size < 0 || val_size >= full->count)
-        return offnas_error("validation size %ld not in [0, %ld) (the training set holds %ld "
-                            "images)",
-                            val_size, full->count, full->count);
+    if (val_size < 0 || val_size >= count) {
+        offnas_error("validation size %ld not in [0, %ld) (the training set holds %ld images)",
+                     val_size, count, count);
+        return NULL;
+    }
     /* The first val_size steps of a Fisher-Yates shuffle pick a uniform random subset. */
-    long *order = offnas_malloc((size_t)full->count * sizeof *order);
-    unsigned char *is_val = offnas_calloc((size_t)full->count, 1);
-    for (long i = 0; i < full->count; i++)
+    long *order = offnas_malloc((size_t)count * sizeof *order);
+    unsigned char *is_val = offnas_calloc((size_t)count, 1);
+    for (long i = 0; i < count; i++)
         order[i] = i;
     struct rng rng;
     rng_seed(&rng, seed, 0);
     for (long i = 0; i < val_size; i++) {
-        long j = i + (long)split_below(&rng, (uint64_t)(full->count - i));
+        long j = i + (long)split_below(&rng, (uint64_t)(count - i));
         long t = order[i];
         order[i] = order[j];
         order[j] = t;
         is_val[order[i]] = 1;
     }
-    copy_marked(train, full, is_val, 0, full->count - val_size);
-    copy_marked(val, full, is_val, 1, val_size);
     free(order);
+    return is_val;
+}
+
+int data_split_validation(const struct dataset *full, long val_size, uint64_t seed,
+                          struct dataset *train, struct dataset *val)
+{
+    unsigned char *is_val = data_validation_mask(full->count, val_size, seed);
+    if (!is_val)
+        return -1;
+    data_select(train, full, is_val, 0);
+    data_select(val, full, is_val, 1);
     free(is_val);
     return 0;
+}
+
+int data_rows(const char *path, const char *split, long *count)
+{
+    char name[256];
+    snprintf(name, sizeof name, "/%s/labels", split);
+    hid_t file = h5_open_read(path);
+    if (file < 0)
+        return -1;
+    hsize_t dims[1];
+    int rc = h5_shape(file, name, H5_U8, 1, dims);
+    h5_close(file);
+    *count = rc ? 0 : (long)dims[0];
+    return rc;
 }
 
 /* ---- batches -------------------------------------------------------------------------- */

@@ -46,6 +46,18 @@ void data_free(struct dataset *ds);
 int data_split_validation(const struct dataset *full, long val_size, uint64_t seed,
                           struct dataset *train, struct dataset *val);
 
+/* The validation rows of a training set of count images: a malloc'd mask (1 = validation),
+ * the same rows data_split_validation picks; NULL with an error if val_size is not in
+ * [0, count). Lets a rank load only its shard and still agree on the split. */
+unsigned char *data_validation_mask(long count, long val_size, uint64_t seed);
+
+/* Copies the images of in whose mark equals want, in their order, into out (a new copy). */
+void data_select(struct dataset *out, const struct dataset *in, const unsigned char *mark,
+                 unsigned char want);
+
+/* Number of images of split "train" or "test" of a data file, without reading them. */
+int data_rows(const char *path, const char *split, long *count);
+
 /* Builds a float batch: out (B, side, side, C) from the images idx[0..B) of ds, scaled to
  * [0,1], normalised with (x - mean)/std (Fashion-MNIST: 0.2860, 0.3530), bilinearly resized
  * to side x side when side != ds->height (align_corners = false), and mirrored left-right

@@ -68,6 +68,7 @@ static const struct job_key KEYS[] = {
     K_INT("data", "seed", data_seed, "1", 0, INT_MAX),
     K_INT("data", "train_limit", data_train_limit, "0", 0, BIG),
     K_INT("data", "test_limit", data_test_limit, "0", 0, BIG),
+    K_INT("data", "shards", data_shards, "0", 0, 1 << 20),
 
     K_INT("net", "stem", net_stem, "16", 1, 1024),
     K_INT("net", "head", net_head, "128", 1, 4096),
@@ -117,6 +118,7 @@ static const struct job_key KEYS[] = {
     K_INT("cluster", "checksum_every", cluster_checksum_every, "50", 0, BIG),
     K_INT("cluster", "checkpoint_every", cluster_checkpoint_every, "200", 0, BIG),
     K_INT("cluster", "bucket_kb", cluster_bucket_kb, "256", 1, 1 << 20),
+    K_STR("cluster", "profile_dir", cluster_profile_dir, "profiles"),
 };
 
 /* Longest line a job file may have: the longest text value plus its key and some spacing. */

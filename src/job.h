@@ -43,6 +43,7 @@ struct job {
     int data_seed;                /* seed of the validation shuffle */
     int data_train_limit;         /* use only the first N training images (0: all) */
     int data_test_limit;          /* use only the first N test images (0: all) */
+    int data_shards;              /* data-parallel shards (0: one per trainer rank) */
 
     /* [net] */
     int net_stem;                          /* stem conv 3x3 output channels */
@@ -97,6 +98,7 @@ struct job {
     int cluster_checksum_every;           /* steps between parameter checksums */
     int cluster_checkpoint_every;         /* steps between checkpoints */
     int cluster_bucket_kb;                /* allreduce bucket size */
+    char cluster_profile_dir[JOB_PATH_MAX]; /* where profiler ranks save their tables */
 
     /* Derived by job_finalize() from the text keys above. */
     int layer_count;

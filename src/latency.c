@@ -11,6 +11,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---- fingerprint ------------------------------------------------------------------------ */
 
@@ -84,6 +86,49 @@ void latency_table_init(struct latency_table *table, const struct net *net, cons
     table->threads = 1;
     table->fit_mape = -1.0;
     table->fit_rmse_ms = -1.0;
+}
+
+void latency_now_iso8601(char *buf, size_t size)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "unknown");
+}
+
+/* CPU model from /proc/cpuinfo ("model name"), or "unknown". */
+static void cpu_model(char *buf, size_t size)
+{
+    snprintf(buf, size, "unknown");
+    FILE *in = fopen("/proc/cpuinfo", "r");
+    if (!in)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, in)) {
+        if (strncmp(line, "model name", 10))
+            continue;
+        char *colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        char *v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        v[strcspn(v, "\r\n")] = 0;
+        snprintf(buf, size, "%s", v);
+        break;
+    }
+    fclose(in);
+}
+
+void latency_stamp_here(struct latency_table *t, int threads)
+{
+    t->threads = threads;
+    snprintf(t->source, sizeof t->source, "measured");
+    if (gethostname(t->host, sizeof t->host) != 0)
+        snprintf(t->host, sizeof t->host, "unknown");
+    t->host[sizeof t->host - 1] = 0;
+    cpu_model(t->cpu, sizeof t->cpu);
+    latency_now_iso8601(t->date, sizeof t->date);
 }
 
 /* ---- measurement ------------------------------------------------------------------------ */

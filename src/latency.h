@@ -48,6 +48,11 @@ uint64_t latency_fingerprint(const struct net *net, char *buf, size_t size);
 /* Fills table's shape (slot_count, op_count) and fingerprint for net; entries are zeroed. */
 void latency_table_init(struct latency_table *table, const struct net *net, const char *device);
 
+/* Marks table as measured here: host name, CPU model (/proc/cpuinfo), UTC date, threads. */
+void latency_stamp_here(struct latency_table *table, int threads);
+/* Current UTC time as 2026-11-27T17:20:00Z. */
+void latency_now_iso8601(char *buf, size_t size);
+
 /* Measures every (slot, op) of net on this machine at batch 1 (net must have been created with
  * batch >= 1): warmup runs, then repeats timed runs; median, p10, p90. Eval mode. Prints a
  * progress line per layer through offnas_log. */

@@ -3,6 +3,9 @@
 #define _GNU_SOURCE
 #include "cmd.h"
 #include "common.h"
+#if OFFNAS_WITH_MPI
+#include "mpi_dist.h"
+#endif
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -26,6 +29,9 @@ static const char USAGE[] =
     "  bench infer --job FILE [--threads N]                   time a batch-1 forward\n"
     "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
     "  profile fit --csv FILE --job FILE --device NAME --out F fit one to published data\n"
+    "  profiler --job FILE --device mobile|edge               a profiler rank (MPMD, mpirun)\n"
+    "  bench search --job FILE [--steps N]                    time search steps (mpirun)\n"
+    "  search --resume --out DIR                              continue from a checkpoint\n"
     "\n"
     "Every command takes --help. Job keys are documented in README.md.\n";
 
@@ -63,6 +69,8 @@ static void set_runtime_environment(char **argv)
         execv("/proc/self/exe", argv); /* returns only on failure: carry on as we are */
 }
 
+static int run_command(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     set_runtime_environment(argv);
@@ -71,6 +79,23 @@ int main(int argc, char **argv)
         fputs(USAGE, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+#if OFFNAS_WITH_MPI
+    /* under mpirun or srun every rank is part of one job (roles: mpi/mpi_dist.h) */
+    if (mpi_dist_launched()) {
+        if (mpi_dist_start(&argc, &argv)) {
+            fprintf(stderr, "offnas: %s\n", offnas_last_error());
+            return 1;
+        }
+        int status = run_command(argc, argv);
+        mpi_dist_end(status);
+        return status;
+    }
+#endif
+    return run_command(argc, argv);
+}
+
+static int run_command(int argc, char **argv)
+{
     const char *name = argv[1];
     if (!strcmp(name, "data"))
         return cmd_data(argc - 1, argv + 1);
@@ -86,5 +111,7 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(name, "profile"))
         return cmd_profile(argc - 1, argv + 1);
+    if (!strcmp(name, "profiler"))
+        return cmd_profiler(argc - 1, argv + 1);
     return cmd_usage_error("unknown command '%s'", name);
 }

@@ -22,7 +22,7 @@ static void bn_place(struct net_bn *bn, int channels, struct layout *at)
     at->params += 2 * (size_t)channels;
     bn->running = at->stats;
     at->stats += 2 * (size_t)channels;
-    at->saved += 2 * (size_t)channels;
+    at->saved += 2 * (size_t)channels * NET_MAX_BN_GROUPS;
 }
 
 static void block_place(struct net_block *blk, struct layout *at)
@@ -48,9 +48,10 @@ static void block_place(struct net_block *blk, struct layout *at)
 
 static void bn_bind(struct net_bn *bn, float **saved)
 {
+    /* group g's statistics at mean + g*channels, rstd + g*channels */
     bn->mean = *saved;
-    bn->rstd = *saved + bn->channels;
-    *saved += 2 * (size_t)bn->channels;
+    bn->rstd = *saved + (size_t)bn->channels * NET_MAX_BN_GROUPS;
+    *saved += 2 * (size_t)bn->channels * NET_MAX_BN_GROUPS;
 }
 
 static void bn_init(struct net *net, const struct net_bn *bn)
@@ -88,6 +89,7 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
     net->stem_channels = job->net_stem;
     net->head_channels = job->net_head;
     net->mask_layer = -1;
+    net->bn_groups = 1;
 
     /* shapes and candidates */
     int h = side, cin = job->net_stem;
@@ -287,38 +289,91 @@ void net_free(struct net *net)
     free(net);
 }
 
+/* Running averages after a grouped forward: the mean over the groups of each group's batch
+ * statistics enters with the usual momentum. Trainers that each update their own running
+ * averages and average them later reach the same values, as the update is linear. */
+static void bn_update_running(struct net *net, const struct net_bn *bn, int n)
+{
+    int G = net->bn_groups, C = bn->channels;
+    float *rm = net->stats + bn->running, *rv = rm + C;
+    for (int c = 0; c < C; c++) {
+        double mean = 0, var = 0;
+        for (int g = 0; g < G; g++) {
+            double r = bn->rstd[(size_t)g * C + c];
+            mean += bn->mean[(size_t)g * C + c];
+            var += (1.0 / (r * r) - 1e-5) * (n > 1 ? (double)n / (n - 1) : 1.0);
+        }
+        rm[c] = (1.0f - BN_MOMENTUM) * rm[c] + BN_MOMENTUM * (float)(mean / G);
+        rv[c] = (1.0f - BN_MOMENTUM) * rv[c] + BN_MOMENTUM * (float)(var / G);
+    }
+}
+
+/* Batch norm (fused with ReLU6 when relu6) over N pixels; in training mode with bn_groups > 1
+ * every group of N/groups pixels (a contiguous slice of the batch) has its own statistics. */
+static void bn_run(struct net *net, float *out, const float *in, const struct net_bn *bn, int N,
+                   int training, int relu6)
+{
+    int G = training ? net->bn_groups : 1, C = bn->channels, n = N / G;
+    float momentum = G > 1 ? 0.0f : BN_MOMENTUM;
+    for (int g = 0; g < G; g++) {
+        size_t at = (size_t)g * n * C;
+        float *mean = bn->mean + (size_t)g * C, *rstd = bn->rstd + (size_t)g * C;
+        if (relu6)
+            op_batchnorm_relu6_forward(out + at, mean, rstd, in + at, net->params + bn->gamma,
+                                       net->params + bn->beta, net->stats + bn->running,
+                                       net->stats + bn->running + C, n, C, training, momentum);
+        else
+            op_batchnorm_forward(out + at, mean, rstd, in + at, net->params + bn->gamma,
+                                 net->params + bn->beta, net->stats + bn->running,
+                                 net->stats + bn->running + C, n, C, training, momentum);
+    }
+    if (G > 1)
+        bn_update_running(net, bn, n);
+}
+
 static void bn_forward(struct net *net, float *out, const float *in, const struct net_bn *bn,
                        int N, int training)
 {
-    op_batchnorm_forward(out, bn->mean, bn->rstd, in, net->params + bn->gamma,
-                         net->params + bn->beta, net->stats + bn->running,
-                         net->stats + bn->running + bn->channels, N, bn->channels, training,
-                         BN_MOMENTUM);
+    bn_run(net, out, in, bn, N, training, 0);
 }
 
 /* Batch norm + ReLU6 in one pass; out must not alias in. */
 static void bn_relu6_forward(struct net *net, float *out, const float *in, const struct net_bn *bn,
                              int N, int training)
 {
-    op_batchnorm_relu6_forward(out, bn->mean, bn->rstd, in, net->params + bn->gamma,
-                               net->params + bn->beta, net->stats + bn->running,
-                               net->stats + bn->running + bn->channels, N, bn->channels,
-                               training, BN_MOMENTUM);
+    bn_run(net, out, in, bn, N, training, 1);
+}
+
+/* Backward of bn_run (training mode), group by group; din may alias dout. out is the forward
+ * output when relu6. */
+static void bn_run_backward(struct net *net, float *din, const float *dout, const float *in,
+                            const float *out, const struct net_bn *bn, int N, int relu6)
+{
+    int G = net->bn_groups, C = bn->channels, n = N / G;
+    for (int g = 0; g < G; g++) {
+        size_t at = (size_t)g * n * C;
+        const float *mean = bn->mean + (size_t)g * C, *rstd = bn->rstd + (size_t)g * C;
+        if (relu6)
+            op_batchnorm_relu6_backward(din + at, net->grads + bn->gamma, net->grads + bn->beta,
+                                        dout + at, in + at, out + at, mean, rstd,
+                                        net->params + bn->gamma, n, C);
+        else
+            op_batchnorm_backward(din + at, net->grads + bn->gamma, net->grads + bn->beta,
+                                  dout + at, in + at, mean, rstd, net->params + bn->gamma, n, C);
+    }
 }
 
 /* Backward of bn_relu6_forward given its output out; din may alias dout. */
 static void bn_relu6_backward(struct net *net, float *din, const float *dout, const float *in,
                               const float *out, const struct net_bn *bn, int N)
 {
-    op_batchnorm_relu6_backward(din, net->grads + bn->gamma, net->grads + bn->beta, dout, in, out,
-                                bn->mean, bn->rstd, net->params + bn->gamma, N, bn->channels);
+    bn_run_backward(net, din, dout, in, out, bn, N, 1);
 }
 
 static void bn_backward(struct net *net, float *din, const float *dout, const float *in,
                         const struct net_bn *bn, int N)
 {
-    op_batchnorm_backward(din, net->grads + bn->gamma, net->grads + bn->beta, dout, in, bn->mean,
-                          bn->rstd, net->params + bn->gamma, N, bn->channels);
+    bn_run_backward(net, din, dout, in, NULL, bn, N, 0);
 }
 
 /* Runs candidate blk of layer on layer->in; returns the output pointer. */
@@ -382,6 +437,8 @@ void net_run_stem(struct net *net, const float *x, int B, int training)
 {
     OFFNAS_ASSERT(B >= 1 && B <= net->batch);
     net->training = training;
+    OFFNAS_ASSERT(!training || (net->bn_groups >= 1 && net->bn_groups <= NET_MAX_BN_GROUPS &&
+                                B % net->bn_groups == 0));
     net->input = x;
     int n = B * net->side * net->side;
     op_conv_forward(net->stem_a, net->stem_col, x, net->params + net->w_stem, B, net->side,
@@ -447,6 +504,8 @@ void net_backward(struct net *net, const float *dlogits, int B)
     float *dy = net->g_a, *dx = net->g_b;
     op_pointwise_backward(dy, G + net->w_head, dh, h, P + net->w_head, nh, last_c,
                           net->head_channels);
+    if (net->grad_ready)
+        net->grad_ready(net->grad_ready_ctx, G, net->head_offset, net->head_count);
 
     for (int l = net->layer_count - 1; l >= 0; l--) {
         struct net_layer *layer = &net->layers[l];
@@ -463,6 +522,8 @@ void net_backward(struct net *net, const float *dlogits, int B)
             net->gate_grad[l] = (float)dot;
         }
         block_backward(net, layer, &layer->cand[net->choice[l]], dx, dy, B);
+        if (net->grad_ready && blk->count)
+            net->grad_ready(net->grad_ready_ctx, G, blk->offset, blk->count);
         float *t = dy;
         dy = dx;
         dx = t;
@@ -471,6 +532,8 @@ void net_backward(struct net *net, const float *dlogits, int B)
     bn_relu6_backward(net, dy, dy, net->stem_a, net->stem_y, &net->bn_stem, n);
     op_conv_backward(NULL, G + net->w_stem, net->g_col, dy, net->stem_col, P + net->w_stem, B,
                      net->side, net->side, net->in_channels, net->stem_channels, 3, 1);
+    if (net->grad_ready)
+        net->grad_ready(net->grad_ready_ctx, G, net->stem_offset, net->stem_count);
 }
 
 void net_zero_grads(struct net *net)

@@ -56,6 +56,8 @@ struct net_layer {
     const float *y;  /* output of the last forward (out, or in for skip, or the masked copy) */
 };
 
+#define NET_MAX_BN_GROUPS 64
+
 struct net {
     int batch;        /* largest batch forward accepts */
     int side;         /* input side */
@@ -89,6 +91,17 @@ struct net {
      * straight-through gradient of the op choice). */
     int want_gate_grad;
     float gate_grad[JOB_MAX_LAYERS];
+
+    /* Batch norm in training mode computes its statistics over bn_groups equal slices of the
+     * batch (default 1: the whole batch). With one group per data shard, one trainer computes
+     * exactly what one trainer per shard computes (the batch must divide into the groups). */
+    int bn_groups;
+
+    /* When set, net_backward calls grad_ready(ctx, grads, offset, count) for every parameter
+     * range as soon as its gradient is final, in buffer order (head, the chosen op of layer
+     * L-1 ... 0, stem), so gradient allreduce can start while backward goes on. */
+    void (*grad_ready)(void *ctx, float *grads, size_t offset, size_t count);
+    void *grad_ready_ctx;
 
     float *params, *grads;
     size_t param_count;

@@ -3,6 +3,7 @@
 #include "search.h"
 
 #include "common.h"
+#include "dist.h"
 #include "h5.h"
 #include "op.h"
 #include "optim.h"
@@ -12,11 +13,30 @@
 #include <math.h>
 #include <string.h>
 
-static int load_or_measure(struct latency_table *table, const char *path, const char *device,
+/* A device's table comes from its profiler rank when the job has one, else from the job's
+ * profile file, else (one process only) from measuring this machine. */
+static int load_or_measure(struct latency_table *table, const char *path, int index,
                            const struct job *job, const struct net *net, const char *out_dir)
 {
+    const char *device = index ? "edge" : "device";
+    struct dist *d = dist_get();
+    if (d->has_profiler(d, index)) {
+        OFFNAS_TRY(d->take_table(d, index, table));
+        char space[LATENCY_SPACE_MAX];
+        if (table->fingerprint != latency_fingerprint(net, space, sizeof space))
+            return offnas_error("the %s table from its profiler rank is for another search "
+                                "space (fingerprint %016llx)",
+                                device, (unsigned long long)table->fingerprint);
+        offnas_log("search: %s table version %d from its profiler rank (%s, %s)", device,
+                   table->version, table->host, table->cpu);
+        return 0;
+    }
     if (path[0])
         return latency_load(table, path, net);
+    if (d->world_size > 1)
+        return offnas_error("latency.%s: no profile file and no profiler rank for the %s "
+                            "(cluster.profilers = mobile:1, edge:1 or an MPMD profiler)",
+                            device, index ? "edge server" : "mobile device");
     offnas_log("search: no profile for the %s in the job: measuring this machine", device);
     struct net *probe = net_create(job, 1, net->side, net->in_channels, net->classes, 0,
                                    (uint64_t)job->search_seed);
@@ -35,8 +55,8 @@ static int load_or_measure(struct latency_table *table, const char *path, const 
 int search_costs(struct latency_table *device, struct latency_table *edge, struct arch_cost *cost,
                  const struct job *job, const struct net *net, const char *out_dir)
 {
-    OFFNAS_TRY(load_or_measure(device, job->latency_device, "device", job, net, out_dir));
-    OFFNAS_TRY(load_or_measure(edge, job->latency_edge, "edge", job, net, out_dir));
+    OFFNAS_TRY(load_or_measure(device, job->latency_device, 0, job, net, out_dir));
+    OFFNAS_TRY(load_or_measure(edge, job->latency_edge, 1, job, net, out_dir));
     cost->device = device;
     cost->edge = edge;
     cost->device_scale = job->latency_device_scale;
@@ -83,7 +103,21 @@ int search_save_checkpoint(const char *path, const struct job *job, const struct
              h5_attr_set_int(f, "epoch", state->epoch) ||
              h5_attr_set_int(f, "arch_steps", state->arch_steps) ||
              h5_attr_set_double(f, "t_ref_ms", state->t_ref_ms) ||
-             h5_attr_set_int(f, "version", 1);
+             h5_attr_set_int(f, "shards", state->shards) ||
+             h5_attr_set_int(f, "trainers", state->trainers) ||
+             h5_attr_set_string(f, "rng", "counter-based: every draw is seeded from (seed, "
+                                           "step, shard); the step is the whole state") ||
+             h5_attr_set_int(f, "version", 2);
+    hsize_t nsums = OFFNAS_ARRAY_LEN(state->epoch_sums);
+    rc = rc || h5_write(f, "epoch_sums", H5_F64, 1, &nsums, state->epoch_sums, 0);
+    for (int i = 0; i < 2 && state->tables && !rc; i++) {
+        hsize_t dims[2] = {LATENCY_MAX_SLOTS, JOB_MAX_CANDIDATES};
+        char name[32];
+        snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
+        rc = h5_write(f, name, H5_F64, 2, dims, &state->tables[i].median[0][0], 0);
+        snprintf(name, sizeof name, "%s_table_version", i ? "edge" : "device");
+        rc = rc || h5_attr_set_int(f, name, state->tables[i].version);
+    }
     free(text);
     if (rc) {
         h5_abort(f, tmp);
@@ -139,9 +173,38 @@ int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
              h5_attr_get_int(f, "step", &step) || h5_attr_get_int(f, "epoch", &epoch) ||
              h5_attr_get_int(f, "arch_steps", &arch_steps) ||
              h5_attr_get_double(f, "t_ref_ms", &t_ref);
+    int64_t version = 1, shards = 0, trainers = 1;
+    if (!rc && h5_attr_exists(f, "version") > 0)
+        rc = h5_attr_get_int(f, "version", &version);
+    if (!rc && version >= 2) {
+        hsize_t dims[2];
+        double *sums = h5_read(f, "epoch_sums", H5_F64, 1, dims);
+        rc = !sums || dims[0] != OFFNAS_ARRAY_LEN(state->epoch_sums) ||
+             h5_attr_get_int(f, "shards", &shards) || h5_attr_get_int(f, "trainers", &trainers);
+        if (sums && !rc)
+            memcpy(state->epoch_sums, sums, sizeof state->epoch_sums);
+        free(sums);
+        for (int i = 0; i < 2 && state->tables && !rc; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
+            double *m = h5_read(f, name, H5_F64, 2, dims);
+            rc = !m || dims[0] != LATENCY_MAX_SLOTS || dims[1] != JOB_MAX_CANDIDATES;
+            if (!rc)
+                memcpy(state->tables[i].median, m, sizeof state->tables[i].median);
+            free(m);
+            int64_t v = 0;
+            snprintf(name, sizeof name, "%s_table_version", i ? "edge" : "device");
+            rc = rc || h5_attr_get_int(f, name, &v);
+            state->tables[i].version = (int)v;
+        }
+        if (rc)
+            offnas_error("%s: the search state (epoch sums, tables) is incomplete", path);
+    }
     h5_close(f);
     if (rc)
         return -1;
+    state->shards = (int)shards;
+    state->trainers = (int)trainers;
     state->step = step;
     state->epoch = (int)epoch;
     state->arch_steps = arch_steps;
@@ -150,6 +213,262 @@ int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
 }
 
 /* ---- the search loop -------------------------------------------------------------------- */
+
+/* Everything one trainer holds during a search. */
+struct search_ctx {
+    const struct job *job;
+    struct dist *d;
+    struct train_data td;
+    struct net *net;
+    struct arch arch;
+    struct latency_table *tables; /* [0] device, [1] edge */
+    struct arch_cost cost;
+    float *mom;
+    struct train_batch tb, vb;
+    struct search_state state;
+    int B;                  /* images per step on this trainer */
+    long per_epoch, total;  /* weight steps per epoch, in the run */
+    long arch_total;        /* architecture steps in the run */
+};
+
+static void ctx_close(struct search_ctx *c)
+{
+    train_batch_free(&c->tb);
+    train_batch_free(&c->vb);
+    free(c->mom);
+    arch_free(&c->arch);
+    free(c->tables);
+    net_free(c->net);
+    train_data_free(&c->td);
+}
+
+/* Rank 0's state to every trainer: weights, statistics, momentum, alpha beta gamma with their
+ * Adam moments, the counters and the tables' entries. */
+static void ctx_broadcast(struct search_ctx *c)
+{
+    struct dist *d = c->d;
+    if (d->size == 1)
+        return;
+    d->broadcast(d, c->net->params, c->net->param_count * sizeof(float));
+    d->broadcast(d, c->net->stats, c->net->stat_count * sizeof(float));
+    d->broadcast(d, c->mom, c->net->param_count * sizeof(float));
+    d->broadcast(d, c->arch.params, c->arch.count * sizeof(float));
+    d->broadcast(d, c->arch.adam_m, c->arch.count * sizeof(float));
+    d->broadcast(d, c->arch.adam_v, c->arch.count * sizeof(float));
+    long counters[3] = {c->state.step, c->state.epoch, c->state.arch_steps};
+    d->broadcast(d, counters, sizeof counters);
+    c->state.step = counters[0];
+    c->state.epoch = (int)counters[1];
+    c->state.arch_steps = counters[2];
+    d->broadcast(d, &c->state.t_ref_ms, sizeof c->state.t_ref_ms);
+    for (int i = 0; i < 2; i++) {
+        d->broadcast(d, c->tables[i].median, sizeof c->tables[i].median);
+        d->broadcast(d, &c->tables[i].version, sizeof c->tables[i].version);
+    }
+}
+
+/* Trainer 0 loads the newest readable checkpoint of out_dir (the previous one when the newest
+ * is damaged) and every trainer learns whether it worked. */
+static int ctx_resume(struct search_ctx *c, const char *out_dir)
+{
+    long ok = 1;
+    if (c->d->rank == 0) {
+        char path[JOB_PATH_MAX * 2 + 16];
+        snprintf(path, sizeof path, "%s/checkpoint.h5", out_dir);
+        if (search_load_checkpoint(path, c->net, &c->arch, &c->state)) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", offnas_last_error());
+            snprintf(path, sizeof path, "%s/checkpoint.prev.h5", out_dir);
+            offnas_log("search: %s; resuming from the previous checkpoint %s", why, path);
+            if (search_load_checkpoint(path, c->net, &c->arch, &c->state)) {
+                offnas_error("%s: no readable checkpoint to resume from (%s; previous: %s)",
+                             out_dir, why, offnas_last_error());
+                ok = 0;
+            }
+        }
+        if (ok && c->state.shards && c->state.shards != c->td.train_shards.shards)
+            offnas_log("search: the checkpoint was written with %d data shards, this run uses "
+                       "%d: the data order differs from the interrupted run",
+                       c->state.shards, c->td.train_shards.shards);
+    }
+    c->d->broadcast(c->d, &ok, sizeof ok); /* rank 0's verdict */
+    if (!ok && c->d->rank != 0)
+        offnas_error("%s: trainer 0 found no readable checkpoint", out_dir);
+    return ok ? 0 : -1;
+}
+
+static int ctx_open(struct search_ctx *c, const struct job *job, const char *out_dir, int resume)
+{
+    memset(c, 0, sizeof *c);
+    c->job = job;
+    c->d = dist_get();
+    struct dist *d = c->d;
+    op_set_threads(job->search_deterministic ? 1 : job->train_threads);
+    if (out_dir && d->rank == 0)
+        OFFNAS_TRY(train_mkdirs(out_dir));
+    OFFNAS_TRY(train_data_load(&c->td, job, d));
+    struct train_shards *sh = &c->td.train_shards;
+    c->B = sh->owned * sh->per_shard;
+    c->net = net_create(job, c->B, job->data_resize, c->td.train.channels, c->td.train.classes, 0,
+                        (uint64_t)job->search_seed);
+    c->tables = offnas_calloc(2, sizeof *c->tables);
+    if (!c->net)
+        return -1;
+    c->net->bn_groups = sh->owned;
+    c->net->grad_ready_ctx = d;
+    d->bucket_floats = (size_t)job->cluster_bucket_kb * 1024 / sizeof(float);
+    OFFNAS_TRY(search_costs(&c->tables[0], &c->tables[1], &c->cost, job, c->net,
+                            d->rank == 0 ? out_dir : NULL));
+    arch_init(&c->arch, c->net, 2.0f);
+    c->mom = offnas_calloc(c->net->param_count, sizeof(float));
+    c->state.momentum = c->mom;
+    c->state.t_ref_ms = job->search_t_ref_ms;
+    c->state.shards = sh->shards;
+    c->state.trainers = d->size;
+    c->state.tables = c->tables;
+    if (resume)
+        OFFNAS_TRY(ctx_resume(c, out_dir));
+    ctx_broadcast(c);
+    if (c->state.t_ref_ms <= 0)
+        c->state.t_ref_ms = arch_expected_latency(&c->arch, &c->cost, NULL, 0).total;
+
+    c->per_epoch = sh->steps;
+    if (c->per_epoch == 0 || c->td.val_shards.steps == 0)
+        return offnas_error("train.batch: the global batch %d is larger than the training (%ld) "
+                            "or validation (%ld) split",
+                            job->train_batch, c->td.train_total, c->td.val_total);
+    c->total = c->per_epoch * job->search_epochs;
+    if (job->train_steps > 0 && job->train_steps < c->total)
+        c->total = job->train_steps;
+    c->arch_total = c->per_epoch * (job->search_epochs - job->search_warmup_epochs);
+    train_batch_init(&c->tb, c->B, job->data_resize, c->td.train.channels, c->B);
+    train_batch_init(&c->vb, c->B, job->data_resize, c->td.val.channels, c->B);
+    return 0;
+}
+
+/* Temperature of the Gumbel samples: annealed geometrically over the architecture steps. */
+static float ctx_tau(const struct search_ctx *c)
+{
+    const struct job *job = c->job;
+    if (c->arch_total <= 1)
+        return (float)job->search_tau_start;
+    double progress = (double)c->state.arch_steps / (double)(c->arch_total - 1);
+    return (float)(job->search_tau_start *
+                   pow(job->search_tau_end / job->search_tau_start, progress > 1 ? 1 : progress));
+}
+
+static int ctx_searching(const struct search_ctx *c)
+{
+    return c->state.step / c->per_epoch >= c->job->search_warmup_epochs;
+}
+
+/* Softmax cross-entropy of the last forward and its gradient into net->probs. */
+static float ctx_task_loss(struct search_ctx *c, const unsigned char *labels, int *correct)
+{
+    struct net *net = c->net;
+    float loss = op_softmax_xent_forward(net->probs, correct, net->logits, labels, c->B,
+                                         net->classes, 0.0f);
+    op_softmax_xent_backward(net->probs, net->probs, labels, c->B, net->classes, 0.0f);
+    return loss;
+}
+
+/* One weight step: training batch, an architecture sampled from (seed, 2*step), gradients
+ * summed over the trainers in buckets during backward, SGD over the ops used. */
+static void weight_step(struct search_ctx *c, float tau, double sums[3])
+{
+    const struct job *job = c->job;
+    struct net *net = c->net;
+    struct rng rng;
+    rng_seed(&rng, (uint64_t)job->search_seed, 2 * (uint64_t)c->state.step);
+    struct arch_sample sample;
+    arch_sample(&sample, &c->arch, tau, &rng);
+    arch_apply(&sample, net);
+    long step = c->state.step;
+    train_shards_fill(&c->td.train_shards, &c->tb, &c->td.train, step / c->per_epoch,
+                      step % c->per_epoch, job->train_flip);
+    net_zero_grads(net);
+    net->want_gate_grad = 0;
+    net->grad_ready = dist_grad_ready;
+    net_forward(net, c->tb.x, c->B, 1);
+    int correct = 0;
+    float loss = ctx_task_loss(c, c->tb.labels, &correct);
+    net_backward(net, net->probs, c->B);
+    dist_grads_finish(c->d, net);
+    float lr = (float)optim_cosine_lr(job->train_lr, step, c->total, 0);
+    train_sgd_step(net, c->mom, lr, (float)job->train_momentum, (float)job->train_weight_decay);
+    sums[0] += loss;
+    sums[1] += correct;
+    sums[2] += c->B;
+}
+
+/* One architecture step: validation batch, a sample from (seed, 2*step+1), gradients of the
+ * task loss in alpha beta gamma averaged over the trainers, then the latency term (the same
+ * on every trainer), Adam. */
+static void arch_step(struct search_ctx *c, float tau, double sums[4])
+{
+    const struct job *job = c->job;
+    struct net *net = c->net;
+    struct arch *arch = &c->arch;
+    struct rng rng;
+    rng_seed(&rng, (uint64_t)job->search_seed, 2 * (uint64_t)c->state.step + 1);
+    struct arch_sample sample;
+    arch_sample(&sample, arch, tau, &rng);
+    arch_apply(&sample, net);
+    long vsteps = c->td.val_shards.steps;
+    train_shards_fill(&c->td.val_shards, &c->vb, &c->td.val, c->state.arch_steps / vsteps,
+                      c->state.arch_steps % vsteps, 0);
+    net_zero_grads(net);
+    memset(arch->grads, 0, arch->count * sizeof(float));
+    net->want_gate_grad = 1;
+    net->grad_ready = NULL; /* the weight gradients of this batch are not used */
+    net_forward(net, c->vb.x, c->B, 1);
+    int correct = 0;
+    float vloss = ctx_task_loss(c, c->vb.labels, &correct);
+    net_backward(net, net->probs, c->B);
+    arch_task_gradients(arch, &sample, net);
+    /* the mean validation loss over the trainers enters the multiplicative form */
+    double mean[2] = {vloss, 1.0};
+    c->d->sum_doubles(c->d, mean, 2);
+    dist_average(c->d, arch->grads, arch->count);
+    struct arch_latency now = arch_expected_latency(arch, &c->cost, NULL, 0);
+    double task_scale, arch_loss;
+    double dlat = search_latency_loss(job, mean[0] / mean[1], now.total, c->state.t_ref_ms,
+                                      &task_scale, &arch_loss);
+    if (task_scale != 1.0)
+        for (size_t i = 0; i < arch->count; i++)
+            arch->grads[i] *= (float)task_scale;
+    arch_expected_latency(arch, &c->cost, arch->grads, dlat);
+    optim_adam_step(arch->params, arch->grads, arch->adam_m, arch->adam_v, arch->count,
+                    (float)job->search_arch_lr, 0.9f, 0.999f, 1e-8f,
+                    (float)job->search_arch_weight_decay, ++c->state.arch_steps);
+    sums[0] += vloss;
+    sums[1] += correct;
+    sums[2] += c->B;
+    sums[3] += arch_loss;
+}
+
+/* Collective: averages the trainers' running statistics, sums the epoch figures into
+ * state.epoch_sums, and trainer 0 writes DIR/checkpoint.h5. */
+static int ctx_checkpoint(struct search_ctx *c, const char *out_dir, double sums[7])
+{
+    dist_average(c->d, c->net->stats, c->net->stat_count);
+    double all[7];
+    memcpy(all, sums, sizeof all);
+    c->d->sum_doubles(c->d, all, 7);
+    for (int i = 0; i < 7; i++)
+        c->state.epoch_sums[i] = c->state.epoch_sums[i] + all[i];
+    memset(sums, 0, 7 * sizeof(double));
+    long failed = 0;
+    if (c->d->rank == 0) {
+        char path[JOB_PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/checkpoint.h5", out_dir);
+        failed = search_save_checkpoint(path, c->job, c->net, &c->arch, &c->state) != 0;
+    }
+    c->d->max_longs(c->d, &failed, 1);
+    if (failed && c->d->rank != 0)
+        offnas_error("trainer 0 could not write the checkpoint");
+    return failed ? -1 : 0;
+}
 
 static void log_header(FILE *log, int splits)
 {
@@ -161,187 +480,228 @@ static void log_header(FILE *log, int splits)
     fputc('\n', log);
 }
 
-int search_run(const struct job *job, const char *out_dir)
+/* Opens DIR/log.csv: new with its header, or on resume the old one cut to the epochs the
+ * checkpoint holds (a killed run may have logged epochs past its last checkpoint). */
+static FILE *open_log(const char *out_dir, int splits, int resume, int epochs_done)
 {
-    op_set_threads(job->search_deterministic ? 1 : job->train_threads);
-    OFFNAS_TRY(train_mkdirs(out_dir));
-    struct train_data td;
-    OFFNAS_TRY(train_data_load(&td, job));
-    int side = job->data_resize, B = job->train_batch;
-    int rc = -1;
-    struct net *net = net_create(job, B, side, td.train.channels, td.train.classes, 0,
-                                 (uint64_t)job->search_seed);
-    struct latency_table *tables = offnas_calloc(2, sizeof *tables);
-    struct arch arch = {0};
-    struct arch_cost cost;
-    float *mom = NULL;
-    FILE *log = NULL;
-    struct train_batch tb = {0}, vb = {0};
-    if (!net || search_costs(&tables[0], &tables[1], &cost, job, net, out_dir))
-        goto done;
-    char path[JOB_PATH_MAX * 2];
-    snprintf(path, sizeof path, "%s/lut_device.h5", out_dir);
-    if (latency_save(&tables[0], path))
-        goto done;
-    snprintf(path, sizeof path, "%s/lut_edge.h5", out_dir);
-    if (latency_save(&tables[1], path))
-        goto done;
-
-    arch_init(&arch, net, 2.0f);
-    mom = offnas_calloc(net->param_count, sizeof(float));
-    struct search_state state = {0, 0, mom, 0, job->search_t_ref_ms};
-    struct arch_latency init = arch_expected_latency(&arch, &cost, NULL, 0);
-    if (state.t_ref_ms <= 0)
-        state.t_ref_ms = init.total;
-    int L = net->layer_count;
-    offnas_log("search: %ld train / %ld val images, %d layers, supernet %zu parameters, link %s "
-               "(%.2f Mbit/s, RTT %.0f ms), wire %s, E[T] at start %.3f ms (T_ref %.3f ms)",
-               td.train.count, td.val.count, L, net->param_count, cost.link.name,
-               cost.link.bandwidth_mbps, cost.link.rtt_ms, job->search_wire, init.total,
-               state.t_ref_ms);
-
+    char path[JOB_PATH_MAX * 2], tmp[JOB_PATH_MAX * 2 + 8];
     snprintf(path, sizeof path, "%s/log.csv", out_dir);
-    log = fopen(path, "w");
-    if (!log) {
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        offnas_error("%s: cannot write: %s", tmp, strerror(errno));
+        return NULL;
+    }
+    FILE *old = resume ? fopen(path, "r") : NULL;
+    char line[8192];
+    if (old && fgets(line, sizeof line, old)) {
+        fputs(line, out);
+        while (fgets(line, sizeof line, old))
+            if (atoi(line) >= 1 && atoi(line) <= epochs_done)
+                fputs(line, out);
+    } else {
+        log_header(out, splits);
+    }
+    if (old)
+        fclose(old);
+    if (fflush(out) || rename(tmp, path)) {
         offnas_error("%s: cannot write: %s", path, strerror(errno));
-        goto done;
+        fclose(out);
+        remove(tmp);
+        return NULL;
     }
-    log_header(log, arch.split_count);
+    return out;
+}
 
-    train_batch_init(&tb, B, side, td.train.channels, td.train.count);
-    train_batch_init(&vb, B, side, td.val.channels, td.val.count);
-    struct rng rng;
-    rng_seed(&rng, (uint64_t)job->search_seed, 0x736561726368ULL);
-    long per_epoch = td.train.count / B, val_batches = td.val.count / B;
-    if (per_epoch == 0 || val_batches == 0) {
-        offnas_error("train.batch: %d is larger than the training (%ld) or validation (%ld) split",
-                     B, td.train.count, td.val.count);
-        goto done;
-    }
-    long total = per_epoch * job->search_epochs;
-    if (job->train_steps > 0 && job->train_steps < total)
-        total = job->train_steps;
-    long arch_total = per_epoch * (job->search_epochs - job->search_warmup_epochs);
-    double t0 = offnas_now(), last_log = t0;
-    long val_pos = val_batches; /* reshuffle at first use */
-    struct arch_sample sample;
-    for (int epoch = 0; epoch < job->search_epochs && state.step < total; epoch++) {
-        rng_shuffle(&rng, tb.order, tb.order_count);
-        double tl = 0, vl = 0, al = 0;
-        long th = 0, vh = 0, tn = 0, vn = 0;
-        int searching = epoch >= job->search_warmup_epochs;
-        float tau = (float)job->search_tau_start;
-        for (long s = 0; s < per_epoch && state.step < total; s++, state.step++) {
-            if (searching && arch_total > 1) {
-                double progress = (double)state.arch_steps / (double)(arch_total - 1);
-                tau = (float)(job->search_tau_start *
-                              pow(job->search_tau_end / job->search_tau_start,
-                                  progress > 1 ? 1 : progress));
-            }
-            /* weights: train batch, sampled architecture, SGD */
-            arch_sample(&sample, &arch, tau, &rng);
-            arch_apply(&sample, net);
-            train_batch_fill(&tb, &td.train, s * B, B, job->train_flip, &rng);
-            net_zero_grads(net);
-            net->want_gate_grad = 0;
-            net_forward(net, tb.x, B, 1);
-            int correct = 0;
-            float loss = op_softmax_xent_forward(net->probs, &correct, net->logits, tb.labels, B,
-                                                 net->classes, 0.0f);
-            op_softmax_xent_backward(net->probs, net->probs, tb.labels, B, net->classes, 0.0f);
-            net_backward(net, net->probs, B);
-            float lr = (float)optim_cosine_lr(job->train_lr, state.step, total, 0);
-            train_sgd_step(net, mom, lr, (float)job->train_momentum,
-                           (float)job->train_weight_decay);
-            tl += loss;
-            th += correct;
-            tn += B;
-            double t = offnas_now();
-            if (t - last_log >= job->train_log_seconds) {
-                /* a search step runs two batches (weights, then architecture) */
-                long warm = per_epoch * job->search_warmup_epochs, done = state.step + 1;
-                double units_done = done <= warm ? done : warm + 2.0 * (done - warm);
-                double units_total = total <= warm ? total : warm + 2.0 * (total - warm);
-                double rate = units_done * B / (t - t0);
-                offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.4f E[T] %.3f ms tau %.2f "
-                           "%.0f img/s left %.0f s %s",
-                           epoch + 1, job->search_epochs, done, total, tl / (tn / B),
-                           (double)th / tn, arch_expected_latency(&arch, &cost, NULL, 0).total,
-                           tau, rate, (units_total - units_done) * B / rate,
-                           searching ? "(search)" : "(weights warm-up)");
-                last_log = t;
-            }
-            if (!searching)
-                continue;
-            /* architecture: validation batch, sampled architecture, Adam on alpha beta gamma */
-            if (val_pos >= val_batches) {
-                rng_shuffle(&rng, vb.order, vb.order_count);
-                val_pos = 0;
-            }
-            arch_sample(&sample, &arch, tau, &rng);
-            arch_apply(&sample, net);
-            train_batch_fill(&vb, &td.val, val_pos++ * B, B, 0, &rng);
-            net_zero_grads(net);
-            memset(arch.grads, 0, arch.count * sizeof(float));
-            net->want_gate_grad = 1;
-            net_forward(net, vb.x, B, 1);
-            float vloss = op_softmax_xent_forward(net->probs, &correct, net->logits, vb.labels, B,
-                                                  net->classes, 0.0f);
-            op_softmax_xent_backward(net->probs, net->probs, vb.labels, B, net->classes, 0.0f);
-            net_backward(net, net->probs, B);
-            arch_task_gradients(&arch, &sample, net);
-            struct arch_latency now = arch_expected_latency(&arch, &cost, NULL, 0);
-            double task_scale, arch_loss;
-            double dlat = search_latency_loss(job, vloss, now.total, state.t_ref_ms, &task_scale,
-                                              &arch_loss);
-            if (task_scale != 1.0)
-                for (size_t i = 0; i < arch.count; i++)
-                    arch.grads[i] *= (float)task_scale;
-            arch_expected_latency(&arch, &cost, arch.grads, dlat);
-            optim_adam_step(arch.params, arch.grads, arch.adam_m, arch.adam_v, arch.count,
-                            (float)job->search_arch_lr, 0.9f, 0.999f, 1e-8f,
-                            (float)job->search_arch_weight_decay, ++state.arch_steps);
-            vl += vloss;
-            vh += correct;
-            vn += B;
-            al += arch_loss;
-        }
-        if (tn == 0)
-            break;
-        struct arch_latency e = arch_expected_latency(&arch, &cost, NULL, 0);
-        int ops[JOB_MAX_LAYERS], split, kept;
-        float mask[1024];
-        arch_derive(&arch, ops, &split, mask, &kept);
-        double p[ARCH_MAX_SPLITS];
-        arch_split_probs(&arch, p);
+static void log_epoch(FILE *log, struct search_ctx *c, float tau, int epoch)
+{
+    const double *e = c->state.epoch_sums;
+    struct arch_latency t = arch_expected_latency(&c->arch, &c->cost, NULL, 0);
+    int ops[JOB_MAX_LAYERS], split, kept;
+    float mask[1024];
+    arch_derive(&c->arch, ops, &split, mask, &kept);
+    double p[ARCH_MAX_SPLITS];
+    arch_split_probs(&c->arch, p);
+    double tb = e[2] > 0 ? e[2] / (c->job->train_batch / (double)c->d->size) : 1;
+    double vb = e[5] > 0 ? e[5] / (c->job->train_batch / (double)c->d->size) : 1;
+    if (log) {
         fprintf(log, "%d,%ld,%.4f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%d,%d,%d,%d",
-                epoch + 1, state.step, tau, tl / (tn / B), (double)th / tn,
-                vn ? vl / (vn / B) : 0.0, vn ? (double)vh / vn : 0.0, vn ? al / (vn / B) : 0.0,
-                e.total, e.device, e.transfer, e.edge, split, kept, tables[0].version,
-                tables[1].version);
-        for (int s = 0; s < arch.split_count; s++)
+                epoch, c->state.step, tau, e[0] / tb, e[2] > 0 ? e[1] / e[2] : 0.0,
+                e[5] > 0 ? e[3] / vb : 0.0, e[5] > 0 ? e[4] / e[5] : 0.0,
+                e[5] > 0 ? e[6] / vb : 0.0, t.total, t.device, t.transfer, t.edge, split, kept,
+                c->tables[0].version, c->tables[1].version);
+        for (int s = 0; s < c->arch.split_count; s++)
             fprintf(log, ",%.5f", p[s]);
         fputc('\n', log);
         fflush(log);
-        state.epoch = epoch + 1;
-        snprintf(path, sizeof path, "%s/checkpoint.h5", out_dir);
-        if (search_save_checkpoint(path, job, net, &arch, &state))
-            goto done;
-        offnas_log("search: epoch %d: E[T] %.3f ms (device %.3f, transfer %.3f, edge %.3f), split "
-                   "%d with %d channels, train acc %.4f, val acc %.4f",
-                   epoch + 1, e.total, e.device, e.transfer, e.edge, split, kept,
-                   (double)th / tn, vn ? (double)vh / vn : 0.0);
     }
-    rc = 0;
+    offnas_log("search: epoch %d: E[T] %.3f ms (device %.3f, transfer %.3f, edge %.3f), split %d "
+               "with %d channels, train acc %.4f, val acc %.4f",
+               epoch, t.total, t.device, t.transfer, t.edge, split, kept,
+               e[2] > 0 ? e[1] / e[2] : 0.0, e[5] > 0 ? e[4] / e[5] : 0.0);
+    /* the profilers measure what the trainers prefer now */
+    struct dist_arch a = {.layers = c->net->layer_count, .split = split};
+    memcpy(a.ops, ops, sizeof(int) * (size_t)c->net->layer_count);
+    c->d->send_arch(c->d, &a);
+}
+
+/* Takes up corrected tables from the profilers once every trainer holds them. */
+static void poll_tables(struct search_ctx *c)
+{
+    for (int dev = 0; dev < 2; dev++) {
+        if (!c->d->has_profiler(c->d, dev))
+            continue;
+        if (c->d->poll_table(c->d, dev, &c->tables[dev]))
+            offnas_log("search: step %ld: %s table version %d from its profiler rank",
+                       c->state.step, dev ? "edge" : "device", c->tables[dev].version);
+    }
+}
+
+#define POLL_EVERY 10 /* steps between looks for corrected tables */
+
+int search_run(const struct job *job, const char *out_dir, int resume)
+{
+    struct search_ctx c;
+    FILE *log = NULL;
+    int rc = SEARCH_FAILED;
+    if (ctx_open(&c, job, out_dir, resume))
+        goto done;
+    struct dist *d = c.d;
+    dist_catch_stop_signals();
+    char path[JOB_PATH_MAX * 2];
+    if (d->rank == 0) {
+        snprintf(path, sizeof path, "%s/lut_device.h5", out_dir);
+        if (latency_save(&c.tables[0], path))
+            goto done;
+        snprintf(path, sizeof path, "%s/lut_edge.h5", out_dir);
+        if (latency_save(&c.tables[1], path))
+            goto done;
+        log = open_log(out_dir, c.arch.split_count, resume, c.state.epoch);
+        if (!log)
+            goto done;
+    }
+    struct arch_latency init = arch_expected_latency(&c.arch, &c.cost, NULL, 0);
+    offnas_log("search: %ld train / %ld val images on %d trainer%s (%d shards, %d images per "
+               "trainer per step), %d layers, supernet %zu parameters, link %s (%.2f Mbit/s, RTT "
+               "%.0f ms), wire %s, E[T] %.3f ms (T_ref %.3f ms)%s",
+               c.td.train_total, c.td.val_total, d->size, d->size > 1 ? "s" : "",
+               c.td.train_shards.shards, c.B, c.net->layer_count, c.net->param_count,
+               c.cost.link.name, c.cost.link.bandwidth_mbps, c.cost.link.rtt_ms, job->search_wire,
+               init.total, c.state.t_ref_ms, resume ? ", resumed" : "");
+    if (resume)
+        offnas_log("search: resuming at step %ld of %ld (epoch %d)", c.state.step, c.total,
+                   c.state.epoch + 1);
+
+    double t0 = offnas_now(), last_log = t0, sums[7] = {0};
+    long start_step = c.state.step, warm = c.per_epoch * job->search_warmup_epochs;
+    float tau = ctx_tau(&c);
+    while (c.state.step < c.total) {
+        int epoch = (int)(c.state.step / c.per_epoch);
+        int searching = ctx_searching(&c);
+        tau = searching ? ctx_tau(&c) : (float)job->search_tau_start;
+        weight_step(&c, tau, sums);
+        if (searching)
+            arch_step(&c, tau, sums + 3);
+        c.state.step++;
+        long step = c.state.step;
+        if (job->cluster_checksum_every > 0 && step % job->cluster_checksum_every == 0 &&
+            (dist_check_same(d, c.net->params, c.net->param_count, step) ||
+             dist_check_same(d, c.arch.params, c.arch.count, step)))
+            goto done;
+        if (step % POLL_EVERY == 0)
+            poll_tables(&c);
+        int epoch_end = step % c.per_epoch == 0 || step == c.total;
+        int stop = dist_should_stop(d);
+        if (epoch_end || stop ||
+            (job->cluster_checkpoint_every > 0 && step % job->cluster_checkpoint_every == 0)) {
+            if (epoch_end)
+                c.state.epoch = epoch + 1;
+            if (ctx_checkpoint(&c, out_dir, sums))
+                goto done;
+            if (epoch_end) {
+                log_epoch(log, &c, tau, epoch + 1);
+                memset(c.state.epoch_sums, 0, sizeof c.state.epoch_sums);
+            }
+        }
+        if (stop) {
+            offnas_log("search: signal %d: stopped at step %ld with a checkpoint in %s; continue "
+                       "with: offnas search --resume --out %s",
+                       dist_stop_signal(), step, out_dir, out_dir);
+            rc = SEARCH_STOPPED;
+            goto done;
+        }
+        double t = offnas_now();
+        if (t - last_log >= job->train_log_seconds) {
+            /* a search step runs two batches (weights, then architecture) */
+            double done_units = 0, left_units = 0;
+            for (long s = start_step; s < c.total; s++)
+                *(s < step ? &done_units : &left_units) += s < warm ? 1.0 : 2.0;
+            double rate = done_units * job->train_batch / (t - t0);
+            offnas_log("epoch %d/%d step %ld/%ld loss %.4f E[T] %.3f ms tau %.2f %.0f img/s left "
+                       "%.0f s %s",
+                       epoch + 1, job->search_epochs, step, c.total,
+                       sums[2] > 0 ? sums[0] / (sums[2] / c.B) : 0.0,
+                       arch_expected_latency(&c.arch, &c.cost, NULL, 0).total, tau, rate,
+                       left_units * job->train_batch / rate,
+                       searching ? "(search)" : "(weights warm-up)");
+            last_log = t;
+        }
+    }
+    rc = SEARCH_DONE;
 done:
+    if (rc == SEARCH_FAILED && c.d && c.d->size > 1)
+        ; /* the caller ends every rank (MPI_Abort): no collective from here */
+    else if (c.d)
+        c.d->finish(c.d);
     if (log)
         fclose(log);
-    train_batch_free(&tb);
-    train_batch_free(&vb);
-    free(mom);
-    arch_free(&arch);
-    free(tables);
-    net_free(net);
-    train_data_free(&td);
+    ctx_close(&c);
     return rc;
+}
+
+int search_bench(const struct job *job, int warmup, int steps, struct search_bench *out)
+{
+    memset(out, 0, sizeof *out);
+    struct search_ctx c;
+    if (ctx_open(&c, job, NULL, 0)) {
+        ctx_close(&c);
+        return -1;
+    }
+    struct dist *d = c.d;
+    double *ms = offnas_calloc((size_t)steps, sizeof(double));
+    double sums[7] = {0}, wait = 0;
+    long bytes0 = 0;
+    for (int i = 0; i < warmup + steps; i++) {
+        if (i == warmup) {
+            wait = d->wait_seconds;
+            bytes0 = d->reduced_bytes;
+        }
+        double t = offnas_now();
+        weight_step(&c, 1.0f, sums);
+        arch_step(&c, 1.0f, sums + 3);
+        c.state.step = (c.state.step + 1) % c.per_epoch;
+        if (i >= warmup)
+            ms[i - warmup] = 1e3 * (offnas_now() - t);
+    }
+    /* median over steps, then the mean over the trainers */
+    for (int i = 1; i < steps; i++)
+        for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+            double x = ms[j];
+            ms[j] = ms[j - 1];
+            ms[j - 1] = x;
+        }
+    double total_ms = 0;
+    for (int i = 0; i < steps; i++)
+        total_ms += ms[i];
+    double v[2] = {ms[steps / 2], (d->wait_seconds - wait) * 1e3 / total_ms};
+    d->sum_doubles(d, v, 2);
+    out->trainers = d->size;
+    out->step_ms = v[0] / d->size;
+    out->wait_share = v[1] / d->size;
+    out->images_per_second = 2.0 * job->train_batch / (out->step_ms / 1e3);
+    out->reduced_bytes_per_step = (d->reduced_bytes - bytes0) / (steps > 0 ? steps : 1);
+    free(ms);
+    d->finish(d);
+    ctx_close(&c);
+    return 0;
 }

@@ -20,8 +20,25 @@
 int search_costs(struct latency_table *device, struct latency_table *edge, struct arch_cost *cost,
                  const struct job *job, const struct net *net, const char *out_dir);
 
-/* Runs the search of job into out_dir. Returns 0 or -1 with an error. */
-int search_run(const struct job *job, const char *out_dir);
+/* How a search run ended. */
+enum search_end { SEARCH_DONE = 0, SEARCH_FAILED = -1, SEARCH_STOPPED = 1 };
+
+/* Runs the search of job into out_dir on the trainers of dist_get(): from scratch, or with
+ * resume from out_dir's newest readable checkpoint. Returns SEARCH_DONE, SEARCH_STOPPED (a
+ * stop signal arrived: a checkpoint was written and the run can resume) or SEARCH_FAILED with
+ * an error. */
+int search_run(const struct job *job, const char *out_dir, int resume);
+
+/* Times `steps` search steps (weight step + architecture step each) of job, after `warmup`
+ * untimed ones; fills the figures trainer 0 prints. Collective over the trainers. */
+struct search_bench {
+    double step_ms;            /* median over steps, wall clock */
+    double images_per_second;  /* overall: global images of both batches per second */
+    double wait_share;         /* share of step time spent waiting on allreduce */
+    int trainers;
+    long reduced_bytes_per_step;
+};
+int search_bench(const struct job *job, int warmup, int steps, struct search_bench *out);
 
 /* Architecture loss factor pieces: for the additive form returns lambda / T_ref (dLoss/dE[T])
  * and sets *task_scale = 1; for the multiplicative form CE * (log E / log T_ref)^w (times in
@@ -32,18 +49,26 @@ double search_latency_loss(const struct job *job, double ce, double expected_ms,
 
 /* Saves / loads the search state (HDF5, tmp + rename, previous kept as checkpoint.prev.h5). */
 struct search_state {
-    long step;
-    int epoch;
+    long step;       /* weight steps done (the RNG streams are counters of it) */
+    int epoch;       /* epochs completed */
     float *momentum; /* SGD momentum, layout of net->params */
     long arch_steps;
     double t_ref_ms;
+    /* sums of the current epoch over all trainers: train loss, hits, images, val loss, hits,
+     * images, arch loss */
+    double epoch_sums[7];
+    int shards;      /* data shards of the run */
+    int trainers;    /* trainer ranks that wrote it */
+    /* the tables in use (NULL: not saved/loaded) */
+    struct latency_table *tables;
 };
 int search_save_checkpoint(const char *path, const struct job *job, const struct net *net,
                            const struct arch *arch, const struct search_state *state);
 /* Reads the job text of a checkpoint (malloc'd string the caller frees), or NULL with an error. */
 char *search_checkpoint_job(const char *path);
 /* Loads weights, stats, momentum, arch parameters and Adam moments into net/arch (built for the
- * checkpoint's job) and the counters into state. */
+ * checkpoint's job) and the counters into state; the tables too when state->tables is set.
+ * A file that cannot be read whole is refused with an error naming it. */
 int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
                            struct search_state *state);
 

@@ -3,36 +3,117 @@
 #include "train.h"
 
 #include "common.h"
+#include "dist.h"
 #include "h5.h"
 #include "op.h"
 #include "optim.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Fashion-MNIST pixel statistics (the peer's normalisation). */
 #define DATA_MEAN 0.2860f
 #define DATA_STD 0.3530f
 
-int train_data_load(struct train_data *td, const struct job *job)
+int train_shard_count(const struct job *job, int trainers)
+{
+    return job->data_shards > 0 ? job->data_shards : trainers;
+}
+
+/* Cuts the rows listed in rows[0..n) (file order) into S shards, takes this trainer's
+ * [first, first+owned) by reading the file rows they span (one hyperslab) and keeping those
+ * whose is_val mark equals want. */
+static int load_shards(struct dataset *ds, struct train_shards *sh, const struct job *job,
+                       const long *rows, long n, const unsigned char *is_val, unsigned char want,
+                       int per_shard, uint64_t seed)
+{
+    int S = sh->shards;
+    long a = (long)((int64_t)sh->first * n / S), b = (long)((int64_t)(sh->first + sh->owned) * n / S);
+    sh->per_shard = per_shard;
+    sh->seed = seed;
+    sh->perm_pass = -1;
+    sh->steps = LONG_MAX;
+    for (int j = 0; j < sh->owned; j++) {
+        int k = sh->first + j;
+        long lo = (long)((int64_t)k * n / S), hi = (long)((int64_t)(k + 1) * n / S);
+        sh->offset[j] = lo - a;
+        sh->size[j] = hi - lo;
+        long steps = per_shard > 0 ? (hi - lo) / per_shard : 0;
+        if (steps < sh->steps)
+            sh->steps = steps;
+    }
+    memset(ds, 0, sizeof *ds);
+    if (b > a) {
+        struct dataset span;
+        OFFNAS_TRY(data_load(&span, job->data_path, "train", rows[a], rows[b - 1] - rows[a] + 1));
+        data_select(ds, &span, is_val + rows[a], want);
+        data_free(&span);
+        OFFNAS_ASSERT(ds->count == b - a);
+    }
+    sh->perm = offnas_malloc((size_t)(b > a ? b - a : 1) * sizeof(long));
+    return 0;
+}
+
+int train_data_load(struct train_data *td, const struct job *job, const struct dist *d)
 {
     memset(td, 0, sizeof *td);
-    struct dataset full;
-    OFFNAS_TRY(data_load(&full, job->data_path, "train", 0, job->data_train_limit));
-    if (job->data_val_size >= full.count) {
-        long count = full.count;
-        data_free(&full);
+    int T = d ? d->size : 1, t = d ? d->rank : 0;
+    int S = train_shard_count(job, T);
+    if (S % T || S / T > NET_MAX_BN_GROUPS)
+        return offnas_error("data.shards: %d shards cannot be shared by %d trainer ranks (need a "
+                            "multiple of the trainers, at most %d per trainer)",
+                            S, T, NET_MAX_BN_GROUPS);
+    if (job->train_batch % S)
+        return offnas_error("train.batch: the global batch %d does not divide into %d data "
+                            "shards (one per trainer unless data.shards says otherwise)",
+                            job->train_batch, S);
+    long N;
+    OFFNAS_TRY(data_rows(job->data_path, "train", &N));
+    if (job->data_train_limit > 0 && job->data_train_limit < N)
+        N = job->data_train_limit;
+    if (job->data_val_size >= N)
         return offnas_error("data.val_size: %d validation images leave none of the %ld training "
-                            "images of %s", job->data_val_size, count, job->data_path);
+                            "images of %s", job->data_val_size, N, job->data_path);
+    unsigned char *is_val = data_validation_mask(N, job->data_val_size, (uint64_t)job->data_seed);
+    if (!is_val)
+        return -1;
+    long *rows = offnas_malloc((size_t)N * sizeof(long));
+    long nt = 0, nv = 0;
+    for (long i = 0; i < N; i++)
+        if (!is_val[i])
+            rows[nt++] = i;
+    for (long i = 0; i < N; i++)
+        if (is_val[i])
+            rows[nt + nv++] = i;
+    struct train_shards base = {.shards = S, .first = t * (S / T), .owned = S / T};
+    td->train_shards = td->val_shards = base;
+    td->train_total = nt;
+    td->val_total = nv;
+    int per = job->train_batch / S;
+    int rc = load_shards(&td->train, &td->train_shards, job, rows, nt, is_val, 0, per,
+                         (uint64_t)job->data_seed * 2 + 1);
+    if (!rc)
+        rc = load_shards(&td->val, &td->val_shards, job, rows + nt, nv, is_val, 1, per,
+                         (uint64_t)job->data_seed * 2 + 2);
+    free(rows);
+    free(is_val);
+    long M = 0;
+    if (!rc)
+        rc = data_rows(job->data_path, "test", &M);
+    if (!rc) {
+        if (job->data_test_limit > 0 && job->data_test_limit < M)
+            M = job->data_test_limit;
+        td->test_total = M;
+        long lo = (long)((int64_t)t * M / T), hi = (long)((int64_t)(t + 1) * M / T);
+        if (hi > lo)
+            rc = data_load(&td->test, job->data_path, "test", lo, hi - lo);
     }
-    int rc = data_split_validation(&full, job->data_val_size, (uint64_t)job->data_seed,
-                                   &td->train, &td->val);
-    data_free(&full);
-    OFFNAS_TRY(rc);
-    if (data_load(&td->test, job->data_path, "test", 0, job->data_test_limit)) {
+    if (rc) {
         train_data_free(td);
         return -1;
     }
@@ -44,6 +125,9 @@ void train_data_free(struct train_data *td)
     data_free(&td->train);
     data_free(&td->val);
     data_free(&td->test);
+    free(td->train_shards.perm);
+    free(td->val_shards.perm);
+    memset(td, 0, sizeof *td);
 }
 
 void train_batch_init(struct train_batch *tb, int batch, int side, int channels, long count)
@@ -75,6 +159,36 @@ void train_batch_fill(struct train_batch *tb, const struct dataset *ds, long sta
     for (int i = 0; i < B; i++)
         tb->flip[i] = flip ? (unsigned char)(rng_next(rng) >> 63) : 0;
     data_batch(tb->x, tb->labels, ds, tb->order + start, B, tb->side, DATA_MEAN, DATA_STD,
+               flip ? tb->flip : NULL);
+}
+
+void train_shards_fill(struct train_shards *sh, struct train_batch *tb, const struct dataset *ds,
+                       long pass, long step, int flip)
+{
+    if (sh->perm_pass != pass) {
+        for (int j = 0; j < sh->owned; j++) {
+            long *p = sh->perm + sh->offset[j];
+            for (long i = 0; i < sh->size[j]; i++)
+                p[i] = sh->offset[j] + i;
+            struct rng rng;
+            rng_seed(&rng, sh->seed, (uint64_t)pass * 1000003u + (uint64_t)(sh->first + j));
+            rng_shuffle(&rng, p, sh->size[j]);
+        }
+        sh->perm_pass = pass;
+    }
+    int b = sh->per_shard;
+    OFFNAS_ASSERT(step < sh->steps && sh->owned * b <= tb->batch && tb->order_count >= tb->batch);
+    for (int j = 0; j < sh->owned; j++) {
+        memcpy(tb->order + (size_t)j * b, sh->perm + sh->offset[j] + step * b,
+               (size_t)b * sizeof(long));
+        struct rng rng;
+        rng_seed(&rng, sh->seed ^ 0x666c6970ULL,
+                 ((uint64_t)pass * 1000003u + (uint64_t)step) * 4099u + (uint64_t)(sh->first + j));
+        for (int i = 0; i < b; i++)
+            tb->flip[j * b + i] = flip ? (unsigned char)(rng_next(&rng) >> 63) : 0;
+    }
+    int B = sh->owned * b;
+    data_batch(tb->x, tb->labels, ds, tb->order, B, tb->side, DATA_MEAN, DATA_STD,
                flip ? tb->flip : NULL);
 }
 
@@ -117,6 +231,18 @@ void train_evaluate(struct net *net, const struct dataset *ds, int side, double 
     *accuracy = ds->count ? (double)hits / (double)ds->count : 0.0;
     if (loss)
         *loss = ds->count ? total / (double)ds->count : 0.0;
+}
+
+void train_evaluate_all(struct net *net, const struct dataset *ds, int side, struct dist *d,
+                        double *accuracy, double *loss)
+{
+    double acc, l;
+    train_evaluate(net, ds, side, &acc, &l);
+    double v[3] = {acc * (double)ds->count, l * (double)ds->count, (double)ds->count};
+    d->sum_doubles(d, v, 3);
+    *accuracy = v[2] > 0 ? v[0] / v[2] : 0.0;
+    if (loss)
+        *loss = v[2] > 0 ? v[1] / v[2] : 0.0;
 }
 
 int train_mkdirs(const char *path)
@@ -220,8 +346,8 @@ static void format_duration(char *buf, size_t size, double seconds)
 
 int train_write_json(const json_t *root, const char *path)
 {
-    char tmp[JOB_PATH_MAX * 2 + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[JOB_PATH_MAX * 2 + 32];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     int rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
     if (rc || rename(tmp, path)) {
         remove(tmp);
@@ -256,62 +382,72 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
                 struct train_result *result)
 {
     memset(result, 0, sizeof *result);
+    struct dist *d = dist_get();
     op_set_threads(job->train_deterministic ? 1 : job->train_threads);
-    OFFNAS_TRY(train_mkdirs(out_dir));
+    if (d->rank == 0)
+        OFFNAS_TRY(train_mkdirs(out_dir));
     struct train_data td;
-    OFFNAS_TRY(train_data_load(&td, job));
-    int side = job->data_resize, B = job->train_batch;
+    OFFNAS_TRY(train_data_load(&td, job, d));
+    struct train_shards *sh = &td.train_shards;
+    int side = job->data_resize, B = sh->owned * sh->per_shard;
     struct net *net = net_create(job, B, side, td.train.channels, td.train.classes, 1,
                                  (uint64_t)job->train_seed);
     if (!net) {
         train_data_free(&td);
         return -1;
     }
+    net->bn_groups = sh->owned;
+    net->grad_ready = dist_grad_ready;
+    net->grad_ready_ctx = d;
+    d->bucket_floats = (size_t)job->cluster_bucket_kb * 1024 / sizeof(float);
     if (split && split->split >= 1 && split->split <= net->layer_count) {
         net->mask_layer = split->split - 1;
         memcpy(net->mask, split->mask, (size_t)net->layers[split->split - 1].cout * sizeof(float));
     }
     char path[JOB_PATH_MAX * 2];
-    snprintf(path, sizeof path, "%s/log.csv", out_dir);
-    FILE *log = fopen(path, "w");
-    if (!log) {
-        offnas_error("%s: cannot write: %s", path, strerror(errno));
-        net_free(net);
-        train_data_free(&td);
-        return -1;
+    FILE *log = NULL;
+    if (d->rank == 0) {
+        snprintf(path, sizeof path, "%s/log.csv", out_dir);
+        log = fopen(path, "w");
+        if (!log) {
+            offnas_error("%s: cannot write: %s", path, strerror(errno));
+            net_free(net);
+            train_data_free(&td);
+            return -1;
+        }
+        fprintf(log, "step,epoch,loss,accuracy,lr\n");
     }
-    fprintf(log, "step,epoch,loss,accuracy,lr\n");
 
     float *mom = offnas_calloc(net->param_count, sizeof(float));
     struct train_batch tb;
-    train_batch_init(&tb, B, side, td.train.channels, td.train.count);
-    struct rng rng;
-    rng_seed(&rng, (uint64_t)job->train_seed, 0x747261696eULL);
-    long per_epoch = td.train.count / B;
+    train_batch_init(&tb, B, side, td.train.channels, B);
+    long per_epoch = sh->steps;
     long total = per_epoch * job->train_epochs;
     if (job->train_steps > 0 && job->train_steps < total)
         total = job->train_steps;
     if (per_epoch == 0) {
-        fclose(log);
+        if (log)
+            fclose(log);
         free(mom);
         train_batch_free(&tb);
         net_free(net);
         train_data_free(&td);
-        return offnas_error("train.batch: %d is larger than the %ld training images", B,
-                            td.train.count);
+        return offnas_error("train.batch: %d is larger than the %ld training images", job->train_batch,
+                            td.train_total);
     }
-    offnas_log("train: %ld images (val %ld, test %ld), %d epochs of %ld steps, batch %d, %d "
-               "threads, %zu parameters, %.2f M MACs/image",
-               td.train.count, td.val.count, td.test.count, job->train_epochs, per_epoch, B,
-               op_get_threads(), net_param_count_chosen(net), net_macs_chosen(net) / 1e6);
+    offnas_log("train: %ld images (val %ld, test %ld), %d epochs of %ld steps, batch %d on %d "
+               "trainer%s, %d threads, %zu parameters, %.2f M MACs/image",
+               td.train_total, td.val_total, td.test_total, job->train_epochs, per_epoch,
+               job->train_batch, d->size, d->size > 1 ? "s" : "", op_get_threads(),
+               net_param_count_chosen(net), net_macs_chosen(net) / 1e6);
 
     double t0 = offnas_now(), last_log = t0, window_loss = 0;
     long window_hits = 0, window_images = 0, step = 0;
     float loss = 0;
-    for (int epoch = 0; epoch < job->train_epochs && step < total; epoch++) {
-        rng_shuffle(&rng, tb.order, tb.order_count);
+    int rc = 0;
+    for (int epoch = 0; epoch < job->train_epochs && step < total && !rc; epoch++) {
         for (long s = 0; s < per_epoch && step < total; s++, step++) {
-            train_batch_fill(&tb, &td.train, s * B, B, job->train_flip, &rng);
+            train_shards_fill(sh, &tb, &td.train, epoch, s, job->train_flip);
             float lr = (float)optim_cosine_lr(job->train_lr, step, total, job->train_warmup_steps);
             net_zero_grads(net);
             net_forward(net, tb.x, B, 1);
@@ -321,18 +457,25 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
             op_softmax_xent_backward(net->probs, net->probs, tb.labels, B, net->classes,
                                      (float)job->train_label_smoothing);
             net_backward(net, net->probs, B);
+            dist_grads_finish(d, net);
             train_sgd_step(net, mom, lr, (float)job->train_momentum,
                            (float)job->train_weight_decay);
-            fprintf(log, "%ld,%d,%.6f,%.6f,%.6g\n", step + 1, epoch + 1, loss, (double)correct / B,
-                    lr);
+            if (job->cluster_checksum_every > 0 && (step + 1) % job->cluster_checksum_every == 0 &&
+                dist_check_same(d, net->params, net->param_count, step + 1)) {
+                rc = -1;
+                break;
+            }
+            if (log)
+                fprintf(log, "%ld,%d,%.6f,%.6f,%.6g\n", step + 1, epoch + 1, loss,
+                        (double)correct / B, lr);
             window_loss += loss;
             window_hits += correct;
             window_images += B;
             double now = offnas_now();
             if (now - last_log >= job->train_log_seconds || step + 1 == total) {
-                double rate = (double)(step + 1) * B / (now - t0);
+                double rate = (double)(step + 1) * job->train_batch / (now - t0);
                 char eta[32];
-                format_duration(eta, sizeof eta, (double)(total - step - 1) * B / rate);
+                format_duration(eta, sizeof eta, (double)(total - step - 1) * job->train_batch / rate);
                 offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.4f lr %.4f %.0f img/s left %s",
                            epoch + 1, job->train_epochs, step + 1, total,
                            window_loss / (double)(window_images / B),
@@ -344,24 +487,28 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
         }
     }
     double t1 = offnas_now();
-    fclose(log);
-    result->steps = step;
-    result->final_loss = loss;
-    result->train_seconds = t1 - t0;
-    result->images_per_second = step > 0 ? (double)step * B / (t1 - t0) : 0.0;
-    result->parameters = net_param_count_chosen(net);
-    result->macs = net_macs_chosen(net);
-    train_evaluate(net, &td.val, side, &result->val_accuracy, NULL);
-    train_evaluate(net, &td.test, side, &result->test_accuracy, NULL);
-    offnas_log("train: done in %.1f s: val accuracy %.4f, test accuracy %.4f", result->train_seconds,
-               result->val_accuracy, result->test_accuracy);
-
-    int rc = 0;
-    snprintf(path, sizeof path, "%s/model.h5", out_dir);
-    rc = train_save_model(net, job, path);
-    snprintf(path, sizeof path, "%s/summary.json", out_dir);
-    if (!rc)
-        rc = write_summary(path, job, result);
+    if (log)
+        fclose(log);
+    if (!rc) {
+        result->steps = step;
+        result->final_loss = loss;
+        result->train_seconds = t1 - t0;
+        result->images_per_second = step > 0 ? (double)step * job->train_batch / (t1 - t0) : 0.0;
+        result->parameters = net_param_count_chosen(net);
+        result->macs = net_macs_chosen(net);
+        dist_average(d, net->stats, net->stat_count);
+        train_evaluate_all(net, &td.val, side, d, &result->val_accuracy, NULL);
+        train_evaluate_all(net, &td.test, side, d, &result->test_accuracy, NULL);
+        offnas_log("train: done in %.1f s: val accuracy %.4f, test accuracy %.4f",
+                   result->train_seconds, result->val_accuracy, result->test_accuracy);
+    }
+    if (!rc && d->rank == 0) {
+        snprintf(path, sizeof path, "%s/model.h5", out_dir);
+        rc = train_save_model(net, job, path);
+        snprintf(path, sizeof path, "%s/summary.json", out_dir);
+        if (!rc)
+            rc = write_summary(path, job, result);
+    }
     free(mom);
     train_batch_free(&tb);
     net_free(net);

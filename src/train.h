@@ -11,15 +11,41 @@
 
 #include <jansson.h>
 
-/* The splits of a job: train and val carved from the file's /train, test from /test. */
-struct train_data {
-    struct dataset train, val, test;
+struct dist;
+
+/* Data parallelism: the training rows (and the validation rows) are cut into `shards`
+ * contiguous shards of the file's order; every step takes per_shard images from each shard,
+ * so the global batch is shards * per_shard images whatever the number of trainers, and
+ * trainer t of T reads (hyperslab) and serves only shards [t*S/T, (t+1)*S/T). Each shard has
+ * its own shuffle per pass, seeded from (data seed, pass, shard): a run draws the same
+ * images on 1, 2 or 4 trainers, and the step counter is the whole state of the sampler. */
+struct train_shards {
+    int shards;       /* S, over all trainers */
+    int first, owned; /* this trainer's shards [first, first + owned) */
+    int per_shard;    /* images per shard per step */
+    long steps;       /* steps per pass (the smallest shard / per_shard) */
+    long offset[NET_MAX_BN_GROUPS], size[NET_MAX_BN_GROUPS]; /* owned shard j: local rows */
+    long *perm;       /* owned shards' orders for pass perm_pass, at offset[j] */
+    long perm_pass;
+    uint64_t seed;
 };
 
-/* Loads the splits named by data.path, data.val_size, data.seed and the limits.
- * Returns 0 or -1 with an error naming the file. */
-int train_data_load(struct train_data *td, const struct job *job);
+/* The splits of a job as one trainer holds them: train and val carved from the file's
+ * /train (its shards of each), test from /test (a contiguous 1/T of it). */
+struct train_data {
+    struct dataset train, val, test;
+    struct train_shards train_shards, val_shards;
+    long train_total, val_total, test_total; /* over all trainers */
+};
+
+/* Loads this trainer's part of the splits named by data.path, data.val_size, data.seed,
+ * data.shards and the limits, for a global batch of train.batch images (d NULL: one
+ * trainer). Returns 0 or -1 with an error naming the file or key. */
+int train_data_load(struct train_data *td, const struct job *job, const struct dist *d);
 void train_data_free(struct train_data *td);
+
+/* Shard count a job uses on T trainers (data.shards, or T when 0). */
+int train_shard_count(const struct job *job, int trainers);
 
 /* Working buffers of a training loop, sized once: a float batch, its labels, indices. */
 struct train_batch {
@@ -35,15 +61,21 @@ void train_batch_free(struct train_batch *tb);
 /* Fills tb with images order[start, start+B) of ds (with random flips if flip). */
 void train_batch_fill(struct train_batch *tb, const struct dataset *ds, long start, int B,
                       int flip, struct rng *rng);
+/* Fills tb with step `step` of pass `pass` of this trainer's shards of ds (owned * per_shard
+ * images, shard by shard); with flip, mirror flags drawn from (seed, pass, step, shard). */
+void train_shards_fill(struct train_shards *sh, struct train_batch *tb, const struct dataset *ds,
+                       long pass, long step, int flip);
 
 /* One SGD step over the parameter ranges the current choices used (momentum buffer mom has
  * the layout of net->params). */
 void train_sgd_step(struct net *net, float *mom, float lr, float momentum, float weight_decay);
 
 /* Accuracy and mean loss of net (eval mode, current choices) on ds, in batches of
- * net->batch. */
+ * net->batch; with d, over the trainers' parts of the split together (collective). */
 void train_evaluate(struct net *net, const struct dataset *ds, int side, double *accuracy,
                     double *loss);
+void train_evaluate_all(struct net *net, const struct dataset *ds, int side, struct dist *d,
+                        double *accuracy, double *loss);
 
 /* Outcome of a training run. */
 struct train_result {

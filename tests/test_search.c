@@ -63,7 +63,7 @@ static void tiny_search_job(struct job *job, const char *extra)
 
 static int run_search(const struct job *job, const char *dir)
 {
-    int rc = search_run(job, dir);
+    int rc = search_run(job, dir, 0);
     if (rc)
         fprintf(stderr, "search_run(%s): %s\n", dir, offnas_last_error());
     return rc;

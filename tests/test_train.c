@@ -241,7 +241,7 @@ TEST(train_load_model_restores_accuracy)
     CU_ASSERT(r.test_accuracy > 0.3); /* trained: a fresh network is near 0.1 */
 
     struct train_data td;
-    CU_ASSERT_EQUAL_FATAL(train_data_load(&td, &job), 0);
+    CU_ASSERT_EQUAL_FATAL(train_data_load(&td, &job, NULL), 0);
     EXPECT_EQ_INT(td.test.count, 600);
     struct net *net = net_create(&job, job.train_batch, job.data_resize, td.test.channels,
                                  td.test.classes, 1, 987654321);

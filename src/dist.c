@@ -1,0 +1,177 @@
+/* dist: the one-trainer implementation, gradient buckets, checksums and stop signals. */
+#define _POSIX_C_SOURCE 200809L
+#include "dist.h"
+
+#include "common.h"
+#include "net.h"
+
+#include <signal.h>
+#include <string.h>
+
+static void local_reduce_start(struct dist *d, float *buf, size_t n)
+{
+    (void)d, (void)buf, (void)n;
+}
+static void local_reduce_wait(struct dist *d) { (void)d; }
+static void local_sum_doubles(struct dist *d, double *v, int n) { (void)d, (void)v, (void)n; }
+static void local_max_longs(struct dist *d, long *v, int n) { (void)d, (void)v, (void)n; }
+static void local_broadcast(struct dist *d, void *buf, size_t bytes)
+{
+    (void)d, (void)buf, (void)bytes;
+}
+static int local_has_profiler(struct dist *d, int device) { (void)d, (void)device; return 0; }
+static int local_take_table(struct dist *d, int device, struct latency_table *t)
+{
+    (void)d, (void)device, (void)t;
+    return offnas_error("no profiler rank in this job");
+}
+static int local_poll_table(struct dist *d, int device, struct latency_table *t)
+{
+    (void)d, (void)device, (void)t;
+    return 0;
+}
+static void local_send_arch(struct dist *d, const struct dist_arch *a) { (void)d, (void)a; }
+static void local_finish(struct dist *d) { (void)d; }
+
+static struct dist local = {
+    .rank = 0, .size = 1, .world_rank = 0, .world_size = 1,
+    .reduce_start = local_reduce_start, .reduce_wait = local_reduce_wait,
+    .sum_doubles = local_sum_doubles, .max_longs = local_max_longs,
+    .broadcast = local_broadcast, .has_profiler = local_has_profiler,
+    .take_table = local_take_table, .poll_table = local_poll_table,
+    .send_arch = local_send_arch, .finish = local_finish,
+    .bucket_floats = 65536,
+};
+static struct dist *current = &local;
+
+struct dist *dist_local(void) { return &local; }
+struct dist *dist_get(void) { return current; }
+void dist_set(struct dist *d) { current = d ? d : &local; }
+
+static void flush_bucket(struct dist *d)
+{
+    if (d->pending_count) {
+        d->reduce_start(d, d->pending, d->pending_count);
+        d->reduced_bytes += (long)(d->pending_count * sizeof(float));
+    }
+    d->pending = NULL;
+    d->pending_count = 0;
+}
+
+void dist_grad_ready(void *ctx, float *grads, size_t offset, size_t count)
+{
+    struct dist *d = ctx;
+    if (d->size == 1 || count == 0)
+        return;
+    float *p = grads + offset;
+    if (d->pending && d->pending + d->pending_count != p)
+        flush_bucket(d);
+    while (count) {
+        if (!d->pending)
+            d->pending = p;
+        size_t room = d->bucket_floats - d->pending_count;
+        size_t take = count < room ? count : room;
+        d->pending_count += take;
+        p += take;
+        count -= take;
+        if (d->pending_count == d->bucket_floats)
+            flush_bucket(d);
+    }
+}
+
+static void scale_range(size_t offset, size_t count, void *ctx)
+{
+    void **a = ctx;
+    float *g = a[0];
+    float s = *(float *)a[1];
+    for (size_t i = 0; i < count; i++)
+        g[offset + i] *= s;
+}
+
+void dist_grads_finish(struct dist *d, struct net *net)
+{
+    if (d->size == 1)
+        return;
+    flush_bucket(d);
+    double t = offnas_now();
+    d->reduce_wait(d);
+    d->wait_seconds += offnas_now() - t;
+    float s = 1.0f / (float)d->size;
+    void *a[2] = {net->grads, &s};
+    net_for_each_used_range(net, scale_range, a);
+}
+
+void dist_average(struct dist *d, float *buf, size_t n)
+{
+    if (d->size == 1)
+        return;
+    d->reduce_start(d, buf, n);
+    d->reduce_wait(d);
+    float s = 1.0f / (float)d->size;
+    for (size_t i = 0; i < n; i++)
+        buf[i] *= s;
+}
+
+uint64_t dist_checksum(const float *buf, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n * sizeof(float); i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+int dist_check_same(struct dist *d, const float *buf, size_t n, long step)
+{
+    if (d->size == 1)
+        return 0;
+    /* equal on every trainer exactly when max and -min agree: compare the hash's two halves
+     * as non-negative longs */
+    uint64_t h = dist_checksum(buf, n);
+    long v[4] = {(long)(h >> 33), (long)(h & 0x7fffffff), -(long)(h >> 33),
+                 -(long)(h & 0x7fffffff)};
+    d->max_longs(d, v, 4);
+    if (v[0] != -v[2] || v[1] != -v[3])
+        return offnas_error("step %ld: the trainers' parameters differ (checksum mismatch): "
+                            "the replicas diverged",
+                            step);
+    return 0;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig) { stop_signal = sig; }
+
+void dist_catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+int dist_stop_signal(void) { return (int)stop_signal; }
+
+int dist_should_stop(struct dist *d)
+{
+    long v = stop_signal != 0;
+    d->max_longs(d, &v, 1);
+    return v != 0;
+}
+
+int dist_uses_tables;
+int (*dist_setup_hook)(const struct job *job, const char *profiler_device, int *status);
+
+int dist_setup(const struct job *job, const char *profiler_device, int *status)
+{
+    *status = 0;
+    if (dist_setup_hook)
+        return dist_setup_hook(job, profiler_device, status);
+    if (profiler_device)
+        return offnas_error("profiler: a profiler is a rank of an MPI job (mpirun ... : -np 1 "
+                            "offnas profiler ...); to measure this machine alone use offnas "
+                            "profile");
+    return 0;
+}
