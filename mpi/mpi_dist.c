@@ -109,7 +109,7 @@ static int m_take_table(struct dist *d, int dev, struct latency_table *t)
     if (m->table_buf[dev]->version < 0)
         return offnas_error("the %s profiler rank ended before sending its table",
                             DEVICE_NAMES[dev]);
-    *t = *m->table_buf[dev];
+    memcpy(t, m->table_buf[dev], sizeof *t);
     post_table(m, dev);
     return 0;
 }
@@ -128,7 +128,7 @@ static int m_poll_table(struct dist *d, int dev, struct latency_table *t)
     MPI_Wait(&m->table_req[dev], MPI_STATUS_IGNORE);
     if (m->table_buf[dev]->version < 0)
         return 0;
-    *t = *m->table_buf[dev];
+    memcpy(t, m->table_buf[dev], sizeof *t);
     post_table(m, dev);
     return 1;
 }
@@ -257,12 +257,14 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
 
     float *x = offnas_calloc((size_t)net->side * net->side * net->in_channels, sizeof(float));
     const struct latency_table base = *t;
+    struct dist_arch a = {.layers = 0};
     for (;;) {
-        struct dist_arch a;
         MPI_Status st;
-        MPI_Recv(&a, (int)sizeof a, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &st);
+        struct dist_arch got;
+        MPI_Recv(&got, (int)sizeof got, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &st);
         if (st.MPI_TAG != TAG_ARCH)
             break;
+        a = got;
         if (a.layers != net->layer_count)
             continue;
         for (int l = 0; l < a.layers; l++)
@@ -284,6 +286,16 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
         fprintf(stderr, "offnas: profiler rank %d (%s): preferred network %.3f ms measured, "
                         "%.3f ms in the table: version %d scaled by %.3f\n",
                 world_rank, name, measured, predicted, version, ratio);
+    }
+    if (a.layers == net->layer_count) {
+        char text[JOB_TEXT_MAX] = "", name[16];
+        for (int l = 0; l < a.layers; l++) {
+            strcat(text, l ? "," : "");
+            strcat(text, op_spec_name(&net->layers[l].cand[a.ops[l]].spec, name));
+        }
+        printf("architecture (profiler rank %d, %s): ops %s split %d\n", world_rank, name, text,
+               a.split);
+        fflush(stdout);
     }
     t->version = -1; /* the last word: the trainers stop listening */
     broadcast_table(comm, t);

@@ -52,11 +52,16 @@ static int job_from_checkpoint(struct job *job, const char *dir, const struct cm
         return offnas_error("%s: cannot write a temporary job file: %s", tmp, strerror(errno));
     }
     fputs(text, f);
-    free(text);
     int rc = fclose(f);
     job_defaults(job);
     rc = rc || job_load(job, tmp);
     remove(tmp);
+    /* keep naming the file the run was started from, as the checkpoint's text does */
+    const char *from = "# offnas job from ";
+    if (!rc && !strncmp(text, from, strlen(from)))
+        snprintf(job->source, sizeof job->source, "%.*s", (int)strcspn(text + strlen(from), "\n"),
+                 text + strlen(from));
+    free(text);
     for (int i = 0; !rc && i < o->set_count; i++)
         rc = job_set(job, o->sets[i]);
     return rc || job_finalize(job) ? -1 : 0;

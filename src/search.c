@@ -22,6 +22,10 @@ static int load_or_measure(struct latency_table *table, const char *path, int in
     struct dist *d = dist_get();
     if (d->has_profiler(d, index)) {
         OFFNAS_TRY(d->take_table(d, index, table));
+        /* every trainer must compute the same loss: the table must arrive bit for bit */
+        if (dist_check_same(d, (const float *)table, sizeof *table / sizeof(float), 0))
+            return offnas_error("the %s table differs between trainers after its broadcast",
+                                device);
         char space[LATENCY_SPACE_MAX];
         if (table->fingerprint != latency_fingerprint(net, space, sizeof space))
             return offnas_error("the %s table from its profiler rank is for another search "
@@ -396,7 +400,7 @@ static void weight_step(struct search_ctx *c, float tau, double sums[3])
     dist_grads_finish(c->d, net);
     float lr = (float)optim_cosine_lr(job->train_lr, step, c->total, 0);
     train_sgd_step(net, c->mom, lr, (float)job->train_momentum, (float)job->train_weight_decay);
-    sums[0] += loss;
+    sums[0] += (double)loss * c->B;
     sums[1] += correct;
     sums[2] += c->B;
 }
@@ -441,10 +445,10 @@ static void arch_step(struct search_ctx *c, float tau, double sums[4])
     optim_adam_step(arch->params, arch->grads, arch->adam_m, arch->adam_v, arch->count,
                     (float)job->search_arch_lr, 0.9f, 0.999f, 1e-8f,
                     (float)job->search_arch_weight_decay, ++c->state.arch_steps);
-    sums[0] += vloss;
+    sums[0] += (double)vloss * c->B;
     sums[1] += correct;
     sums[2] += c->B;
-    sums[3] += arch_loss;
+    sums[3] += arch_loss * c->B;
 }
 
 /* Collective: averages the trainers' running statistics, sums the epoch figures into
@@ -522,8 +526,7 @@ static void log_epoch(FILE *log, struct search_ctx *c, float tau, int epoch)
     arch_derive(&c->arch, ops, &split, mask, &kept);
     double p[ARCH_MAX_SPLITS];
     arch_split_probs(&c->arch, p);
-    double tb = e[2] > 0 ? e[2] / (c->job->train_batch / (double)c->d->size) : 1;
-    double vb = e[5] > 0 ? e[5] / (c->job->train_batch / (double)c->d->size) : 1;
+    double tb = e[2] > 0 ? e[2] : 1, vb = e[5] > 0 ? e[5] : 1; /* images: sums are per image */
     if (log) {
         fprintf(log, "%d,%ld,%.4f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%d,%d,%d,%d",
                 epoch, c->state.step, tau, e[0] / tb, e[2] > 0 ? e[1] / e[2] : 0.0,
@@ -640,12 +643,27 @@ int search_run(const struct job *job, const char *out_dir, int resume)
             offnas_log("epoch %d/%d step %ld/%ld loss %.4f E[T] %.3f ms tau %.2f %.0f img/s left "
                        "%.0f s %s",
                        epoch + 1, job->search_epochs, step, c.total,
-                       sums[2] > 0 ? sums[0] / (sums[2] / c.B) : 0.0,
+                       sums[2] > 0 ? sums[0] / sums[2] : 0.0,
                        arch_expected_latency(&c.arch, &c.cost, NULL, 0).total, tau, rate,
                        left_units * job->train_batch / rate,
                        searching ? "(search)" : "(weights warm-up)");
             last_log = t;
         }
+    }
+    /* every trainer states what it derived: equal on all of them, or the checksums above
+     * would have stopped the run */
+    {
+        int ops[JOB_MAX_LAYERS], split, kept;
+        float mask[1024];
+        arch_derive(&c.arch, ops, &split, mask, &kept);
+        char text[JOB_TEXT_MAX] = "", name[16];
+        for (int l = 0; l < c.net->layer_count; l++) {
+            strcat(text, l ? "," : "");
+            strcat(text, op_spec_name(&c.net->layers[l].cand[ops[l]].spec, name));
+        }
+        printf("architecture (trainer %d of %d): ops %s split %d kept %d\n", d->rank, d->size,
+               text, split, kept);
+        fflush(stdout);
     }
     rc = SEARCH_DONE;
 done:

@@ -54,8 +54,8 @@ struct search_state {
     float *momentum; /* SGD momentum, layout of net->params */
     long arch_steps;
     double t_ref_ms;
-    /* sums of the current epoch over all trainers: train loss, hits, images, val loss, hits,
-     * images, arch loss */
+    /* sums of the current epoch over all trainers: train loss x images, hits, images, val
+     * loss x images, hits, images, arch loss x images */
     double epoch_sums[7];
     int shards;      /* data shards of the run */
     int trainers;    /* trainer ranks that wrote it */
