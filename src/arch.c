@@ -204,7 +204,7 @@ struct arch_latency arch_network_latency(const struct arch *arch, const struct a
 /* Hard Gumbel-softmax: soft = softmax((logits + g) / tau), returns argmax. */
 static int gumbel_pick(float *soft, const float *logits, int n, float tau, struct rng *rng)
 {
-    float z[ARCH_MAX_SPLITS > JOB_MAX_CANDIDATES ? ARCH_MAX_SPLITS : JOB_MAX_CANDIDATES];
+    float z[ARCH_MAX_SPLITS > JOB_MAX_CANDIDATES ? ARCH_MAX_SPLITS : JOB_MAX_CANDIDATES] = {0};
     double out[ARCH_MAX_SPLITS > JOB_MAX_CANDIDATES ? ARCH_MAX_SPLITS : JOB_MAX_CANDIDATES];
     int best = 0;
     for (int i = 0; i < n; i++) {
