@@ -6,8 +6,9 @@
 #
 # Starts, as root and without systemd, in a fresh temporary folder (/tmp/offnas_slurm.XXXXXX):
 # one munged (own key and socket), one slurmctld and two slurmd for the virtual nodes n1 and n2
-# (2 CPUs each, both on this host, Debian's slurmd is built with MULTIPLE_SLURMD), on three free
-# TCP ports picked at random. Waits until both nodes are idle, then runs COMMAND with
+# (2 CPUs each, both on this host, Debian's slurmd is built with MULTIPLE_SLURMD; node features
+# `board` on n1 and `xeon` on n2, two device classes for --constraint), on three free TCP ports
+# picked at random. Waits until both nodes are idle, then runs COMMAND with
 #   SLURM_CONF          the cluster's slurm.conf (sbatch, squeue, scontrol, ... use it)
 #   OFFNAS_SLURM_DIR    the cluster's folder (logs: ctld.log, n1.log, n2.log, munged.log)
 # exported, and exits with COMMAND's status. On exit (also on error or a signal) it cancels
@@ -170,7 +171,8 @@ MailProg=/bin/true
 TaskProlog=$dir/taskprolog.sh
 KillWait=5
 MinJobAge=600
-NodeName=n[1-2] NodeHostname=$host NodeAddr=127.0.0.1 Port=[$((base + 1))-$((base + 2))] CPUs=2 State=UNKNOWN
+NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 1)) CPUs=2 Features=board State=UNKNOWN
+NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=$((base + 2)) CPUs=2 Features=xeon State=UNKNOWN
 PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP
 EOF
 for n in n1 n2; do mkdir -p "$dir/spool/$n" "$dir/tmp/$n"; done
