@@ -135,6 +135,9 @@ EOF
 chmod 755 "$dir/taskprolog.sh"
 
 host=$(hostname -s)
+# cred_expire=5 (the minimum; default 120): a requeued job may start again only that long after
+# its requeue. sched_interval=1 (default 60): the main scheduler, not an event, starts a
+# requeued job once it is eligible again.
 cat >"$conf" <<EOF
 ClusterName=offnastest
 SlurmctldHost=$host
@@ -142,7 +145,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/munge.socket
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=5
 SlurmctldPort=$base
 SlurmdPort=$((base + 1))
 StateSaveLocation=$dir/state
@@ -163,7 +166,7 @@ JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1,bf_hetjob_immediate
+SchedulerParameters=bf_interval=1,bf_hetjob_immediate,sched_interval=1
 MpiDefault=pmix
 SlurmdParameters=config_overrides
 ReturnToService=2
