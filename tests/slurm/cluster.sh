@@ -24,7 +24,7 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "cluster.sh: must run as root (the private slurmd runs jobs as root)" >&2
   exit 1
 fi
-for tool in munged mungekey slurmctld slurmd sbatch scontrol sinfo squeue scancel ss; do
+for tool in munged mungekey slurmctld slurmd sbatch scontrol sinfo squeue scancel; do
   if ! command -v "$tool" >/dev/null; then
     echo "cluster.sh: $tool not found (tests/deps installs slurmctld slurmd slurm-client munge)" >&2
     exit 1
@@ -96,7 +96,8 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 # three free TCP ports in a row: slurmctld, slurmd n1, slurmd n2
-port_free() { [[ -z $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]; }
+# (free: nothing accepts a connection on it; bash's /dev/tcp, so no iproute2 needed)
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 base=
 for _ in $(seq 50); do
   p=$((20000 + RANDOM % 40000))
@@ -140,7 +141,7 @@ host=$(hostname -s)
 # requeued job once it is eligible again.
 cat >"$conf" <<EOF
 ClusterName=offnastest
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
