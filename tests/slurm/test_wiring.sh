@@ -2,8 +2,9 @@
 # The wiring of slurm/search.sbatch and slurm/search-het.sbatch, with tests/slurm/fake-offnas
 # standing in for the program (so it needs no MPI layer): every rank starts in one srun with the
 # right world size, rank order and [cluster] profilers; the heterogeneous job puts the profilers
-# last; a search stopped by SIGUSR1 (scancel --signal=USR1, what --signal sends before the time
-# limit) exits 3, the job requeues itself, starts again with --resume and completes.
+# last; a search stopped by SIGUSR1 (scancel --signal=USR1, and the real --signal=USR1@T before
+# a 1-minute time limit) exits 3, the job requeues itself, starts again with --resume and
+# completes.
 #
 #   tests/slurm/cluster.sh tests/slurm/test_wiring.sh BUILD/offnas SOURCE_DIR    (ctest: slurm.wiring)
 source "$(dirname "$0")/lib.sh"
@@ -13,6 +14,14 @@ printf '[search]\nepochs = 1\n' >"$tmp/job.ini"
 
 # calls FILE: the calls.log lines, sorted by rank
 calls() { sort -t= -k2 -n "$1" 2>/dev/null; }
+
+# ---- the time-limit signal (checked at the end; it takes ~30 s to arrive) -----------------------
+# --time=1 --signal=USR1@58: Slurm signals the search steps within the first half minute
+# (slurmctld checks time limits every 30 s); the script requeues and the second run resumes.
+limit_id=$(submit --ntasks=1 --cpus-per-task=1 --time=1 --signal=USR1@58 --output="$tmp/limit-%j.out" \
+  --export=ALL,OFFNAS="$fake",FAKE_SEARCH_SECONDS=120,FAKE_RESUME_SECONDS=1 \
+  "$src/slurm/search.sbatch" "$tmp/job.ini" "$tmp/limit")
+limit_t0=$SECONDS
 
 # ---- search.sbatch: 3 ranks on 2 nodes, one profiler -----------------------------------------
 id=$(submit --nodes=2 --ntasks=3 --cpus-per-task=1 --output="$tmp/plain-%j.out" \
@@ -85,5 +94,16 @@ else
   scancel "$id"
 fi
 [[ $failed == 0 ]] || show_output "$tmp/stop-$id.out"
+
+# ---- the time-limit signal, submitted at the start ------------------------------------------
+if wait_job "$limit_id" 120; then pass "time-limit job ended ($((SECONDS - limit_t0)) s after submission)"; else fail "time-limit job ended" "timeout"; fi
+if [[ $(job_field "$limit_id" JobState) == COMPLETED && $(job_field "$limit_id" Restarts) == 1 ]]; then
+  pass "--signal=USR1@58 before the 1-minute limit: stopped, requeued once, resumed, COMPLETED"
+else
+  fail "--signal=USR1@58 before the 1-minute limit: stopped, requeued once, resumed, COMPLETED" \
+    "state $(job_field "$limit_id" JobState), restarts $(job_field "$limit_id" Restarts)"
+  show_output "$tmp/limit-$limit_id.out"
+fi
+check "time-limit job: second run with --resume" grep -q 'restart=1 resume=1 .*--resume' "$tmp/limit/calls.log"
 
 finish
