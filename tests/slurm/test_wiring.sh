@@ -122,6 +122,33 @@ fi
 check "het: second run, both ranks with --resume" \
   test "$(grep -c 'restart=1 resume=1 .*--resume' "$tmp/hetstop/calls.log" 2>/dev/null)" = 2
 
+# ---- sweep: every array task stopped by signal, requeued, resumed; one gather job -----------
+printf '3g 0.5\nwifi 2\n' >"$tmp/sweep.list"
+id=$(submit --array=0-1 --cpus-per-task=1 --output="$tmp/sweep-%A_%a.out" \
+  --export=ALL,OFFNAS="$fake",FAKE_SEARCH_SECONDS=60,FAKE_RESUME_SECONDS=1 \
+  "$src/slurm/sweep.sbatch" "$tmp/job.ini" "$tmp/sweep.list" "$tmp/sweep")
+deadline=$((SECONDS + 30))
+until [[ $(cat "$tmp"/sweep/task-*/search/calls.log 2>/dev/null | grep -c .) == 2 ]] || ((SECONDS > deadline)); do sleep 0.25; done
+sleep 0.5
+scancel --signal=USR1 "$id"
+if wait_job "$id" 60; then pass "sweep: stopped array ended"; else fail "sweep: stopped array ended" "timeout"; fi
+if [[ $(job_field "$id" JobState | sort -u) == COMPLETED && $(job_field "$id" Restarts | sort -u) == 1 ]]; then
+  pass "sweep: both tasks requeued once, then COMPLETED"
+else
+  fail "sweep: both tasks requeued once, then COMPLETED" "state $(job_field "$id" JobState | tr '\n' ' '), restarts $(job_field "$id" Restarts | tr '\n' ' ')"
+  for f in "$tmp"/sweep-"$id"_*.out; do show_output "$f"; done
+fi
+check "sweep: both tasks resumed their search" \
+  test "$(cat "$tmp"/sweep/task-*/search/calls.log 2>/dev/null | grep -c 'restart=1 resume=1 .*--resume')" = 2
+gather=$(grep -ho '^gather: *job [0-9]*' "$tmp"/sweep-"$id"_*.out 2>/dev/null | grep -o '[0-9]*$')
+if [[ $(wc -w <<<"$gather") == 1 ]]; then
+  pass "sweep: one gather job, not one per restart"
+  wait_job "$gather" 60 || true
+  check "sweep: gather waited for the resumed tasks (2 ok rows)" test "$(grep -c $'\tok\t' "$tmp/sweep/sweep.tsv" 2>/dev/null)" = 2
+else
+  fail "sweep: one gather job, not one per restart" "found '$gather'"
+fi
+
 # ---- the time-limit signal, submitted at the start ------------------------------------------
 if wait_job "$limit_id" 120; then pass "time-limit job ended ($((SECONDS - limit_t0)) s after submission)"; else fail "time-limit job ended" "timeout"; fi
 if [[ $(job_field "$limit_id" JobState) == COMPLETED && $(job_field "$limit_id" Restarts) == 1 ]]; then
