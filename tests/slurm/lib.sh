@@ -22,7 +22,7 @@ if [[ -z ${SLURM_CONF:-} ]]; then
   exit 1
 fi
 
-tmp=$(mktemp -d "/tmp/offnas_${name}.XXXXXX") || exit 1
+tmp=$(mktemp -d "/tmp/offnas_slurm_${name}.XXXXXX") || exit 1
 cleanup() {
   if [[ ${OFFNAS_SLURM_KEEP:-0} == 1 ]]; then
     echo "$name: kept $tmp" >&2

@@ -6,7 +6,7 @@
 #   tests/slurm/test_scripts.sh [SOURCE_DIR]     (ctest: slurm.scripts)
 set -u
 src=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
-tmp=$(mktemp -d /tmp/offnas_test_scripts.XXXXXX) || exit 1
+tmp=$(mktemp -d /tmp/offnas_slurm_test_scripts.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
 passed=0
