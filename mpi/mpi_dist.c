@@ -233,6 +233,9 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
         free(t);
         return 0;
     }
+    /* Slurm's warning signal reaches every task: a profiler keeps serving until the trainers,
+     * which checkpoint on it, say stop */
+    dist_catch_stop_signals();
     op_set_threads(1);
     latency_table_init(t, net, name);
     latency_stamp_here(t, 1);
