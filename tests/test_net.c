@@ -207,11 +207,188 @@ TEST(net_default_fixed_network_costs_about_7M_macs)
     net_free(net);
 }
 
+/* ---- ghost batch norm (bn_groups) ---------------------------------------------------------- */
+
+#define GHOST_B 3    /* images per group */
+#define GHOST_SIDE 9
+#define BN_M 0.1     /* net.c's BN_MOMENTUM */
+
+/* The tiny fixed network with residual BN scales at 1 (at 0 they hide the block bodies) and
+ * 2*GHOST_B random images. */
+static struct net *ghost_net(float *x, unsigned char *labels)
+{
+    op_set_threads(1);
+    struct job job = tiny_job();
+    struct net *net = net_create(&job, 2 * GHOST_B, GHOST_SIDE, 1, 5, 1, 13);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(net);
+    for (int l = 0; l < net->layer_count; l++)
+        for (int i = 0; i < net->layers[l].candidate_count; i++) {
+            const struct net_block *blk = &net->layers[l].cand[i];
+            if (blk->spec.kind == OP_BLOCK && blk->residual)
+                for (int c = 0; c < blk->cout; c++)
+                    net->params[blk->bn3.gamma + c] = 1.0f;
+        }
+    /* running statistics away from their initial 0 / 1, so the old values matter */
+    for (size_t i = 0; i < net->stat_count; i++)
+        net->stats[i] += 0.25f + 0.01f * (float)(i % 7);
+    struct rng rng;
+    rng_seed(&rng, 21, 0);
+    for (int i = 0; i < 2 * GHOST_B * GHOST_SIDE * GHOST_SIDE; i++)
+        x[i] = (float)(rng_normal(&rng) * 1.5 + 0.3);
+    for (int i = 0; i < 2 * GHOST_B; i++)
+        labels[i] = (unsigned char)((i * 3 + 1) % 5);
+    return net;
+}
+
+/* A training forward with bn_groups = 2 on 2b images gives the logits of two training forwards
+ * of the halves with bn_groups = 1 (within 1e-5 of max(1, |logit|)), and moves the running
+ * statistics to (1-m)*old + m*(mean over the halves of their batch statistics), m = 0.1: the
+ * halves' statistics are recovered in float64 from the running statistics each separate
+ * forward (from the same state) leaves, stat_h = (after_h - (1-m)*old) / m, and the grouped
+ * forward's running statistics must match within 1e-5 of max(1, |value|). */
+TEST(net_ghost_bn_forward_matches_separate_halves)
+{
+    float x[2 * GHOST_B * GHOST_SIDE * GHOST_SIDE];
+    unsigned char labels[2 * GHOST_B];
+    struct net *net = ghost_net(x, labels);
+    size_t S = net->stat_count, K = (size_t)net->classes;
+    size_t half = (size_t)GHOST_B * GHOST_SIDE * GHOST_SIDE;
+    float *old = malloc(S * sizeof(float)), *after[2], *grouped = malloc(S * sizeof(float));
+    float *logits = malloc(2 * GHOST_B * K * sizeof(float));
+    memcpy(old, net->stats, S * sizeof(float));
+
+    net->bn_groups = 1;
+    for (int h = 0; h < 2; h++) {
+        memcpy(net->stats, old, S * sizeof(float));
+        net_forward(net, x + h * half, GHOST_B, 1);
+        memcpy(logits + h * GHOST_B * K, net->logits, GHOST_B * K * sizeof(float));
+        after[h] = malloc(S * sizeof(float));
+        memcpy(after[h], net->stats, S * sizeof(float));
+    }
+    memcpy(net->stats, old, S * sizeof(float));
+    net->bn_groups = 2;
+    net_forward(net, x, 2 * GHOST_B, 1);
+    memcpy(grouped, net->stats, S * sizeof(float));
+
+    size_t off = 0;
+    for (size_t i = 0; i < 2 * GHOST_B * K; i++) {
+        double tol = 1e-5 * fmax(1.0, fabs(logits[i]));
+        if (fabs((double)net->logits[i] - logits[i]) > tol && off++ < 3)
+            fprintf(stderr, "logit %zu: grouped %.9g, separate halves %.9g\n", i, net->logits[i],
+                    logits[i]);
+    }
+    EXPECT_EQ_INT(off, 0);
+    /* the halves differ, so the grouped logits are not those of one batch of 2b */
+    double spread = 0;
+    for (size_t i = 0; i < GHOST_B * K; i++)
+        spread += fabs((double)logits[i] - logits[GHOST_B * K + i]);
+    CU_ASSERT(spread > 1e-3);
+
+    size_t bad = 0, moved = 0;
+    double worst = 0;
+    for (size_t i = 0; i < S; i++) {
+        double s1 = ((double)after[0][i] - (1 - BN_M) * old[i]) / BN_M;
+        double s2 = ((double)after[1][i] - (1 - BN_M) * old[i]) / BN_M;
+        double want = (1 - BN_M) * old[i] + BN_M * (s1 + s2) / 2;
+        double diff = fabs(grouped[i] - want), tol = 1e-5 * fmax(1.0, fabs(want));
+        if (diff > worst)
+            worst = diff;
+        if (diff > tol && bad++ < 3)
+            fprintf(stderr, "running stat %zu: grouped %.9g, expected %.9g (old %.9g, halves' "
+                    "batch stats %.9g %.9g)\n", i, grouped[i], want, old[i], s1, s2);
+        moved += fabs(want - old[i]) > 1e-4;
+    }
+    EXPECT_EQ_INT(bad, 0);
+    CU_ASSERT(moved > S / 2); /* the statistics did move: the comparison is not vacuous */
+    if (bad)
+        fprintf(stderr, "%zu of %zu running statistics off, worst |diff| %.3g\n", bad, S, worst);
+
+    /* eval mode ignores bn_groups: the same logits as with one group */
+    net_forward(net, x, 2 * GHOST_B, 0);
+    memcpy(logits, net->logits, 2 * GHOST_B * K * sizeof(float));
+    net->bn_groups = 1;
+    net_forward(net, x, 2 * GHOST_B, 0);
+    CU_ASSERT(memcmp(logits, net->logits, 2 * GHOST_B * K * sizeof(float)) == 0);
+
+    free(old);
+    free(after[0]);
+    free(after[1]);
+    free(grouped);
+    free(logits);
+    net_free(net);
+}
+
+/* Gradients with bn_groups = 2 on 2b images (loss mean over 2b) equal the mean of the two
+ * halves' gradients with bn_groups = 1 (each loss a mean over b): grad = (g1 + g2) / 2, the
+ * reference in float64, within 1e-4 relative per element (of max(|ref|, 1e-2 * the largest
+ * |ref|), as single elements near zero are sums that cancel: measured worst 4.4e-5 with a floor
+ * of 1e-3, absolute differences about 1e-8) and within 1e-5 relative in the 2-norm. */
+TEST(net_ghost_bn_gradient_is_mean_of_halves)
+{
+    float x[2 * GHOST_B * GHOST_SIDE * GHOST_SIDE];
+    unsigned char labels[2 * GHOST_B];
+    struct net *net = ghost_net(x, labels);
+    size_t P = net->param_count, S = net->stat_count, K = (size_t)net->classes;
+    size_t half = (size_t)GHOST_B * GHOST_SIDE * GHOST_SIDE;
+    float *old = malloc(S * sizeof(float));
+    memcpy(old, net->stats, S * sizeof(float));
+    double *ref = calloc(P, sizeof(double));
+
+    net->bn_groups = 1;
+    for (int h = 0; h < 2; h++) {
+        memcpy(net->stats, old, S * sizeof(float));
+        net_zero_grads(net);
+        net_forward(net, x + h * half, GHOST_B, 1);
+        op_softmax_xent_forward(net->probs, NULL, net->logits, labels + h * GHOST_B, GHOST_B,
+                                (int)K, 0.0f);
+        op_softmax_xent_backward(net->probs, net->probs, labels + h * GHOST_B, GHOST_B, (int)K,
+                                 0.0f);
+        net_backward(net, net->probs, GHOST_B);
+        for (size_t i = 0; i < P; i++)
+            ref[i] += 0.5 * net->grads[i];
+    }
+    memcpy(net->stats, old, S * sizeof(float));
+    net->bn_groups = 2;
+    net_zero_grads(net);
+    net_forward(net, x, 2 * GHOST_B, 1);
+    op_softmax_xent_forward(net->probs, NULL, net->logits, labels, 2 * GHOST_B, (int)K, 0.0f);
+    op_softmax_xent_backward(net->probs, net->probs, labels, 2 * GHOST_B, (int)K, 0.0f);
+    net_backward(net, net->probs, 2 * GHOST_B);
+
+    double top = 0;
+    for (size_t i = 0; i < P; i++)
+        top = fmax(top, fabs(ref[i]));
+    CU_ASSERT_FATAL(top > 1e-3);
+    size_t bad = 0, nonzero = 0;
+    double worst = 0, err2 = 0, ref2 = 0;
+    for (size_t i = 0; i < P; i++) {
+        err2 += (net->grads[i] - ref[i]) * (net->grads[i] - ref[i]);
+        ref2 += ref[i] * ref[i];
+        double scale = fmax(fabs(ref[i]), 1e-2 * top);
+        double rel = fabs(net->grads[i] - ref[i]) / scale;
+        worst = fmax(worst, rel);
+        nonzero += ref[i] != 0.0;
+        if (rel > 1e-4 && bad++ < 3)
+            fprintf(stderr, "grad[%zu]: grouped %.9g, mean of halves %.9g\n", i, net->grads[i],
+                    ref[i]);
+    }
+    fprintf(stderr, "ghost BN gradient: worst relative difference %.3g over %zu parameters, "
+            "2-norm %.3g\n", worst, P, sqrt(err2 / ref2));
+    EXPECT_EQ_INT(bad, 0);
+    CU_ASSERT(sqrt(err2) <= 1e-5 * sqrt(ref2));
+    CU_ASSERT(nonzero > P / 2);
+    free(old);
+    free(ref);
+    net_free(net);
+}
+
 static const struct test_case TESTS[] = {
     CASE(net_fixed_gradient_matches_finite_differences),
     CASE(net_supernet_gradient_with_channel_mask),
     CASE(net_layout_is_reverse_layer_order_and_tiles_the_buffer),
     CASE(net_step_touches_only_chosen_candidates),
     CASE(net_default_fixed_network_costs_about_7M_macs),
+    CASE(net_ghost_bn_forward_matches_separate_halves),
+    CASE(net_ghost_bn_gradient_is_mean_of_halves),
 };
 TEST_MAIN("net", TESTS)

@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "data.h"
+#include "dist.h"
 #include "h5.h"
 #include "job.h"
 #include "net.h"
@@ -288,10 +289,275 @@ TEST(train_load_model_restores_accuracy)
     train_data_free(&td);
 }
 
+/* ---- data shards over trainers --------------------------------------------------------- */
+
+/* A copy of the local dist that claims to be trainer rank of size (train_data_load reads only
+ * rank and size). */
+static struct dist fake_trainer(int rank, int size)
+{
+    struct dist d = *dist_local();
+    d.rank = rank;
+    d.size = size;
+    return d;
+}
+
+/* Checks that sh->perm holds, for each owned shard, a permutation of its local rows; counts
+ * the shards that are not. */
+static int perm_errors(const struct train_shards *sh)
+{
+    int errors = 0;
+    for (int j = 0; j < sh->owned; j++) {
+        long lo = sh->offset[j], n = sh->size[j];
+        unsigned char *seen = calloc((size_t)(n > 0 ? n : 1), 1);
+        int bad = 0;
+        for (long i = 0; i < n; i++) {
+            long v = sh->perm[lo + i] - lo;
+            if (v < 0 || v >= n || seen[v]++)
+                bad = 1;
+        }
+        errors += bad;
+        free(seen);
+    }
+    return errors;
+}
+
+/* Shard j's permutation in shard-relative rows equals shard k's of another holder. */
+static int same_shard_perm(const struct train_shards *a, int j, const struct train_shards *b,
+                           int k)
+{
+    if (a->size[j] != b->size[k])
+        return 0;
+    for (long i = 0; i < a->size[j]; i++)
+        if (a->perm[a->offset[j] + i] - a->offset[j] != b->perm[b->offset[k] + i] - b->offset[k])
+            return 0;
+    return 1;
+}
+
+/* data.shards = 4, global batch 32 (8 per shard), on one trainer and on two (rank 0 holds shards
+ * 0-1, rank 1 shards 2-3): the totals agree, each rank holds exactly its shards' rows (the
+ * first and second half of the one-trainer split, image for image), the one-trainer batch of
+ * steps 0, 1, 17 and the last of passes 0 and 1 (with and without flips) is the rank-0 batch
+ * followed by the rank-1 batch (labels and float images bit for bit), and each pass's
+ * per-shard order is a permutation of the shard's rows, the same shard's order on either
+ * holder, different from pass to pass; the steps of a pass draw each row of a shard once. */
+TEST(train_shards_two_trainers_equal_one)
+{
+    static const char *const sets[] = {
+        "data.train_limit=1800", "data.val_size=200", "data.test_limit=200",
+        "data.shards=4",         "train.batch=32",
+    };
+    struct job job;
+    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
+    struct dist r0 = fake_trainer(0, 2), r1 = fake_trainer(1, 2);
+    struct train_data one, two[2];
+    CU_ASSERT_EQUAL_FATAL(train_data_load(&one, &job, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[0], &job, &r0), 0);
+    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[1], &job, &r1), 0);
+
+    long nt = 1600, nv = 200;
+    EXPECT_EQ_INT(one.train_total, nt);
+    EXPECT_EQ_INT(one.val_total, nv);
+    EXPECT_EQ_INT(one.test_total, 200);
+    EXPECT_EQ_INT(one.train.count, nt);
+    EXPECT_EQ_INT(one.val.count, nv);
+    for (int r = 0; r < 2; r++) {
+        EXPECT_EQ_INT(two[r].train_total, one.train_total);
+        EXPECT_EQ_INT(two[r].val_total, one.val_total);
+        EXPECT_EQ_INT(two[r].test_total, one.test_total);
+        EXPECT_EQ_INT(two[r].train.count, nt / 2); /* its two shards of 400 */
+        EXPECT_EQ_INT(two[r].val.count, nv / 2);
+        EXPECT_EQ_INT(two[r].test.count, 100);
+        EXPECT_EQ_INT(two[r].train_shards.shards, 4);
+        EXPECT_EQ_INT(two[r].train_shards.first, 2 * r);
+        EXPECT_EQ_INT(two[r].train_shards.owned, 2);
+        EXPECT_EQ_INT(two[r].train_shards.per_shard, 8);
+        EXPECT_EQ_INT(two[r].train_shards.steps, one.train_shards.steps);
+        EXPECT_EQ_INT(two[r].val_shards.steps, one.val_shards.steps);
+    }
+    EXPECT_EQ_INT(one.train_shards.owned, 4);
+    EXPECT_EQ_INT(one.train_shards.per_shard, 8);
+    EXPECT_EQ_INT(one.train_shards.steps, 50);
+    EXPECT_EQ_INT(one.val_shards.steps, 6);
+
+    /* each rank's rows are its half of the one-trainer rows, in order */
+    size_t img = (size_t)one.train.height * one.train.width * one.train.channels;
+    struct dataset *parts[3][3] = {{&one.train, &two[0].train, &two[1].train},
+                                   {&one.val, &two[0].val, &two[1].val},
+                                   {&one.test, &two[0].test, &two[1].test}};
+    for (int k = 0; k < 3; k++) {
+        struct dataset *all = parts[k][0], *a = parts[k][1], *b = parts[k][2];
+        CU_ASSERT_FATAL(a->count + b->count == all->count);
+        CU_ASSERT(memcmp(a->labels, all->labels, (size_t)a->count) == 0);
+        CU_ASSERT(memcmp(b->labels, all->labels + a->count, (size_t)b->count) == 0);
+        CU_ASSERT(memcmp(a->images, all->images, (size_t)a->count * img) == 0);
+        CU_ASSERT(memcmp(b->images, all->images + (size_t)a->count * img,
+                         (size_t)b->count * img) == 0);
+    }
+
+    int side = job.data_resize, ch = one.train.channels;
+    size_t xs = (size_t)side * side * ch;
+    struct train_batch tb, tr[2];
+    train_batch_init(&tb, 32, side, ch, 32);
+    train_batch_init(&tr[0], 16, side, ch, 16);
+    train_batch_init(&tr[1], 16, side, ch, 16);
+    long last = one.train_shards.steps - 1;
+    const long steps[] = {0, 1, 17, last};
+    long *pass0 = malloc((size_t)nt * sizeof(long));
+    int mismatched = 0, flipped = 0;
+    for (long pass = 0; pass < 2; pass++) {
+        for (int flip = 0; flip < 2; flip++)
+            for (size_t k = 0; k < OFFNAS_ARRAY_LEN(steps); k++) {
+                long step = steps[k];
+                train_shards_fill(&one.train_shards, &tb, &one.train, pass, step, flip);
+                for (int r = 0; r < 2; r++)
+                    train_shards_fill(&two[r].train_shards, &tr[r], &two[r].train, pass, step,
+                                      flip);
+                int same = 1;
+                for (int r = 0; r < 2; r++) {
+                    same &= memcmp(tb.labels + 16 * r, tr[r].labels, 16) == 0;
+                    same &= memcmp(tb.x + 16 * r * xs, tr[r].x, 16 * xs * sizeof(float)) == 0;
+                    same &= memcmp(tb.flip + 16 * r, tr[r].flip, 16) == 0;
+                }
+                for (int i = 0; i < 32; i++)
+                    flipped += tb.flip[i] != 0;
+                if (!same && mismatched++ < 3)
+                    fprintf(stderr, "pass %ld step %ld flip %d: one-trainer batch != rank 0 + "
+                            "rank 1 batches\n", pass, step, flip);
+            }
+        /* the pass's per-shard orders: permutations, the same on either holder */
+        EXPECT_EQ_INT(one.train_shards.perm_pass, pass);
+        EXPECT_EQ_INT(perm_errors(&one.train_shards), 0);
+        for (int r = 0; r < 2; r++) {
+            EXPECT_EQ_INT(perm_errors(&two[r].train_shards), 0);
+            for (int j = 0; j < 2; j++)
+                CU_ASSERT(same_shard_perm(&one.train_shards, 2 * r + j, &two[r].train_shards, j));
+        }
+        if (pass == 0)
+            memcpy(pass0, one.train_shards.perm, (size_t)nt * sizeof(long));
+        else
+            CU_ASSERT(memcmp(pass0, one.train_shards.perm, (size_t)nt * sizeof(long)) != 0);
+    }
+    EXPECT_EQ_INT(mismatched, 0);
+    CU_ASSERT(flipped > 0); /* flips were drawn, so the flip comparison is not vacuous */
+
+    /* the steps of one pass draw every row of every shard exactly once (400 = 50 * 8) */
+    unsigned char *drawn = calloc((size_t)nt, 1);
+    long outside = 0;
+    for (long step = 0; step <= last; step++) {
+        train_shards_fill(&one.train_shards, &tb, &one.train, 1, step, 0);
+        for (int j = 0; j < 4; j++)
+            for (int i = 0; i < 8; i++) {
+                long row = tb.order[j * 8 + i];
+                const struct train_shards *sh = &one.train_shards;
+                if (row < sh->offset[j] || row >= sh->offset[j] + sh->size[j] || row >= nt)
+                    outside++;
+                else
+                    drawn[row]++;
+            }
+    }
+    long once = 0;
+    for (long i = 0; i < nt; i++)
+        once += drawn[i] == 1;
+    EXPECT_EQ_INT(outside, 0);
+    EXPECT_EQ_INT(once, nt);
+    free(drawn);
+
+    /* validation shards: the same split of one step */
+    train_shards_fill(&one.val_shards, &tb, &one.val, 0, 2, 0);
+    for (int r = 0; r < 2; r++) {
+        train_shards_fill(&two[r].val_shards, &tr[r], &two[r].val, 0, 2, 0);
+        CU_ASSERT(memcmp(tb.labels + 16 * r, tr[r].labels, 16) == 0);
+        CU_ASSERT(memcmp(tb.x + 16 * r * xs, tr[r].x, 16 * xs * sizeof(float)) == 0);
+    }
+
+    free(pass0);
+    train_batch_free(&tb);
+    train_batch_free(&tr[0]);
+    train_batch_free(&tr[1]);
+    train_data_free(&one);
+    train_data_free(&two[0]);
+    train_data_free(&two[1]);
+}
+
+/* Shards of unequal size (1791 training rows in 4 shards: 447, 448, 448, 448): the steps per
+ * pass must be the same on every trainer and on one trainer (the smallest shard of all: 447 / 8
+ * = 55), or the trainers disagree on the length of a pass (and one trainer draws images the
+ * others never do). */
+TEST(train_shards_steps_agree_with_unequal_shards)
+{
+    static const char *const sets[] = {
+        "data.train_limit=1991", "data.val_size=200", "data.test_limit=100",
+        "data.shards=4",         "train.batch=32",
+    };
+    struct job job;
+    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
+    struct dist r0 = fake_trainer(0, 2), r1 = fake_trainer(1, 2);
+    struct train_data one, two[2];
+    CU_ASSERT_EQUAL_FATAL(train_data_load(&one, &job, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[0], &job, &r0), 0);
+    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[1], &job, &r1), 0);
+    EXPECT_EQ_INT(one.train_total, 1791);
+    EXPECT_EQ_INT(one.train_shards.size[0], 447);
+    EXPECT_EQ_INT(one.train_shards.size[3], 448);
+    EXPECT_EQ_INT(one.train_shards.steps, 55);
+    EXPECT_EQ_INT(two[0].train.count + two[1].train.count, 1791);
+    if (two[1].train_shards.steps != one.train_shards.steps)
+        fprintf(stderr, "steps per pass: one trainer %ld, rank 0 %ld, rank 1 %ld\n",
+                one.train_shards.steps, two[0].train_shards.steps, two[1].train_shards.steps);
+    EXPECT_EQ_INT(two[0].train_shards.steps, one.train_shards.steps);
+    EXPECT_EQ_INT(two[1].train_shards.steps, one.train_shards.steps);
+    train_data_free(&one);
+    train_data_free(&two[0]);
+    train_data_free(&two[1]);
+}
+
+/* A global batch that does not divide into the shards is refused with an error naming
+ * train.batch (data.shards = 4 with batch 30 on one trainer; one shard per trainer with batch
+ * 31 on two); shards that trainers cannot share are refused naming data.shards. */
+TEST(train_data_load_refuses_batch_not_divisible_by_shards)
+{
+    static const char *const sets[] = {
+        "data.train_limit=600", "data.val_size=100", "data.test_limit=100",
+        "data.shards=4",        "train.batch=30",
+    };
+    struct job job;
+    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
+    struct train_data td;
+    EXPECT_EQ_INT(train_data_load(&td, &job, NULL), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "train.batch");
+
+    struct dist r1 = fake_trainer(1, 2);
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, "data.shards=0"), 0);
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, "train.batch=31"), 0);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
+    EXPECT_EQ_INT(train_data_load(&td, &job, &r1), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "train.batch");
+
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, "data.shards=3"), 0);
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, "train.batch=30"), 0);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
+    EXPECT_EQ_INT(train_data_load(&td, &job, &r1), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "data.shards");
+
+    /* the same job with a batch that divides loads (the refusals are about the batch) */
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, "data.shards=4"), 0);
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, "train.batch=32"), 0);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
+    int rc = train_data_load(&td, &job, &r1);
+    if (rc)
+        fprintf(stderr, "train_data_load: %s\n", offnas_last_error());
+    EXPECT_EQ_INT(rc, 0);
+    if (!rc)
+        train_data_free(&td);
+}
+
 static const struct test_case TESTS[] = {
     CASE(train_short_run_learns),
     CASE(train_is_deterministic),
     CASE(train_load_model_restores_accuracy),
+    CASE(train_shards_two_trainers_equal_one),
+    CASE(train_shards_steps_agree_with_unequal_shards),
+    CASE(train_data_load_refuses_batch_not_divisible_by_shards),
 };
 
 TEST_MAIN("train", TESTS)
