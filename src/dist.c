@@ -122,20 +122,28 @@ uint64_t dist_checksum(const float *buf, size_t n)
     return h;
 }
 
+void dist_checksum_words(uint64_t h, long v[4])
+{
+    v[0] = (long)(h >> 32);
+    v[1] = (long)(h & 0xffffffffu);
+    v[2] = -v[0];
+    v[3] = -v[1];
+}
+
 int dist_check_same(struct dist *d, const float *buf, size_t n, long step)
 {
     if (d->size == 1)
         return 0;
-    /* equal on every trainer exactly when max and -min agree: compare the hash's two halves
-     * as non-negative longs */
+    /* equal on every trainer exactly when max and -min agree: compare the hash's two 32-bit
+     * halves as non-negative longs */
     uint64_t h = dist_checksum(buf, n);
     /* test hook: OFFNAS_TEST_DIVERGE_RANK=r makes trainer r report a different checksum, so
      * the tests can see that a divergence stops the job */
     const char *diverge = getenv("OFFNAS_TEST_DIVERGE_RANK");
     if (diverge && atoi(diverge) == d->rank && step > 0)
         h ^= 1;
-    long v[4] = {(long)(h >> 33), (long)(h & 0x7fffffff), -(long)(h >> 33),
-                 -(long)(h & 0x7fffffff)};
+    long v[4];
+    dist_checksum_words(h, v);
     d->max_longs(d, v, 4);
     if (v[0] != -v[2] || v[1] != -v[3])
         return offnas_error("step %ld: the trainers' parameters differ (checksum mismatch): "

@@ -79,6 +79,9 @@ void dist_average(struct dist *d, float *buf, size_t n);
 
 /* FNV-1a of the bytes of n floats: the parameter checksum trainers compare. */
 uint64_t dist_checksum(const float *buf, size_t n);
+/* The four longs dist_check_same reduces with a maximum: the checksum's two 32-bit halves and
+ * their negatives (so max and -min of each half agree exactly when every trainer agrees). */
+void dist_checksum_words(uint64_t h, long v[4]);
 /* Compares checksums over the trainers: returns 0 when all agree, -1 with an error naming
  * the step otherwise. */
 int dist_check_same(struct dist *d, const float *buf, size_t n, long step);

@@ -9,7 +9,6 @@
 #include "optim.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -37,15 +36,14 @@ static int load_shards(struct dataset *ds, struct train_shards *sh, const struct
     sh->per_shard = per_shard;
     sh->seed = seed;
     sh->perm_pass = -1;
-    sh->steps = LONG_MAX;
+    /* the smallest of all S shards (n/S rows, rounded down), not of this trainer's: every
+     * trainer must run the same number of steps */
+    sh->steps = per_shard > 0 ? (n / S) / per_shard : 0;
     for (int j = 0; j < sh->owned; j++) {
         int k = sh->first + j;
         long lo = (long)((int64_t)k * n / S), hi = (long)((int64_t)(k + 1) * n / S);
         sh->offset[j] = lo - a;
         sh->size[j] = hi - lo;
-        long steps = per_shard > 0 ? (hi - lo) / per_shard : 0;
-        if (steps < sh->steps)
-            sh->steps = steps;
     }
     memset(ds, 0, sizeof *ds);
     if (b > a) {
