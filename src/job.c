@@ -71,6 +71,7 @@ static const struct job_key KEYS[] = {
     K_INT("data", "shards", data_shards, "0", 0, 1 << 20),
 
     K_INT("net", "stem", net_stem, "16", 1, 1024),
+    K_INT("net", "stem_stride", net_stem_stride, "1", 1, 2),
     K_INT("net", "head", net_head, "128", 1, 4096),
     K_STR("net", "layers", net_layers, "16/1, 24/2, 24/1, 32/1, 32/2, 48/1, 48/1, 64/1"),
     K_STR("net", "ops", net_ops, "k3e1, k3e3, k3e3, k5e3, k3e3, k5e3, k3e3, k3e3"),

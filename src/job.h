@@ -47,6 +47,7 @@ struct job {
 
     /* [net] */
     int net_stem;                          /* stem conv 3x3 output channels */
+    int net_stem_stride;                   /* stem conv stride, 1 or 2 */
     int net_head;                          /* head 1x1 conv channels */
     char net_layers[JOB_TEXT_MAX];         /* "16/1, 24/2, ..." channels/stride per layer */
     char net_ops[JOB_TEXT_MAX];            /* fixed network: one op per layer, "k3e1, k3e3, ..." */

@@ -43,15 +43,20 @@ static uint64_t fnv1a64(const char *s)
 }
 
 /* The canonical text, e.g. "side=28;in=1;classes=10;stem=16;layers=16/1,24/2;ops=k3e1|skip,
- * k3e1;head=128" (no spaces). JOB_MAX_LAYERS * JOB_MAX_CANDIDATES names fit in it. */
+ * k3e1;head=128" (no spaces); a stem with stride 2 is "stem=16/2". JOB_MAX_LAYERS *
+ * JOB_MAX_CANDIDATES names fit in it. */
 #define SPACE_TEXT_MAX LATENCY_SPACE_MAX
 
 uint64_t latency_fingerprint(const struct net *net, char *buf, size_t size)
 {
     char text[SPACE_TEXT_MAX];
     size_t len = 0;
-    append(text, sizeof text, &len, "side=%d;in=%d;classes=%d;stem=%d;layers=", net->side,
+    append(text, sizeof text, &len, "side=%d;in=%d;classes=%d;stem=%d", net->side,
            net->in_channels, net->classes, net->stem_channels);
+    /* written only when not 1, so the tables made before the stem had a stride keep theirs */
+    if (net->stem_stride != 1)
+        append(text, sizeof text, &len, "/%d", net->stem_stride);
+    append(text, sizeof text, &len, ";layers=");
     for (int l = 0; l < net->layer_count; l++)
         append(text, sizeof text, &len, "%s%d/%d", l ? "," : "", net->layers[l].cout,
                net->layers[l].stride);
@@ -202,7 +207,7 @@ void latency_measure(struct latency_table *table, struct net *net, int warmup, i
     }
     int last = net->layer_count - 1;
     int head_c = last >= 0 ? net->layers[last].cout : net->stem_channels;
-    int head_hw = last >= 0 ? net->layers[last].hout : net->side;
+    int head_hw = last >= 0 ? net->layers[last].hout : net->stem_side;
     size_t head_n = (size_t)head_hw * head_hw * head_c;
     most = head_n > most ? head_n : most;
     float *x = offnas_malloc(most * sizeof *x);
@@ -772,7 +777,7 @@ void latency_fit_table(struct latency_table *t, const struct latency_fit *fit,
     OFFNAS_ASSERT(t->slot_count == net->layer_count + 2);
     int L = net->layer_count;
     double ms[LATENCY_MAX_SLOTS][JOB_MAX_CANDIDATES] = {{0}};
-    ms[0][0] = fit->stem_coef[0] * net->side * net->side * 9.0 * net->in_channels *
+    ms[0][0] = fit->stem_coef[0] * net->stem_side * net->stem_side * 9.0 * net->in_channels *
                    net->stem_channels +
                fit->stem_coef[1];
     for (int l = 0; l < L; l++) {
@@ -789,7 +794,7 @@ void latency_fit_table(struct latency_table *t, const struct latency_fit *fit,
     }
     /* head: 1x1 conv + pool + linear, costed as a block without depthwise part */
     int last_c = L ? net->layers[L - 1].cout : net->stem_channels;
-    int hw = L ? net->layers[L - 1].hout : net->side;
+    int hw = L ? net->layers[L - 1].hout : net->stem_side;
     double pix = (double)hw * hw;
     double head[LATENCY_FIT_TERMS] = {
         [LATENCY_FIT_PW] = pix * last_c * net->head_channels +

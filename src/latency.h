@@ -41,8 +41,9 @@ struct latency_table {
     char space[LATENCY_SPACE_MAX]; /* canonical text the fingerprint hashes */
 };
 
-/* Canonical text of the search space of net (input side and channels, stem, layers, the
- * candidate names of every layer, head, classes) into buf, and its 64-bit FNV-1a hash. */
+/* Canonical text of the search space of net (input side and channels, stem width and stride
+ * (the stride only when not 1), layers, the candidate names of every layer, head, classes)
+ * into buf, and its 64-bit FNV-1a hash. */
 uint64_t latency_fingerprint(const struct net *net, char *buf, size_t size);
 
 /* Fills table's shape (slot_count, op_count) and fingerprint for net; entries are zeroed. */

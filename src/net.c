@@ -87,12 +87,14 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
     net->classes = classes;
     net->layer_count = job->layer_count;
     net->stem_channels = job->net_stem;
+    net->stem_stride = job->net_stem_stride;
+    net->stem_side = op_conv_out_size(side, 3, net->stem_stride);
     net->head_channels = job->net_head;
     net->mask_layer = -1;
     net->bn_groups = 1;
 
     /* shapes and candidates */
-    int h = side, cin = job->net_stem;
+    int h = net->stem_side, cin = job->net_stem;
     for (int l = 0; l < net->layer_count; l++) {
         struct net_layer *layer = &net->layers[l];
         layer->cin = cin;
@@ -209,9 +211,10 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
         net->params[net->w_fc + i] = (float)(0.01 * rng_normal(&rng));
 
     /* activations, sized for the largest candidate of each layer */
-    size_t B = (size_t)batch, max_feat = B * side * side * net->stem_channels, max_hid = 0;
-    net->stem_col = offnas_malloc(B * side * side * 9 * in_channels * sizeof(float));
-    net->g_col = offnas_malloc(B * side * side * 9 * in_channels * sizeof(float));
+    size_t B = (size_t)batch, stem_pixels = B * net->stem_side * net->stem_side;
+    size_t max_feat = stem_pixels * net->stem_channels, max_hid = 0;
+    net->stem_col = offnas_malloc(stem_pixels * 9 * in_channels * sizeof(float));
+    net->g_col = offnas_malloc(stem_pixels * 9 * in_channels * sizeof(float));
     net->stem_a = offnas_malloc(max_feat * sizeof(float));
     net->stem_y = offnas_malloc(max_feat * sizeof(float));
     for (int l = 0; l < net->layer_count; l++) {
@@ -234,7 +237,7 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
         if (pout * layer->cout > max_feat)
             max_feat = pout * layer->cout;
     }
-    int hl = net->layer_count ? net->layers[net->layer_count - 1].hout : side;
+    int hl = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
     size_t phead = B * hl * hl * net->head_channels;
     net->head_a = offnas_malloc(phead * sizeof(float));
     net->head_y = offnas_malloc(phead * sizeof(float));
@@ -440,9 +443,9 @@ void net_run_stem(struct net *net, const float *x, int B, int training)
     OFFNAS_ASSERT(!training || (net->bn_groups >= 1 && net->bn_groups <= NET_MAX_BN_GROUPS &&
                                 B % net->bn_groups == 0));
     net->input = x;
-    int n = B * net->side * net->side;
+    int n = B * net->stem_side * net->stem_side;
     op_conv_forward(net->stem_a, net->stem_col, x, net->params + net->w_stem, B, net->side,
-                    net->side, net->in_channels, net->stem_channels, 3, 1);
+                    net->side, net->in_channels, net->stem_channels, 3, net->stem_stride);
     bn_relu6_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n, training);
 }
 
@@ -466,7 +469,7 @@ const float *net_run_block(struct net *net, int l, int candidate, const float *i
 void net_run_head(struct net *net, const float *in, int B, int training)
 {
     int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
-    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->side;
+    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
     int nh = B * hw * hw;
     op_pointwise_forward(net->head_a, in, net->params + net->w_head, nh, last_c,
                          net->head_channels);
@@ -491,7 +494,7 @@ void net_backward(struct net *net, const float *dlogits, int B)
     float *G = net->grads;
     const float *P = net->params;
     int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
-    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->side;
+    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
     int nh = B * hw * hw;
     const float *h = net->layer_count ? net->layers[net->layer_count - 1].y : net->stem_y;
 
@@ -528,10 +531,11 @@ void net_backward(struct net *net, const float *dlogits, int B)
         dy = dx;
         dx = t;
     }
-    int n = B * net->side * net->side;
+    int n = B * net->stem_side * net->stem_side;
     bn_relu6_backward(net, dy, dy, net->stem_a, net->stem_y, &net->bn_stem, n);
     op_conv_backward(NULL, G + net->w_stem, net->g_col, dy, net->stem_col, P + net->w_stem, B,
-                     net->side, net->side, net->in_channels, net->stem_channels, 3, 1);
+                     net->side, net->side, net->in_channels, net->stem_channels, 3,
+                     net->stem_stride);
     if (net->grad_ready)
         net->grad_ready(net->grad_ready_ctx, G, net->stem_offset, net->stem_count);
 }
@@ -581,12 +585,12 @@ double net_block_macs(const struct net *net, int l, int i)
 
 double net_macs_chosen(const struct net *net)
 {
-    double s2 = (double)net->side * net->side;
+    double s2 = (double)net->stem_side * net->stem_side;
     double macs = s2 * 9 * net->in_channels * net->stem_channels;
     for (int l = 0; l < net->layer_count; l++)
         macs += net_block_macs(net, l, net->choice[l]);
     int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
-    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->side;
+    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
     macs += (double)hw * hw * last_c * net->head_channels;
     macs += (double)net->head_channels * net->classes;
     return macs;

@@ -67,8 +67,10 @@ struct net {
     struct net_layer layers[JOB_MAX_LAYERS];
     int choice[JOB_MAX_LAYERS]; /* candidate used per layer by the next forward */
 
-    /* stem: conv 3x3 stride 1 -> BN -> ReLU6 */
+    /* stem: conv 3x3 stride stem_stride -> BN -> ReLU6, output (B, stem_side, stem_side,
+     * stem_channels) */
     int stem_channels;
+    int stem_stride, stem_side;
     size_t w_stem;
     struct net_bn bn_stem;
     float *stem_col, *stem_a, *stem_y;

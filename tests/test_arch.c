@@ -728,6 +728,51 @@ TEST(arch_apply_sets_choices_and_mask)
     teardown();
 }
 
+/* jobs/camera.ini with its shipped device profile: for every op used in all layers (the cheapest,
+ * k3e1, and the dearest among them), split 2 sending 3 of its 24 int8 channels beats all on the
+ * device and all on the edge by more than 1 ms. The edge table is left at 0: the edge the job
+ * measures (this machine x 0.1) adds under 0.5 ms to any split, which the 1 ms covers. */
+TEST(arch_camera_job_predicts_a_split_inside)
+{
+    struct job job;
+    job_defaults(&job);
+    CU_ASSERT_EQUAL_FATAL(job_load(&job, OFFNAS_SOURCE_DIR "/jobs/camera.ini"), 0);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
+    struct net *net = net_create(&job, 1, job.data_resize, 1, 10, 0, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(net);
+    static struct latency_table dev, edge;
+    char path[JOB_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", OFFNAS_SOURCE_DIR, job.latency_device);
+    int rc = latency_load(&dev, path, net);
+    if (rc)
+        fprintf(stderr, "%s\n", offnas_last_error());
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    latency_table_init(&edge, net, "free edge");
+    struct arch arch;
+    arch_init(&arch, net, 0.0f);
+    struct arch_cost cost = {.device = &dev, .edge = &edge,
+                             .device_scale = job.latency_device_scale,
+                             .edge_scale = job.latency_edge_scale};
+    CU_ASSERT_EQUAL_FATAL(latency_link_from_job(&cost.link, &job), 0);
+    cost.wire_bytes = latency_wire_bytes(job.search_wire);
+    EXPECT_EQ_INT(arch.channels[2], 24);
+    for (int o = 0; o < net->layers[0].candidate_count; o++) {
+        int ops[JOB_MAX_LAYERS];
+        for (int l = 0; l < net->layer_count; l++)
+            ops[l] = o;
+        double inner = arch_network_latency(&arch, &cost, ops, 2, 3).total;
+        double device = arch_network_latency(&arch, &cost, ops, net->layer_count + 1, 0).total;
+        double edge_only = arch_network_latency(&arch, &cost, ops, 0, 0).total;
+        if (inner + 1.0 >= device || inner + 1.0 >= edge_only)
+            fprintf(stderr, "op %d: split 2 %.3f ms, all on device %.3f, all on edge %.3f\n", o,
+                    inner, device, edge_only);
+        CU_ASSERT(inner + 1.0 < device);
+        CU_ASSERT(inner + 1.0 < edge_only);
+    }
+    arch_free(&arch);
+    net_free(net);
+}
+
 static const struct test_case TESTS[] = {
     CASE(arch_init_layout),
     CASE(arch_latency_gradient_finite_differences),
@@ -738,6 +783,7 @@ static const struct test_case TESTS[] = {
     CASE(arch_derive_argmax),
     CASE(arch_task_gradients_formulas),
     CASE(arch_apply_sets_choices_and_mask),
+    CASE(arch_camera_job_predicts_a_split_inside),
 };
 
 TEST_MAIN("arch", TESTS)

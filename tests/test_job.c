@@ -49,6 +49,7 @@ TEST(job_defaults_match_design)
     EXPECT_EQ_INT(job.data_val_size, 5000);
     EXPECT_EQ_INT(job.data_resize, 28);
     EXPECT_EQ_INT(job.net_stem, 16);
+    EXPECT_EQ_INT(job.net_stem_stride, 1);
     EXPECT_EQ_INT(job.net_head, 128);
     EXPECT_EQ_INT(job.train_epochs, 12);
     EXPECT_EQ_INT(job.train_batch, 64);
@@ -305,6 +306,20 @@ TEST(job_bad_stride)
                          "bad_stride.ini:2: net.layers: layer 2: stride 3, expected 1 or 2");
 }
 
+/* The stem takes stride 1 or 2, like the layers. */
+TEST(job_stem_stride_is_1_or_2)
+{
+    struct job job;
+    job_defaults(&job);
+    EXPECT_EQ_INT(job_set(&job, "net.stem_stride=2"), 0);
+    EXPECT_EQ_INT(job.net_stem_stride, 2);
+    EXPECT_EQ_INT(job_set(&job, "net.stem_stride=3"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "net.stem_stride: 3 is above the maximum 2");
+    EXPECT_EQ_INT(job_set(&job, "net.stem_stride=0"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "net.stem_stride: 0 is below the minimum 1");
+    EXPECT_EQ_INT(job.net_stem_stride, 2);
+}
+
 TEST(job_skip_where_shapes_differ)
 {
     expect_fixture_error(FIXTURE("bad_skip.ini"),
@@ -514,6 +529,7 @@ static const struct test_case TESTS[] = {
     CASE(job_too_few_ops),
     CASE(job_bad_layer_text),
     CASE(job_bad_stride),
+    CASE(job_stem_stride_is_1_or_2),
     CASE(job_skip_where_shapes_differ),
     CASE(job_bad_op_name),
     CASE(job_duplicate_candidate),

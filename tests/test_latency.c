@@ -108,7 +108,7 @@ TEST(fingerprint_changes_only_with_the_space)
     EXPECT_CONTAINS(text, ";head=10");
     /* not the space: seed, fixed ops, training and search settings */
     const char *same[] = {NULL, "net.ops=k3e3, k3e3, k5e3", "train.lr=0.1", "search.lambda=2",
-                          "network.preset=wifi"};
+                          "network.preset=wifi", "net.stem_stride=1"};
     for (size_t i = 0; i < OFFNAS_ARRAY_LEN(same); i++) {
         struct net *net = tiny_net(same[i], 99);
         EXPECT_EQ_INT(latency_fingerprint(net, NULL, 0) == fp, 1);
@@ -117,7 +117,7 @@ TEST(fingerprint_changes_only_with_the_space)
     /* the space: layers, candidates (set or order), side, stem, head */
     const char *differ[] = {"net.layers=6/1, 8/2, 8/2", "net.layers=6/1, 8/2, 8/1, 8/1;net.ops=k3e1, k5e3, k3e3, skip",
                             "net.candidates=k3e1, k5e3, skip", "net.candidates=k5e3, k3e1, k3e3, skip",
-                            "data.resize=14", "net.stem=5", "net.head=11"};
+                            "data.resize=14", "net.stem=5", "net.head=11", "net.stem_stride=2"};
     for (size_t i = 0; i < OFFNAS_ARRAY_LEN(differ); i++) {
         struct net *net = tiny_net(differ[i], 1);
         if (latency_fingerprint(net, NULL, 0) == fp)
@@ -134,6 +134,27 @@ TEST(fingerprint_changes_only_with_the_space)
     net_free(rgb);
     net_free(more);
     net_free(base);
+}
+
+/* A stride-2 stem is written as stem=4/2; stride 1 writes nothing, so the default space keeps
+ * the fingerprint the shipped profiles were made with (profiles/README.md). */
+TEST(fingerprint_names_the_stem_stride_only_when_not_1)
+{
+    char text[4096];
+    struct net *two = tiny_net("net.stem_stride=2", 1);
+    latency_fingerprint(two, text, sizeof text);
+    EXPECT_CONTAINS(text, ";stem=4/2;layers=6/1,8/2,8/1;");
+    net_free(two);
+
+    struct job job;
+    job_defaults(&job);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
+    struct net *def = net_create(&job, 1, job.data_resize, 1, 10, 0, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(def);
+    latency_fingerprint(def, text, sizeof text);
+    EXPECT_CONTAINS(text, "side=28;in=1;classes=10;stem=16;layers=16/1,24/2,");
+    CU_ASSERT(latency_fingerprint(def, NULL, 0) == 0xf563fb2f9cd78fa3ULL);
+    net_free(def);
 }
 
 TEST(table_init_has_the_space_shape)
@@ -478,6 +499,13 @@ TEST(fit_table_evaluates_the_model_for_every_op)
     latency_table_init(&t, net, "dev");
     latency_fit_table(&t, &fit, net, 2.0);
     EXPECT_NEAR(t.median[0][0], 2.0 * (4e-6 * 12 * 12 * 9 * 1 * 4 + 0.02), 1e-12);
+    /* a stride-2 stem costs the MACs of its 6x6 output */
+    struct net *strided = tiny_net("net.stem_stride=2", 1);
+    struct latency_table t2;
+    latency_table_init(&t2, strided, "dev");
+    latency_fit_table(&t2, &fit, strided, 2.0);
+    EXPECT_NEAR(t2.median[0][0], 2.0 * (4e-6 * 6 * 6 * 9 * 1 * 4 + 0.02), 1e-12);
+    net_free(strided);
     const struct net_layer *layer = &net->layers[1];
     double f[LATENCY_FIT_TERMS], want = 0;
     latency_block_features(f, layer->hin, layer->hout, layer->cin, layer->cout, 3, 5);
@@ -600,6 +628,7 @@ TEST(wire_bytes_per_value)
 
 static const struct test_case TESTS[] = {
     CASE(fingerprint_changes_only_with_the_space),
+    CASE(fingerprint_names_the_stem_stride_only_when_not_1),
     CASE(table_init_has_the_space_shape),
     CASE(save_load_round_trip_is_bit_exact),
     CASE(load_refuses_wrong_fingerprint),

@@ -10,10 +10,13 @@
 
 #include <stdlib.h>
 
-static struct job tiny_job(void)
+static struct job tiny_job_with_stem_stride(int stem_stride)
 {
     struct job job;
     job_defaults(&job);
+    char stride[32];
+    snprintf(stride, sizeof stride, "net.stem_stride=%d", stem_stride);
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, stride), 0);
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.layers=6/1, 8/2, 8/1"), 0);
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k3e1, k5e3, k3e3"), 0);
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.candidates=k3e1, k5e3, k3e3, skip"), 0);
@@ -22,6 +25,8 @@ static struct job tiny_job(void)
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
     return job;
 }
+
+static struct job tiny_job(void) { return tiny_job_with_stem_stride(1); }
 
 /* Loss of the current parameters on (x, labels) in training mode (batch statistics). */
 static double net_loss(struct net *net, const float *x, const unsigned char *labels, int B)
@@ -41,10 +46,10 @@ static double net_loss(struct net *net, const float *x, const unsigned char *lab
  * difference quotient: at least 6 of 8 directions must agree within 5% (of max(|numeric|,
  * 0.05)), and none may be off by more than 25%. The
  * per-op gradients are checked element by element in float64 in test_op. */
-static void check_network_gradient(int fixed, int with_mask)
+static void check_network_gradient(int fixed, int with_mask, int stem_stride)
 {
     op_set_threads(1);
-    struct job job = tiny_job();
+    struct job job = tiny_job_with_stem_stride(stem_stride);
     int B = 3, side = 9;
     struct net *net = net_create(&job, B, side, 1, 5, fixed, 7);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
@@ -121,8 +126,46 @@ static void check_network_gradient(int fixed, int with_mask)
     net_free(net);
 }
 
-TEST(net_fixed_gradient_matches_finite_differences) { check_network_gradient(1, 0); }
-TEST(net_supernet_gradient_with_channel_mask) { check_network_gradient(0, 1); }
+TEST(net_fixed_gradient_matches_finite_differences) { check_network_gradient(1, 0, 1); }
+TEST(net_supernet_gradient_with_channel_mask) { check_network_gradient(0, 1, 1); }
+/* the strided stem's backward (im2col at 5x5 output of the 9x9 input) reaches every weight */
+TEST(net_gradient_with_stem_stride_2) { check_network_gradient(0, 1, 2); }
+
+/* A stride-2 stem halves every feature map after it: 12x12 input -> 6x6 stem -> 6, 3, 3 for
+ * layers 6/1, 8/2, 8/1; the MAC count uses the 6x6 stem output, the parameters do not change,
+ * and the forward fills finite logits. */
+TEST(net_stem_stride_2_halves_the_feature_maps)
+{
+    struct job job1 = tiny_job_with_stem_stride(1), job2 = tiny_job_with_stem_stride(2);
+    struct net *one = net_create(&job1, 2, 12, 1, 5, 1, 3);
+    struct net *two = net_create(&job2, 2, 12, 1, 5, 1, 3);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(one);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(two);
+    EXPECT_EQ_INT(one->stem_side, 12);
+    EXPECT_EQ_INT(two->stem_side, 6);
+    static const int hin[] = {6, 6, 3}, hout[] = {6, 3, 3};
+    for (int l = 0; l < 3; l++) {
+        EXPECT_EQ_INT(two->layers[l].hin, hin[l]);
+        EXPECT_EQ_INT(two->layers[l].hout, hout[l]);
+    }
+    EXPECT_EQ_INT(one->param_count == two->param_count, 1);
+    double stem2 = 6.0 * 6 * 9 * 4; /* stride 1: 12 * 12 * 9 * 4 */
+    double blocks2 = 0.0;
+    for (int l = 0; l < 3; l++)
+        blocks2 += net_block_macs(two, l, 0);
+    EXPECT_NEAR(net_macs_chosen(two), stem2 + blocks2 + 3.0 * 3 * 8 * 10 + 10.0 * 5, 1e-6);
+
+    float x[2 * 144];
+    struct rng rng;
+    rng_seed(&rng, 4, 0);
+    for (int i = 0; i < 2 * 144; i++)
+        x[i] = (float)rng_normal(&rng);
+    net_forward(two, x, 2, 0);
+    for (int i = 0; i < 2 * 5; i++)
+        CU_ASSERT(isfinite(two->logits[i]));
+    net_free(one);
+    net_free(two);
+}
 
 /* Parameter ranges: head first, then layers in reverse order, then stem; candidates are
  * disjoint contiguous ranges that tile the buffer. */
@@ -385,6 +428,8 @@ TEST(net_ghost_bn_gradient_is_mean_of_halves)
 static const struct test_case TESTS[] = {
     CASE(net_fixed_gradient_matches_finite_differences),
     CASE(net_supernet_gradient_with_channel_mask),
+    CASE(net_gradient_with_stem_stride_2),
+    CASE(net_stem_stride_2_halves_the_feature_maps),
     CASE(net_layout_is_reverse_layer_order_and_tiles_the_buffer),
     CASE(net_step_touches_only_chosen_candidates),
     CASE(net_default_fixed_network_costs_about_7M_macs),
