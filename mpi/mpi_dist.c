@@ -362,6 +362,10 @@ static int setup(const struct job *job, const char *profiler_device, int *status
     }
     int counts[DEVICES];
     int rc = parse_profilers(job->cluster_profilers, counts);
+    /* a command without tables (train) makes every rank a trainer: the search's job file
+     * keeps its profilers line for the search */
+    if (!uses_tables)
+        counts[0] = counts[1] = 0;
     int *role = offnas_malloc((size_t)world_size * sizeof(int)); /* -1 trainer, else device */
     for (int r = 0; r < world_size; r++)
         role[r] = explicit_profilers ? all[2 * r] : -1;
