@@ -159,7 +159,12 @@ test_profilers_one_program() {
   [[ $n == 4 ]] || die "$n of 4 ranks reported an architecture"
   ops=$(grep "^architecture" p.log | sed 's/.*ops \([^ ]*\) split \([0-9]*\).*/\1 \2/' | sort -u | wc -l)
   [[ $ops == 1 ]] || die "ranks report different architectures: $(grep '^architecture' p.log)"
-  echo "ok: 2 trainers + 2 profilers (one program): identical table, corrected tables taken up, one architecture"
+  # the derived network retrains on 2 ranks although its job names profilers: train has none
+  run d.log "$offnas" derive --run p || die "derive: $(tail -n 2 d.log)"
+  run r.log mpirun -np 2 "$offnas" train --arch p/arch.json --out p2 --set train.steps=5 ||
+    die "train --arch on 2 ranks: $(grep offnas: r.log | head -n 2)"
+  grep -q "on 2 trainers" r.log || die "train --arch did not use both ranks as trainers"
+  echo "ok: 2 trainers + 2 profilers (one program): identical table, corrected tables taken up, one architecture; retrained on 2 ranks"
 }
 
 # MPMD: mpirun -np 2 search : -np 1 profiler mobile : -np 1 profiler edge.
