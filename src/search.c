@@ -667,9 +667,8 @@ int search_run(const struct job *job, const char *out_dir, int resume)
     }
     rc = SEARCH_DONE;
 done:
-    if (rc == SEARCH_FAILED && c.d && c.d->size > 1)
-        ; /* the caller ends every rank (MPI_Abort): no collective from here */
-    else if (c.d)
+    /* after a failure on several ranks the caller ends them all (MPI_Abort): no collective */
+    if (rc != SEARCH_FAILED || c.d->size == 1)
         c.d->finish(c.d);
     if (log)
         fclose(log);
