@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# NEEDS THE MPI LAYER (issue 4): registered only with cmake -DOFFNAS_SLURM_MPI_TESTS=ON.
-# slurm/search-het.sbatch with the real program: 1 trainer (component 0) : 2 profilers
+# slurm/search-het.sbatch with the real program: 2 trainers (component 0) : 2 profilers
 # (component 1, mobile and edge) in one MPI_COMM_WORLD. The tiny job names no profile files, so
-# both tables must be measured; the search completes once (not once per rank), derives an
-# architecture, and leaves the measured tables beside it.
+# both tables must be measured; the search completes once (not once per rank), every rank
+# reports the same architecture, and the measured tables are left beside it.
 #
 #   tests/slurm/cluster.sh tests/slurm/test_het.sh BUILD/offnas SOURCE_DIR    (ctest: slurm.het)
 source "$(dirname "$0")/lib.sh"
@@ -12,7 +11,7 @@ tiny_job "$tmp/tiny.ini"
 # no table files: the profiler ranks measure them
 sed -i '/^device = /d; /^edge = /d' "$tmp/tiny.ini"
 
-id=$(submit --ntasks=1 --cpus-per-task=1 --output="$tmp/het-%j.out" \
+id=$(submit --ntasks=2 --cpus-per-task=1 --output="$tmp/het-%j.out" \
   : --ntasks=2 --cpus-per-task=1 "$src/slurm/search-het.sbatch" "$tmp/tiny.ini" "$tmp/run") \
   || { fail "sbatch search-het.sbatch" "no job id"; finish; exit; }
 out=$tmp/het-$id.out
@@ -26,7 +25,7 @@ else
   fail "both components COMPLETED, exit 0:0" "states $states, exit $codes"
   show_output "$out"
 fi
-check "output logs the roles" grep -q "^ranks: *1 trainers on .*, 2 profilers (mobile:1, edge:1)" "$out"
+check "output logs the roles" grep -q "^ranks: *2 trainers on .*, 2 profilers (mobile:1, edge:1)" "$out"
 rows=$(($(wc -l <"$tmp/run/log.csv" 2>/dev/null || echo 1) - 1))
 if ((rows == 2)); then pass "log.csv has 2 epoch rows"; else fail "log.csv has 2 epoch rows" "$rows rows"; fi
 check "arch.json: 8 ops, a split point in 0..9" \
@@ -36,6 +35,15 @@ check "arch.json: 8 ops, a split point in 0..9" \
 # launcher does): exactly one "search: done" line
 done_lines=$(grep -c '^search: done' "$out" 2>/dev/null)
 if [[ $done_lines == 1 ]]; then pass "one search (one 'search: done' line)"; else fail "one search (one 'search: done' line)" "$done_lines lines"; fi
+
+# every rank (2 trainers, 2 profilers) reports the same ops and split
+reports=$(grep -c '^architecture' "$out" 2>/dev/null)
+kinds=$(grep '^architecture' "$out" 2>/dev/null | sed 's/.*ops \([^ ]*\) split \([0-9]*\).*/\1 \2/' | sort -u | wc -l)
+if [[ $reports == 4 && $kinds == 1 ]]; then
+  pass "all 4 ranks report one architecture"
+else
+  fail "all 4 ranks report one architecture" "$reports reports, $kinds different"
+fi
 
 # the tables were measured (the job names no profile files), not taken from the shipped fits
 for t in device edge; do

@@ -1,6 +1,4 @@
 #!/usr/bin/env bash
-# NEEDS THE MPI LAYER (issue 4: checkpoint + exit 3 on SIGUSR1, --resume): registered only with
-# cmake -DOFFNAS_SLURM_MPI_TESTS=ON.
 # slurm/search.sbatch preempted for real: two deterministic tiny searches run side by side; one
 # is sent SIGUSR1 after its first epoch (scancel --signal=USR1 JOBID, what --signal=USR1@T
 # sends before the time limit), checkpoints, exits 3, requeues itself, resumes with --resume and
