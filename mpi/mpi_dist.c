@@ -312,10 +312,10 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
                 world_rank, name, measured, predicted, version, ratio);
     }
     if (a.layers == net->layer_count) {
-        char text[JOB_TEXT_MAX] = "", name[16];
+        char text[JOB_TEXT_MAX] = "", op[16];
         for (int l = 0; l < a.layers; l++) {
             strcat(text, l ? "," : "");
-            strcat(text, op_spec_name(&net->layers[l].cand[a.ops[l]].spec, name));
+            strcat(text, op_spec_name(&net->layers[l].cand[a.ops[l]].spec, op));
         }
         printf("architecture (profiler rank %d, %s): ops %s split %d\n", world_rank, name, text,
                a.split);

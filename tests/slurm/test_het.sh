@@ -37,8 +37,10 @@ done_lines=$(grep -c '^search: done' "$out" 2>/dev/null)
 if [[ $done_lines == 1 ]]; then pass "one search (one 'search: done' line)"; else fail "one search (one 'search: done' line)" "$done_lines lines"; fi
 
 # every rank (2 trainers, 2 profilers) reports the same ops and split
-reports=$(grep -c '^architecture' "$out" 2>/dev/null)
-kinds=$(grep '^architecture' "$out" 2>/dev/null | sed 's/.*ops \([^ ]*\) split \([0-9]*\).*/\1 \2/' | sort -u | wc -l)
+# (matched anywhere in a line: the ranks' stdout and stderr reach the file separately)
+found=$(grep -ao "architecture ([^)]*): ops [^ ]* split [0-9]*" "$out" 2>/dev/null)
+reports=$(grep -c . <<<"$found")
+kinds=$(sed 's/.*: //' <<<"$found" | sort -u | grep -c .)
 if [[ $reports == 4 && $kinds == 1 ]]; then
   pass "all 4 ranks report one architecture"
 else
