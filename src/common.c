@@ -11,10 +11,14 @@ int offnas_log_quiet = 0;
 
 int offnas_error(const char *fmt, ...)
 {
+    /* format aside first: an argument may be offnas_last_error() itself (adding context to
+     * the previous message), which vsnprintf must not overwrite while reading it */
+    char message[sizeof error_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    memcpy(error_message, message, sizeof error_message);
     return -1;
 }
 

@@ -107,6 +107,10 @@ head -c 65536 /dev/urandom >"$tmp/garbage.h5"
 # ---- the cases ----------------------------------------------------------------------------
 
 bad "missing job file" train --job "$tmp/no_such_job.ini" --out "$tmp/o"
+bad "resume without a checkpoint" search --resume --out "$tmp/no_such_run"
+bad "profiler with an unknown device" profiler --device phone
+bad "profiler outside an MPI job" profiler --device mobile
+bad "bench search with 0 steps" bench search --steps 0
 bad "job with unknown key" train --job "$tmp/unknown_key.ini" --out "$tmp/o"
 bad "--set with bad value" train --set train.epochs=abc --out "$tmp/o"
 bad "--set with unknown key" train --set train.epochz=3 --out "$tmp/o"
@@ -167,6 +171,9 @@ help "bench --help" bench --help
 help "bench train --help" bench train --help
 help "profile --help" profile --help
 help "profile fit --help" profile fit --help
+help "profiler --help" profiler --help
+help "bench search --help" bench search --help
+help "bench infer --help" bench infer --help
 
 echo
 echo "cli.sh: $passed passed, $failed failed"

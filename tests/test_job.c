@@ -41,6 +41,16 @@ static void expect_fixture_error(const char *path, const char *part)
     EXPECT_CONTAINS(offnas_last_error(), path);
 }
 
+/* An error message may quote the previous one (context on the way up) without garbling it. */
+TEST(job_error_can_quote_the_previous_error)
+{
+    offnas_error("inner: %s", "cannot open: No such file or directory");
+    offnas_error("outer: no readable checkpoint (%s)", offnas_last_error());
+    CU_ASSERT_STRING_EQUAL(offnas_last_error(),
+                           "outer: no readable checkpoint (inner: cannot open: No such file or "
+                           "directory)");
+}
+
 TEST(job_defaults_match_design)
 {
     struct job job;
@@ -542,6 +552,7 @@ static const struct test_case TESTS[] = {
     CASE(job_bad_set_names_key),
     CASE(job_op_spec_parse_and_name),
     CASE(job_shipped_fixed_ini_is_valid),
+    CASE(job_error_can_quote_the_previous_error),
 };
 
 TEST_MAIN("job", TESTS)
