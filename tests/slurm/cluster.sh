@@ -82,6 +82,19 @@ teardown() {
     kill "${pids[0]}" 2>/dev/null
     wait_gone 5 "${pids[0]}" || kill -KILL "${pids[0]}" 2>/dev/null
   fi
+  # job processes the daemons left behind (an srun whose step never completed outlives its
+  # slurmstepd): ours are exactly those whose environment names this cluster's slurm.conf
+  local env_file p
+  unset SLURM_CONF # so the helpers of this loop are not among them
+  for env_file in /proc/[0-9]*/environ; do
+    p=${env_file#/proc/}
+    p=${p%/environ}
+    [[ $p == "$$" ]] && continue
+    if tr '\0' '\n' <"$env_file" 2>/dev/null | grep -qx "SLURM_CONF=$conf"; then
+      log "ending leftover job process $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | head -c 80))"
+      kill -KILL "$p" 2>/dev/null
+    fi
+  done
   wait 2>/dev/null
   if [[ ${OFFNAS_SLURM_KEEP:-0} == 1 ]]; then
     log "kept $dir"
