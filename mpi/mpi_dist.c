@@ -189,36 +189,6 @@ static void m_finish(struct dist *d)
 
 /* ---- the profiler rank ------------------------------------------------------------------ */
 
-static int compare_ms(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median milliseconds of a batch-1 forward of net with its current choices. */
-static double forward_ms(struct net *net, const float *x)
-{
-    double ms[PROFILE_REPEATS];
-    for (int i = 0; i < PROFILE_WARMUP; i++)
-        net_forward(net, x, 1, 0);
-    for (int i = 0; i < PROFILE_REPEATS; i++) {
-        double t = offnas_now();
-        net_forward(net, x, 1, 0);
-        ms[i] = 1e3 * (offnas_now() - t);
-    }
-    qsort(ms, PROFILE_REPEATS, sizeof ms[0], compare_ms);
-    return ms[PROFILE_REPEATS / 2];
-}
-
-/* The table's sum for the network a describes (stem, chosen ops, head). */
-static double table_sum(const struct latency_table *t, const struct dist_arch *a)
-{
-    double sum = t->median[0][0] + t->median[a->layers + 1][0];
-    for (int l = 0; l < a->layers; l++)
-        sum += t->median[l + 1][a->ops[l]];
-    return sum;
-}
-
 static void broadcast_table(MPI_Comm comm, struct latency_table *t)
 {
     MPI_Request r;
@@ -293,7 +263,8 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
             continue;
         for (int l = 0; l < a.layers; l++)
             net->choice[l] = a.ops[l];
-        double measured = forward_ms(net, x), predicted = table_sum(&base, &a);
+        double measured = latency_forward_ms(net, x, PROFILE_WARMUP, PROFILE_REPEATS);
+        double predicted = latency_network_ms(&base, a.layers, a.ops);
         double ratio = predicted > 0 ? measured / predicted : 1.0;
         /* the per-op figures keep their proportions; their scale follows the end-to-end
          * measurement of the network the trainers prefer now */

@@ -55,14 +55,13 @@ static int parse_count(const char *option, const char *text, int lo, int *out)
 static double fixed_total_ms(const struct latency_table *t, const struct net *net,
                              const struct job *job)
 {
-    double total = latency_ms(t, 0, 0, 1.0) + latency_ms(t, net->layer_count + 1, 0, 1.0);
+    int ops[JOB_MAX_LAYERS];
     for (int l = 0; l < net->layer_count; l++) {
-        int i = net_find_candidate(net, l, &job->fixed_ops[l]);
-        if (i < 0)
+        ops[l] = net_find_candidate(net, l, &job->fixed_ops[l]);
+        if (ops[l] < 0)
             return -1.0;
-        total += latency_ms(t, l + 1, i, 1.0);
     }
-    return total;
+    return latency_network_ms(t, net->layer_count, ops);
 }
 
 static int report_and_save(struct latency_table *table, struct net *net, const struct job *job,

@@ -154,7 +154,7 @@ static double quantile(const double *sorted, int n, double q)
     return sorted[lo] + (pos - lo) * (sorted[lo + 1] - sorted[lo]);
 }
 
-enum piece { PIECE_STEM, PIECE_BLOCK, PIECE_HEAD };
+enum piece { PIECE_STEM, PIECE_BLOCK, PIECE_HEAD, PIECE_NETWORK };
 
 static void run_piece(struct net *net, enum piece piece, int layer, int op, const float *x)
 {
@@ -162,13 +162,13 @@ static void run_piece(struct net *net, enum piece piece, int layer, int op, cons
     case PIECE_STEM: net_run_stem(net, x, 1, 0); break;
     case PIECE_BLOCK: net_run_block(net, layer, op, x, 1, 0); break;
     case PIECE_HEAD: net_run_head(net, x, 1, 0); break;
+    case PIECE_NETWORK: net_forward(net, x, 1, 0); break;
     }
 }
 
-/* Times one piece: warmup untimed runs, then repeats timed ones; stores the statistics. */
-static void time_piece(struct latency_table *t, int slot, int op, struct net *net,
-                       enum piece piece, int layer, const float *x, int warmup, int repeats,
-                       double *samples)
+/* warmup untimed runs of a piece, then repeats timed ones into samples (ms, sorted). */
+static void time_runs(double *samples, struct net *net, enum piece piece, int layer, int op,
+                      const float *x, int warmup, int repeats)
 {
     for (int r = 0; r < warmup; r++)
         run_piece(net, piece, layer, op, x);
@@ -178,10 +178,36 @@ static void time_piece(struct latency_table *t, int slot, int op, struct net *ne
         samples[r] = (offnas_now() - start) * 1e3;
     }
     qsort(samples, (size_t)repeats, sizeof *samples, compare_double);
+}
+
+/* Times one piece and stores its statistics. */
+static void time_piece(struct latency_table *t, int slot, int op, struct net *net,
+                       enum piece piece, int layer, const float *x, int warmup, int repeats,
+                       double *samples)
+{
+    time_runs(samples, net, piece, layer, op, x, warmup, repeats);
     t->median[slot][op] = quantile(samples, repeats, 0.5);
     t->p10[slot][op] = quantile(samples, repeats, 0.1);
     t->p90[slot][op] = quantile(samples, repeats, 0.9);
     t->repeats[slot][op] = repeats;
+}
+
+double latency_forward_ms(struct net *net, const float *x, int warmup, int repeats)
+{
+    OFFNAS_ASSERT(repeats >= 1 && warmup >= 0);
+    double *samples = offnas_malloc((size_t)repeats * sizeof *samples);
+    time_runs(samples, net, PIECE_NETWORK, 0, 0, x, warmup, repeats);
+    double median = quantile(samples, repeats, 0.5);
+    free(samples);
+    return median;
+}
+
+double latency_network_ms(const struct latency_table *t, int layers, const int *ops)
+{
+    double total = t->median[0][0] + t->median[layers + 1][0];
+    for (int l = 0; l < layers; l++)
+        total += t->median[l + 1][ops[l]];
+    return total;
 }
 
 static void fill_normal(float *x, size_t n, struct rng *rng)
