@@ -2,6 +2,7 @@
  * library, so tests can call the commands. */
 #include "cmd.h"
 #include "common.h"
+#include "dist.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -92,4 +93,15 @@ int cmd_parse(int argc, char **argv, const char *command, const char *usage,
         *(int *)o->target = (int)v;
     }
     return CMD_CONTINUE;
+}
+
+int cmd_join_ranks(const struct job *job, const char *profiler_device, int uses_tables)
+{
+    dist_uses_tables = uses_tables;
+    int status = 0, role = dist_setup(job, profiler_device, &status);
+    if (role < 0) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        return 1;
+    }
+    return role ? status : CMD_CONTINUE;
 }

@@ -52,6 +52,11 @@ struct cmd_option {
 int cmd_parse(int argc, char **argv, const char *command, const char *usage,
               struct cmd_job_options *job, const struct cmd_option *options, int count);
 
+/* Joins the job's MPI ranks (dist_setup; uses_tables: the command takes tables from profiler
+ * ranks). Returns CMD_CONTINUE on a trainer, else the exit status to return: a profiler
+ * rank's when it has served, or 1 after printing the error. */
+int cmd_join_ranks(const struct job *job, const char *profiler_device, int uses_tables);
+
 /* Prints "offnas: <msg>" for a usage error and returns 2. */
 int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

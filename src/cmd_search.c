@@ -88,10 +88,9 @@ int cmd_search(int argc, char **argv)
     } else if (cmd_load_job(&job, &opts)) {
         return 1;
     }
-    dist_uses_tables = 1;
-    int role = dist_setup(&job, NULL, &status);
-    if (role)
-        return role < 0 ? (fprintf(stderr, "offnas: %s\n", offnas_last_error()), 1) : status;
+    status = cmd_join_ranks(&job, NULL, 1);
+    if (status != CMD_CONTINUE)
+        return status;
     int end = search_run(&job, out, resume);
     if (end == SEARCH_FAILED) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
@@ -125,12 +124,8 @@ int cmd_profiler(int argc, char **argv)
     struct job job;
     if (cmd_load_job(&job, &opts))
         return 1;
-    int role = dist_setup(&job, device, &status);
-    if (role < 0) {
-        fprintf(stderr, "offnas: %s\n", offnas_last_error());
-        return 1;
-    }
-    return status;
+    status = cmd_join_ranks(&job, device, 0);
+    return status == CMD_CONTINUE ? 0 : status;
 }
 
 /* Builds a job from INI text by way of a file in dir (kept: it documents the run). The file
@@ -355,12 +350,11 @@ int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_
         snprintf(path, sizeof path, "%s/arch.json", out);
         rc = train_write_json(d.root, path);
     }
-    int status = 0, role = rc ? 0 : dist_setup(&job, NULL, &status);
-    if (role > 0) {
+    int status = rc ? CMD_CONTINUE : cmd_join_ranks(&job, NULL, 0);
+    if (status != CMD_CONTINUE) {
         json_decref(d.root);
         return status;
     }
-    rc = rc || role;
     if (!rc)
         rc = train_fixed(&job, &d.split, out, &r);
     json_decref(d.root);

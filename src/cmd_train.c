@@ -44,9 +44,9 @@ int cmd_train(int argc, char **argv)
     struct job job;
     if (cmd_load_job(&job, &opts))
         return 1;
-    int role = dist_setup(&job, NULL, &status);
-    if (role)
-        return role < 0 ? (fprintf(stderr, "offnas: %s\n", offnas_last_error()), 1) : status;
+    status = cmd_join_ranks(&job, NULL, 0);
+    if (status != CMD_CONTINUE)
+        return status;
     struct train_result r;
     if (train_fixed(&job, NULL, out, &r)) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
@@ -203,10 +203,9 @@ static int bench_search(int argc, char **argv)
     struct job job;
     if (cmd_load_job(&job, &opts))
         return 1;
-    dist_uses_tables = 1;
-    int role = dist_setup(&job, NULL, &status);
-    if (role)
-        return role < 0 ? (fprintf(stderr, "offnas: %s\n", offnas_last_error()), 1) : status;
+    status = cmd_join_ranks(&job, NULL, 1);
+    if (status != CMD_CONTINUE)
+        return status;
     struct search_bench b;
     if (search_bench(&job, warmup, steps, &b)) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
