@@ -179,6 +179,16 @@ struct arch_latency arch_expected_latency(const struct arch *arch, const struct 
     return r;
 }
 
+double arch_bytes_sent(const struct arch *arch, const struct arch_cost *cost, int split,
+                       int kept_channels)
+{
+    if (split == 0)
+        return arch->input_bytes;
+    if (split > arch->layer_count)
+        return 0.0;
+    return (double)arch->side[split] * arch->side[split] * kept_channels * cost->wire_bytes;
+}
+
 struct arch_latency arch_network_latency(const struct arch *arch, const struct arch_cost *cost,
                                          const int *ops, int split, int kept_channels)
 {
@@ -195,8 +205,8 @@ struct arch_latency arch_network_latency(const struct arch *arch, const struct a
     if (split == 0)
         r.transfer = latency_transfer_ms(&cost->link, arch->input_bytes);
     else if (split <= L)
-        r.transfer = cost->link.rtt_ms + (double)arch->side[split] * arch->side[split] *
-                                              kept_channels * cost->wire_bytes * per_byte_ms(cost);
+        r.transfer = cost->link.rtt_ms +
+                     arch_bytes_sent(arch, cost, split, kept_channels) * per_byte_ms(cost);
     r.total = r.device + r.transfer + r.edge;
     return r;
 }

@@ -70,6 +70,11 @@ struct arch_latency arch_expected_latency(const struct arch *arch, const struct 
 struct arch_latency arch_network_latency(const struct arch *arch, const struct arch_cost *cost,
                                          const int *ops, int split, int kept_channels);
 
+/* Bytes sent at split s with kept_channels channels: the raw input for s = 0, the kept
+ * channels of layer s's output in the wire format for s in 1..L, nothing for s = L+1. */
+double arch_bytes_sent(const struct arch *arch, const struct arch_cost *cost, int split,
+                       int kept_channels);
+
 /* One sample of the search, drawn with hard Gumbel-softmax at temperature tau. */
 struct arch_sample {
     int ops[JOB_MAX_LAYERS];

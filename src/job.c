@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -732,4 +733,26 @@ int job_finalize(struct job *job)
     for (int c = 0; c < candidate_count; c++)
         job->candidates[c] = candidates[c];
     return 0;
+}
+
+/* Written under a name of this process and renamed into place, so ranks that do this at once
+ * never read each other's half-written file. */
+int job_load_text(struct job *job, const char *text, const char *dir, const char *name)
+{
+    char path[JOB_PATH_MAX * 2], tmp[JOB_PATH_MAX * 2 + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return offnas_error("%s: cannot write: %s", path, strerror(errno));
+    fputs(text, f);
+    if (fclose(f)) {
+        remove(tmp);
+        return offnas_error("%s: cannot write: %s", path, strerror(errno));
+    }
+    job_defaults(job);
+    int rc = job_load(job, tmp);
+    if (rename(tmp, path))
+        remove(tmp);
+    return rc ? -1 : job_finalize(job);
 }

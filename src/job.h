@@ -126,6 +126,10 @@ int job_set(struct job *job, const char *assignment);
  * job_load/job_set. Returns 0, or -1 with an error naming the key. */
 int job_finalize(struct job *job);
 
+/* Builds a job from INI text (defaults, the text, job_finalize) by way of the file dir/name,
+ * which is kept: it documents the run. Returns 0, or -1 with an error. */
+int job_load_text(struct job *job, const char *text, const char *dir, const char *name);
+
 /* Writes every key with its current value as an INI file (a job that reproduces this one). */
 void job_write(const struct job *job, FILE *out);
 

@@ -61,6 +61,12 @@ int search_costs(struct latency_table *device, struct latency_table *edge, struc
 {
     OFFNAS_TRY(load_or_measure(device, job->latency_device, 0, job, net, out_dir));
     OFFNAS_TRY(load_or_measure(edge, job->latency_edge, 1, job, net, out_dir));
+    return search_cost_init(cost, job, device, edge);
+}
+
+int search_cost_init(struct arch_cost *cost, const struct job *job,
+                     const struct latency_table *device, const struct latency_table *edge)
+{
     cost->device = device;
     cost->edge = edge;
     cost->device_scale = job->latency_device_scale;

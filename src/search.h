@@ -20,6 +20,11 @@
 int search_costs(struct latency_table *device, struct latency_table *edge, struct arch_cost *cost,
                  const struct job *job, const struct net *net, const char *out_dir);
 
+/* Fills cost from already loaded tables and the job (scales, link, wire format). Returns 0 or
+ * -1 with an error naming the network key. */
+int search_cost_init(struct arch_cost *cost, const struct job *job,
+                     const struct latency_table *device, const struct latency_table *edge);
+
 /* How a search run ended. */
 enum search_end { SEARCH_DONE = 0, SEARCH_FAILED = -1, SEARCH_STOPPED = 1 };
 

@@ -246,7 +246,7 @@ TEST(search_end_to_end)
     CU_ASSERT(d > 0 && x > 0 && e > 0);
     CU_ASSERT(number_at(ms, "all_device") > 0 && number_at(ms, "all_edge") > 0);
     /* Fails while summary.json is written with 6 significant digits (JSON_REAL_PRECISION(6)
-     * in src/cmd_search.c): total 117.196 against parts adding up to 117.195749. */
+     * in src/cli/cmd_eval.c): total 117.196 against parts adding up to 117.195749. */
     EXPECT_NEAR(tot, d + x + e, 1e-6);
     json_decref(sum);
     /* model.h5 carries the mask: 24 values on layer 3's output, 12 of them ones */

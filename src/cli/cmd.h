@@ -4,7 +4,10 @@
 #ifndef OFFNAS_CMD_H
 #define OFFNAS_CMD_H
 
+#include "arch.h"
 #include "job.h"
+
+#include <jansson.h>
 
 int cmd_data(int argc, char **argv);  /* offnas data import fashion-mnist ... */
 int cmd_train(int argc, char **argv); /* offnas train --job J --out DIR */
@@ -56,6 +59,9 @@ int cmd_parse(int argc, char **argv, const char *command, const char *usage,
  * ranks). Returns CMD_CONTINUE on a trainer, else the exit status to return: a profiler
  * rank's when it has served, or 1 after printing the error. */
 int cmd_join_ranks(const struct job *job, const char *profiler_device, int uses_tables);
+
+/* A latency breakdown as a JSON object {device, transfer, edge, total} (new reference). */
+json_t *cmd_latency_json(const struct arch_latency *l);
 
 /* Prints "offnas: <msg>" for a usage error and returns 2. */
 int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
