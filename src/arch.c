@@ -320,3 +320,10 @@ void arch_derive(const struct arch *arch, int *ops, int *split, float *mask, int
         *kept = 1;
     }
 }
+
+void arch_fix_split(struct arch *arch, int split)
+{
+    float *beta = arch->params + arch->beta;
+    for (int s = 0; s < arch->split_count; s++)
+        beta[s] = s == split ? ARCH_FIXED_LOGIT : 0.0f;
+}

@@ -70,6 +70,11 @@ struct arch_latency arch_expected_latency(const struct arch *arch, const struct 
 struct arch_latency arch_network_latency(const struct arch *arch, const struct arch_cost *cost,
                                          const int *ops, int split, int kept_channels);
 
+/* Pins the split: beta logit ARCH_FIXED_LOGIT at split, 0 elsewhere, so p(split) = 1 to float
+ * precision and every sample draws it (the caller keeps beta's gradient at zero). */
+#define ARCH_FIXED_LOGIT 60.0f
+void arch_fix_split(struct arch *arch, int split);
+
 /* Bytes sent at split s with kept_channels channels: the raw input for s = 0, the kept
  * channels of layer s's output in the wire format for s in 1..L, nothing for s = L+1. */
 double arch_bytes_sent(const struct arch *arch, const struct arch_cost *cost, int split,

@@ -4,7 +4,9 @@
 #ifndef OFFNAS_DERIVED_H
 #define OFFNAS_DERIVED_H
 
+#include "derive.h"
 #include "job.h"
+#include "net.h"
 #include "train.h"
 
 #include <jansson.h>
@@ -15,7 +17,28 @@ struct derived {
     char ops[JOB_TEXT_MAX]; /* "k3e1, skip, ...": one op per layer, as net.ops */
     struct train_split split; /* split point, kept channels and their 0/1 mask */
     const char *lut_device, *lut_edge; /* the tables the search used ("" when absent) */
+    const char *method;    /* "search" (absent), "neurosurgeon", "nas-then-split", "prune-split" */
 };
+
+/* What arch.json records of a derived network (the writer's view). */
+struct derived_record {
+    const char *method;          /* see struct derived */
+    const char *rule;            /* how split and channels were chosen: "accuracy", "argmax",
+                                  * "all-channels", "pruned" */
+    const struct net *space;     /* the search space (candidate names of r->ops) */
+    const struct derive_result *r; /* ops, chosen; argmax and the per-split table if rule is
+                                  * "accuracy" or "argmax" */
+    const struct derive_choice *choice; /* the one recorded as split_point / channels */
+    double all_device_ms, all_edge_ms; /* the derived ops all on one side */
+    const char *layers;          /* net.layers text */
+    int input_side;
+    const char *wire, *network;
+    const char *search_run, *lut_device, *lut_edge, *job_text;
+    double max_accuracy_drop;
+};
+
+/* Writes arch.json at path (temporary file, renamed). Returns 0 or -1 with an error. */
+int derived_write(const char *path, const struct derived_record *rec);
 
 /* Reads arch.json at path into d. Returns 0, or -1 with an error naming the file and the
  * field; d->root is the caller's to json_decref either way. */

@@ -47,6 +47,8 @@ struct job_key {
 static const char *const LOSS_WORDS[] = { "additive", "multiplicative", NULL };
 static const char *const WIRE_WORDS[] = { "fp32", "fp16", "int8", NULL };
 static const char *const PRESET_WORDS[] = { "3g", "lte", "wifi", "5g", "custom", NULL };
+static const char *const SUPERNET_WORDS[] = { "shared", "separate", NULL };
+static const char *const SPLIT_WORDS[] = { "search", "device", NULL };
 
 #define FIELD_SIZE(field) sizeof(((struct job *)0)->field)
 #define K_INT(sec, name, field, def, lo, hi) \
@@ -78,6 +80,7 @@ static const struct job_key KEYS[] = {
     K_STR("net", "ops", net_ops, "k3e1, k3e3, k3e3, k5e3, k3e3, k5e3, k3e3, k3e3"),
     K_STR("net", "candidates", net_candidates,
           "k3e1, k3e3, k3e6, k5e1, k5e3, k5e6, k7e1, k7e3, k7e6, skip"),
+    K_ENUM("net", "supernet", net_supernet, "shared", SUPERNET_WORDS),
 
     K_INT("train", "epochs", train_epochs, "12", 0, BIG),
     K_INT("train", "batch", train_batch, "64", 1, 1 << 20),
@@ -92,6 +95,7 @@ static const struct job_key KEYS[] = {
     K_INT("train", "steps", train_steps, "0", 0, BIG),
     K_BOOL("train", "deterministic", train_deterministic, "0"),
     K_DBL("train", "log_seconds", train_log_seconds, "5", 0, BIG),
+    K_STR("train", "init", train_init, ""),
 
     K_INT("search", "epochs", search_epochs, "10", 0, BIG),
     K_INT("search", "warmup_epochs", search_warmup_epochs, "2", 0, BIG),
@@ -106,6 +110,13 @@ static const struct job_key KEYS[] = {
     K_ENUM("search", "wire", search_wire, "int8", WIRE_WORDS),
     K_INT("search", "seed", search_seed, "1", 0, INT_MAX),
     K_BOOL("search", "deterministic", search_deterministic, "0"),
+    K_ENUM("search", "split", search_split, "search", SPLIT_WORDS),
+
+    K_DBL("derive", "max_accuracy_drop", derive_max_accuracy_drop, "0.005", 0, 1),
+    K_INT("derive", "bn_batches", derive_bn_batches, "20", 1, 100000),
+    K_INT("derive", "val_images", derive_val_images, "0", 0, BIG),
+
+    K_INT("baseline", "finetune_epochs", baseline_finetune_epochs, "1", 0, BIG),
 
     K_STR("latency", "device", latency_device, ""),
     K_STR("latency", "edge", latency_edge, ""),

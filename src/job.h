@@ -52,6 +52,7 @@ struct job {
     char net_layers[JOB_TEXT_MAX];         /* "16/1, 24/2, ..." channels/stride per layer */
     char net_ops[JOB_TEXT_MAX];            /* fixed network: one op per layer, "k3e1, k3e3, ..." */
     char net_candidates[JOB_TEXT_MAX];     /* search space: candidate ops of every layer */
+    char net_supernet[16];                 /* "shared": one superkernel per layer; "separate" */
 
     /* [train] */
     int train_epochs;
@@ -67,6 +68,7 @@ struct job {
     int train_steps;        /* stop after this many steps (0: run all epochs) */
     int train_deterministic;
     double train_log_seconds; /* progress line interval */
+    char train_init[JOB_PATH_MAX]; /* model.h5 to start from ("": initialise from the seed) */
 
     /* [search] */
     int search_epochs;
@@ -82,6 +84,15 @@ struct job {
     char search_wire[8];       /* "fp32", "fp16" or "int8" */
     int search_seed;
     int search_deterministic;
+    char search_split[16];     /* "search": learn the split; "device": everything on the device */
+
+    /* [derive] */
+    double derive_max_accuracy_drop; /* channels kept: accuracy within this of unmasked */
+    int derive_bn_batches;           /* training batches to re-estimate batch norm per path */
+    int derive_val_images;           /* validation images per measurement (0: all) */
+
+    /* [baseline] */
+    int baseline_finetune_epochs;    /* prune-split: fine-tuning with the pruned split */
 
     /* [latency] */
     char latency_device[JOB_PATH_MAX]; /* device profile (HDF5), "" : measure here */

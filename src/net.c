@@ -7,7 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-#define BN_MOMENTUM 0.1f
 
 /* Layout pass: hands out parameter and stats offsets in order. */
 struct layout {
@@ -92,6 +91,7 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
     net->head_channels = job->net_head;
     net->mask_layer = -1;
     net->bn_groups = 1;
+    net->bn_momentum = NET_BN_MOMENTUM;
 
     /* shapes and candidates */
     int h = net->stem_side, cin = job->net_stem;
@@ -306,8 +306,9 @@ static void bn_update_running(struct net *net, const struct net_bn *bn, int n)
             mean += bn->mean[(size_t)g * C + c];
             var += (1.0 / (r * r) - 1e-5) * (n > 1 ? (double)n / (n - 1) : 1.0);
         }
-        rm[c] = (1.0f - BN_MOMENTUM) * rm[c] + BN_MOMENTUM * (float)(mean / G);
-        rv[c] = (1.0f - BN_MOMENTUM) * rv[c] + BN_MOMENTUM * (float)(var / G);
+        float m = net->bn_momentum;
+        rm[c] = (1.0f - m) * rm[c] + m * (float)(mean / G);
+        rv[c] = (1.0f - m) * rv[c] + m * (float)(var / G);
     }
 }
 
@@ -317,7 +318,7 @@ static void bn_run(struct net *net, float *out, const float *in, const struct ne
                    int training, int relu6)
 {
     int G = training ? net->bn_groups : 1, C = bn->channels, n = N / G;
-    float momentum = G > 1 ? 0.0f : BN_MOMENTUM;
+    float momentum = G > 1 ? 0.0f : net->bn_momentum;
     for (int g = 0; g < G; g++) {
         size_t at = (size_t)g * n * C;
         float *mean = bn->mean + (size_t)g * C, *rstd = bn->rstd + (size_t)g * C;
@@ -606,4 +607,29 @@ int net_find_candidate(const struct net *net, int layer, const struct op_spec *s
             return i;
     }
     return -1;
+}
+
+static void bn_reset(struct net *net, const struct net_bn *bn)
+{
+    float *mean = net->stats + bn->running, *var = mean + bn->channels;
+    for (int c = 0; c < bn->channels; c++) {
+        mean[c] = 0.0f;
+        var[c] = 1.0f;
+    }
+}
+
+void net_reset_running_stats(struct net *net)
+{
+    bn_reset(net, &net->bn_stem);
+    bn_reset(net, &net->bn_head);
+    for (int l = 0; l < net->layer_count; l++)
+        for (int i = 0; i < net->layers[l].candidate_count; i++) {
+            const struct net_block *blk = &net->layers[l].cand[i];
+            if (blk->spec.kind == OP_SKIP)
+                continue;
+            if (blk->spec.expand != 1)
+                bn_reset(net, &blk->bn1);
+            bn_reset(net, &blk->bn2);
+            bn_reset(net, &blk->bn3);
+        }
 }

@@ -57,6 +57,9 @@ struct net_layer {
 };
 
 #define NET_MAX_BN_GROUPS 64
+#define NET_MAX_LAYERS JOB_MAX_LAYERS
+#define NET_MAX_CHANNELS 1024 /* channels of any feature map */
+#define NET_BN_MOMENTUM 0.1f /* running = (1 - m) running + m batch, as PyTorch's default */
 
 struct net {
     int batch;        /* largest batch forward accepts */
@@ -98,6 +101,9 @@ struct net {
      * batch (default 1: the whole batch). With one group per data shard, one trainer computes
      * exactly what one trainer per shard computes (the batch must divide into the groups). */
     int bn_groups;
+    /* Momentum of the running averages (NET_BN_MOMENTUM; 1/(k+1) at the k-th batch of a
+     * re-estimation makes them the plain mean of the batches). */
+    float bn_momentum;
 
     /* When set, net_backward calls grad_ready(ctx, grads, offset, count) for every parameter
      * range as soon as its gradient is final, in buffer order (head, the chosen op of layer
@@ -146,6 +152,10 @@ void net_run_head(struct net *net, const float *in, int B, int training);
 void net_backward(struct net *net, const float *dlogits, int B);
 
 void net_zero_grads(struct net *net);
+
+/* Sets every batch norm's running mean to 0 and variance to 1 (before re-estimating them for
+ * one path of a supernet). */
+void net_reset_running_stats(struct net *net);
 
 /* Parameters and multiply-accumulates per image of the network with the current choices. */
 size_t net_param_count_chosen(const struct net *net);

@@ -330,6 +330,8 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
     OFFNAS_TRY(search_costs(&c->tables[0], &c->tables[1], &c->cost, job, c->net,
                             d->rank == 0 ? out_dir : NULL));
     arch_init(&c->arch, c->net, 2.0f);
+    if (!strcmp(job->search_split, "device"))
+        arch_fix_split(&c->arch, c->arch.split_count - 1);
     c->mom = offnas_calloc(c->net->param_count, sizeof(float));
     c->state.momentum = c->mom;
     c->state.t_ref_ms = job->search_t_ref_ms;
@@ -448,9 +450,13 @@ static void arch_step(struct search_ctx *c, float tau, double sums[4])
         for (size_t i = 0; i < arch->count; i++)
             arch->grads[i] *= (float)task_scale;
     arch_expected_latency(arch, &c->cost, arch->grads, dlat);
+    if (!strcmp(job->search_split, "device"))
+        memset(arch->grads + arch->beta, 0, (size_t)arch->split_count * sizeof(float));
     optim_adam_step(arch->params, arch->grads, arch->adam_m, arch->adam_v, arch->count,
                     (float)job->search_arch_lr, 0.9f, 0.999f, 1e-8f,
                     (float)job->search_arch_weight_decay, ++c->state.arch_steps);
+    if (!strcmp(job->search_split, "device")) /* weight decay must not move it either */
+        arch_fix_split(arch, arch->split_count - 1);
     sums[0] += (double)vloss * c->B;
     sums[1] += correct;
     sums[2] += c->B;

@@ -394,6 +394,11 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
         train_data_free(&td);
         return -1;
     }
+    if (job->train_init[0] && train_load_model(net, job->train_init)) {
+        net_free(net);
+        train_data_free(&td);
+        return -1;
+    }
     net->bn_groups = sh->owned;
     net->grad_ready = dist_grad_ready;
     net->grad_ready_ctx = d;

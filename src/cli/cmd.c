@@ -1,11 +1,9 @@
 /* cmd: what the commands share (declared in cmd.h): option parsing, job loading, joining the
- * ranks, printing a latency breakdown. In the offnas_cli library, so tests can call the
+ * ranks. In the offnas_cli library, so tests can call the
  * commands. */
 #include "cmd.h"
 #include "common.h"
 #include "dist.h"
-
-#include <jansson.h>
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -107,14 +105,4 @@ int cmd_join_ranks(const struct job *job, const char *profiler_device, int uses_
         return 1;
     }
     return role ? status : CMD_CONTINUE;
-}
-
-json_t *cmd_latency_json(const struct arch_latency *l)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "device", json_real(l->device));
-    json_object_set_new(o, "transfer", json_real(l->transfer));
-    json_object_set_new(o, "edge", json_real(l->edge));
-    json_object_set_new(o, "total", json_real(l->total));
-    return o;
 }

@@ -4,10 +4,7 @@
 #ifndef OFFNAS_CMD_H
 #define OFFNAS_CMD_H
 
-#include "arch.h"
 #include "job.h"
-
-#include <jansson.h>
 
 int cmd_data(int argc, char **argv);  /* offnas data import fashion-mnist ... */
 int cmd_train(int argc, char **argv); /* offnas train --job J --out DIR */
@@ -17,6 +14,7 @@ int cmd_derive(int argc, char **argv); /* offnas derive --run DIR */
 int cmd_eval(int argc, char **argv);   /* offnas eval --run DIR [--network NAME] */
 int cmd_profile(int argc, char **argv); /* offnas profile [fit] ... */
 int cmd_profiler(int argc, char **argv); /* offnas profiler --device NAME (an MPI rank) */
+int cmd_baseline(int argc, char **argv); /* offnas baseline METHOD --job J --out DIR */
 
 /* Options every job-driven command accepts: --job FILE and any number of --set KEY=VALUE. */
 struct cmd_job_options {
@@ -59,9 +57,6 @@ int cmd_parse(int argc, char **argv, const char *command, const char *usage,
  * ranks). Returns CMD_CONTINUE on a trainer, else the exit status to return: a profiler
  * rank's when it has served, or 1 after printing the error. */
 int cmd_join_ranks(const struct job *job, const char *profiler_device, int uses_tables);
-
-/* A latency breakdown as a JSON object {device, transfer, edge, total} (new reference). */
-json_t *cmd_latency_json(const struct arch_latency *l);
 
 /* Prints "offnas: <msg>" for a usage error and returns 2. */
 int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

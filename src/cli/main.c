@@ -25,6 +25,8 @@ static const char USAGE[] =
     "  derive --run DIR                                       fix the choices: DIR/arch.json\n"
     "  train --arch DIR/arch.json --out DIR2                  retrain the derived network\n"
     "  eval --run DIR2 [--network NAME]                       accuracy and latency breakdown\n"
+    "  baseline neurosurgeon|nas-then-split|prune-split --job FILE --out DIR\n"
+    "                                                         a baseline of the claim\n"
     "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
     "  bench infer --job FILE [--threads N]                   time a batch-1 forward\n"
     "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
@@ -113,5 +115,7 @@ static int run_command(int argc, char **argv)
         return cmd_profile(argc - 1, argv + 1);
     if (!strcmp(name, "profiler"))
         return cmd_profiler(argc - 1, argv + 1);
+    if (!strcmp(name, "baseline"))
+        return cmd_baseline(argc - 1, argv + 1);
     return cmd_usage_error("unknown command '%s'", name);
 }
