@@ -767,3 +767,17 @@ int job_load_text(struct job *job, const char *text, const char *dir, const char
         remove(tmp);
     return rc ? -1 : job_finalize(job);
 }
+
+int job_get(const struct job *job, const char *name, char *buf, size_t size)
+{
+    const char *dot = strchr(name, '.');
+    char section[32];
+    if (!dot || (size_t)(dot - name) >= sizeof section)
+        return offnas_error("%s: not a SECTION.KEY name", name);
+    snprintf(section, sizeof section, "%.*s", (int)(dot - name), name);
+    const struct job_key *key = find_key(section, dot + 1);
+    if (!key)
+        return offnas_error("%s: unknown key", name);
+    format_value(buf, size, job, key);
+    return 0;
+}

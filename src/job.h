@@ -144,6 +144,10 @@ int job_load_text(struct job *job, const char *text, const char *dir, const char
 /* Writes every key with its current value as an INI file (a job that reproduces this one). */
 void job_write(const struct job *job, FILE *out);
 
+/* The value of key "section.key" as the job file would spell it, into buf. Returns 0, or -1
+ * with an error for an unknown key. */
+int job_get(const struct job *job, const char *name, char *buf, size_t size);
+
 /* Returns the job as INI text in a malloc'd string the caller frees. */
 char *job_to_string(const struct job *job);
 

@@ -15,6 +15,7 @@ int cmd_eval(int argc, char **argv);   /* offnas eval --run DIR [--network NAME]
 int cmd_profile(int argc, char **argv); /* offnas profile [fit] ... */
 int cmd_profiler(int argc, char **argv); /* offnas profiler --device NAME (an MPI rank) */
 int cmd_baseline(int argc, char **argv); /* offnas baseline METHOD --job J --out DIR */
+int cmd_job(int argc, char **argv);      /* offnas job --job J [--key SECTION.KEY] */
 
 /* Options every job-driven command accepts: --job FILE and any number of --set KEY=VALUE. */
 struct cmd_job_options {

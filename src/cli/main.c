@@ -27,6 +27,7 @@ static const char USAGE[] =
     "  eval --run DIR2 [--network NAME]                       accuracy and latency breakdown\n"
     "  baseline neurosurgeon|nas-then-split|prune-split --job FILE --out DIR\n"
     "                                                         a baseline of the claim\n"
+    "  job --job FILE [--set K=V ...] [--key SECTION.KEY]     print the effective job\n"
     "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
     "  bench infer --job FILE [--threads N]                   time a batch-1 forward\n"
     "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
@@ -117,5 +118,7 @@ static int run_command(int argc, char **argv)
         return cmd_profiler(argc - 1, argv + 1);
     if (!strcmp(name, "baseline"))
         return cmd_baseline(argc - 1, argv + 1);
+    if (!strcmp(name, "job"))
+        return cmd_job(argc - 1, argv + 1);
     return cmd_usage_error("unknown command '%s'", name);
 }
