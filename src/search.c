@@ -42,7 +42,7 @@ static int load_or_measure(struct latency_table *table, const char *path, int in
                             "(cluster.profilers = mobile:1, edge:1 or an MPMD profiler)",
                             device, index ? "edge server" : "mobile device");
     offnas_log("search: no profile for the %s in the job: measuring this machine", device);
-    struct net *probe = net_create(job, 1, net->side, net->in_channels, net->classes, 0,
+    struct net *probe = net_create(&job->net, 1, net->side, net->in_channels, net->classes, 0,
                                    (uint64_t)job->search_seed);
     if (!probe)
         return -1;
@@ -121,7 +121,7 @@ int search_save_checkpoint(const char *path, const struct job *job, const struct
     hsize_t nsums = OFFNAS_ARRAY_LEN(state->epoch_sums);
     rc = rc || h5_write(f, "epoch_sums", H5_F64, 1, &nsums, state->epoch_sums, 0);
     for (int i = 0; i < 2 && state->tables && !rc; i++) {
-        hsize_t dims[2] = {LATENCY_MAX_SLOTS, JOB_MAX_CANDIDATES};
+        hsize_t dims[2] = {LATENCY_MAX_SLOTS, NET_MAX_CANDIDATES};
         char name[32];
         snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
         rc = h5_write(f, name, H5_F64, 2, dims, &state->tables[i].median[0][0], 0);
@@ -198,7 +198,7 @@ int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
             char name[32];
             snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
             double *m = h5_read(f, name, H5_F64, 2, dims);
-            rc = !m || dims[0] != LATENCY_MAX_SLOTS || dims[1] != JOB_MAX_CANDIDATES;
+            rc = !m || dims[0] != LATENCY_MAX_SLOTS || dims[1] != NET_MAX_CANDIDATES;
             if (!rc)
                 memcpy(state->tables[i].median, m, sizeof state->tables[i].median);
             free(m);
@@ -319,8 +319,8 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
     OFFNAS_TRY(train_data_load(&c->td, job, d));
     struct train_shards *sh = &c->td.train_shards;
     c->B = sh->owned * sh->per_shard;
-    c->net = net_create(job, c->B, job->data_resize, c->td.train.channels, c->td.train.classes, 0,
-                        (uint64_t)job->search_seed);
+    c->net = net_create(&job->net, c->B, job->data_resize, c->td.train.channels,
+                        c->td.train.classes, 0, (uint64_t)job->search_seed);
     c->tables = offnas_calloc(2, sizeof *c->tables);
     if (!c->net)
         return -1;
@@ -527,8 +527,8 @@ static void log_epoch(FILE *log, struct search_ctx *c, float tau, int epoch)
 {
     const double *e = c->state.epoch_sums;
     struct arch_latency t = arch_expected_latency(&c->arch, &c->cost, NULL, 0);
-    int ops[JOB_MAX_LAYERS], split, kept;
-    float mask[1024];
+    int ops[NET_MAX_LAYERS], split, kept;
+    float mask[NET_MAX_CHANNELS];
     arch_derive(&c->arch, ops, &split, mask, &kept);
     double p[ARCH_MAX_SPLITS];
     arch_split_probs(&c->arch, p);
@@ -659,8 +659,8 @@ int search_run(const struct job *job, const char *out_dir, int resume)
     /* every trainer states what it derived: equal on all of them, or the checksums above
      * would have stopped the run */
     {
-        int ops[JOB_MAX_LAYERS], split, kept;
-        float mask[1024];
+        int ops[NET_MAX_LAYERS], split, kept;
+        float mask[NET_MAX_CHANNELS];
         arch_derive(&c.arch, ops, &split, mask, &kept);
         char text[JOB_TEXT_MAX] = "", name[16];
         for (int l = 0; l < c.net->layer_count; l++) {

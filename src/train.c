@@ -268,7 +268,7 @@ int train_save_model(const struct net *net, const struct job *job, const char *p
     if (f < 0)
         return -1;
     char *text = job_to_string(job);
-    char ops[JOB_MAX_LAYERS * 8] = "", name[16];
+    char ops[NET_MAX_LAYERS * 8] = "", name[16];
     for (int l = 0; l < net->layer_count; l++) {
         strcat(ops, l ? "," : "");
         strcat(ops, op_spec_name(&net->layers[l].cand[net->choice[l]].spec, name));
@@ -388,7 +388,7 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
     OFFNAS_TRY(train_data_load(&td, job, d));
     struct train_shards *sh = &td.train_shards;
     int side = job->data_resize, B = sh->owned * sh->per_shard;
-    struct net *net = net_create(job, B, side, td.train.channels, td.train.classes, 1,
+    struct net *net = net_create(&job->net, B, side, td.train.channels, td.train.classes, 1,
                                  (uint64_t)job->train_seed);
     if (!net) {
         train_data_free(&td);

@@ -90,7 +90,7 @@ struct train_result {
 struct train_split {
     int split;
     int kept;
-    float mask[1024];
+    float mask[NET_MAX_CHANNELS];
 };
 
 /* Trains the fixed network of the job (net.ops), with the split's channel mask when split is

@@ -244,7 +244,7 @@ TEST(train_load_model_restores_accuracy)
     struct train_data td;
     CU_ASSERT_EQUAL_FATAL(train_data_load(&td, &job, NULL), 0);
     EXPECT_EQ_INT(td.test.count, 600);
-    struct net *net = net_create(&job, job.train_batch, job.data_resize, td.test.channels,
+    struct net *net = net_create(&job.net, job.train_batch, job.data_resize, td.test.channels,
                                  td.test.classes, 1, 987654321);
     CU_ASSERT_FATAL(net != NULL);
     double fresh;
@@ -280,7 +280,7 @@ TEST(train_load_model_restores_accuracy)
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k7e6, k7e6, k7e6, k7e6, k7e6, k7e6, k7e6, k7e6"),
                           0);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    net = net_create(&job, 8, job.data_resize, 1, 10, 1, 1);
+    net = net_create(&job.net, 8, job.data_resize, 1, 10, 1, 1);
     CU_ASSERT_FATAL(net != NULL);
     snprintf(path, sizeof path, "%s/model.h5", dir);
     CU_ASSERT_EQUAL(train_load_model(net, path), -1);

@@ -43,7 +43,7 @@ static int bench_train(int argc, char **argv)
         return 1;
     op_set_threads(threads);
     int side = job.data_resize, classes = 10;
-    struct net *net = net_create(&job, batch, side, 1, classes, 1, (uint64_t)job.train_seed);
+    struct net *net = net_create(&job.net, batch, side, 1, classes, 1, (uint64_t)job.train_seed);
     if (!net) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
@@ -108,7 +108,7 @@ static int bench_infer(int argc, char **argv)
         return 1;
     op_set_threads(threads);
     int side = job.data_resize;
-    struct net *net = net_create(&job, 1, side, 1, 10, 1, (uint64_t)job.train_seed);
+    struct net *net = net_create(&job.net, 1, side, 1, 10, 1, (uint64_t)job.train_seed);
     if (!net) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;

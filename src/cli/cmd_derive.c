@@ -37,7 +37,7 @@ int cmd_derive(int argc, char **argv)
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
     }
-    struct net *net = net_create(&job, 1, job.data_resize, 1, 10, 0, 1);
+    struct net *net = net_create(&job.net, 1, job.data_resize, 1, 10, 0, 1);
     struct arch arch = {0};
     struct latency_table *tables = offnas_calloc(2, sizeof *tables);
     struct search_state state = {0};
@@ -55,8 +55,8 @@ int cmd_derive(int argc, char **argv)
     struct arch_cost cost;
     if (search_cost_init(&cost, &job, &tables[0], &tables[1]))
         goto done;
-    int ops[JOB_MAX_LAYERS], split, kept;
-    float mask[1024];
+    int ops[NET_MAX_LAYERS], split, kept;
+    float mask[NET_MAX_CHANNELS];
     arch_derive(&arch, ops, &split, mask, &kept);
     struct arch_latency lat = arch_network_latency(&arch, &cost, ops, split, kept);
     struct arch_latency dev = arch_network_latency(&arch, &cost, ops, net->layer_count + 1, 0);

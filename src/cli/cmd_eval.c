@@ -53,8 +53,8 @@ int cmd_eval(int argc, char **argv)
     op_set_threads(job.train_threads);
     if (train_data_load(&td, &job, NULL))
         goto done;
-    fixed = net_create(&job, 256, job.data_resize, td.test.channels, td.test.classes, 1, 1);
-    super = net_create(&job, 1, job.data_resize, td.test.channels, td.test.classes, 0, 1);
+    fixed = net_create(&job.net, 256, job.data_resize, td.test.channels, td.test.classes, 1, 1);
+    super = net_create(&job.net, 1, job.data_resize, td.test.channels, td.test.classes, 0, 1);
     if (!fixed || !super)
         goto done;
     snprintf(path, sizeof path, "%s/model.h5", run);
@@ -68,9 +68,9 @@ int cmd_eval(int argc, char **argv)
     struct arch_cost cost;
     if (search_cost_init(&cost, &job, &tables[0], &tables[1]))
         goto done;
-    int ops[JOB_MAX_LAYERS], L = super->layer_count;
+    int ops[NET_MAX_LAYERS], L = super->layer_count;
     for (int l = 0; l < L; l++) {
-        ops[l] = net_find_candidate(super, l, &job.fixed_ops[l]);
+        ops[l] = net_find_candidate(super, l, &job.net.fixed_ops[l]);
         if (ops[l] < 0) {
             offnas_error("%s: op %d is not a candidate of the search space", run, l + 1);
             goto done;
