@@ -551,6 +551,24 @@ TEST(train_data_load_refuses_batch_not_divisible_by_shards)
         train_data_free(&td);
 }
 
+/* A global batch larger than the training split is refused naming train.batch and the size of
+ * the split, and leaves no model behind. */
+TEST(train_fixed_refuses_batch_larger_than_training_split)
+{
+    static const char *const sets[] = {
+        "data.train_limit=600", "data.val_size=100", "data.test_limit=100", "train.batch=512",
+    };
+    struct job job;
+    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
+    const char *dir = run_dir("batch_too_large");
+    struct train_result r;
+    EXPECT_EQ_INT(train_fixed(&job, NULL, dir, &r), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "train.batch: 512 is larger than the 500 training images");
+    char *model = read_text(dir, "model.h5");
+    CU_ASSERT_PTR_NULL(model);
+    free(model);
+}
+
 static const struct test_case TESTS[] = {
     CASE(train_short_run_learns),
     CASE(train_is_deterministic),
@@ -558,6 +576,7 @@ static const struct test_case TESTS[] = {
     CASE(train_shards_two_trainers_equal_one),
     CASE(train_shards_steps_agree_with_unequal_shards),
     CASE(train_data_load_refuses_batch_not_divisible_by_shards),
+    CASE(train_fixed_refuses_batch_larger_than_training_split),
 };
 
 TEST_MAIN("train", TESTS)
