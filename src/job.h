@@ -34,9 +34,8 @@ struct job {
     int data_test_limit;          /* use only the first N test images (0: all) */
     int data_shards;              /* data-parallel shards (0: one per trainer rank) */
 
-    /* [net] */
-    /* net.stem, net.stem_stride and net.head are net.stem_channels, net.stem_stride and
-     * net.head_channels below; job_finalize derives the rest of net from these three texts */
+    /* [net]: the keys stem, stem_stride and head set net.stem_channels, net.stem_stride and
+     * net.head_channels (below) directly */
     char net_layers[JOB_TEXT_MAX];         /* "16/1, 24/2, ..." channels/stride per layer */
     char net_ops[JOB_TEXT_MAX];            /* fixed network: one op per layer, "k3e1, k3e3, ..." */
     char net_candidates[JOB_TEXT_MAX];     /* search space: candidate ops of every layer */
@@ -89,8 +88,9 @@ struct job {
     int cluster_bucket_kb;                /* allreduce bucket size */
     char cluster_profile_dir[JOB_PATH_MAX]; /* where profiler ranks save their tables */
 
-    /* The network the job describes: [net] stem, stem_stride, head directly, the layer and op
-     * lists derived by job_finalize() from the text keys above. */
+    /* The network the job describes, what net_create takes: the stem and head from their
+     * keys, the layers, fixed ops and candidates derived by job_finalize() from the three
+     * texts above. */
     struct net_desc net;
 
     char source[JOB_PATH_MAX]; /* file the job came from ("" : defaults only) */
