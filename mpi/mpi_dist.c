@@ -204,7 +204,7 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
     struct latency_table *t = offnas_calloc(1, sizeof *t);
     /* the search space of the job on the data the shipped jobs use (one channel, ten
      * classes); the trainers check the fingerprint against their own network */
-    struct net *net = net_create(job, 1, job->data_resize, 1, 10, 0, (uint64_t)job->search_seed);
+    struct net *net = net_create(&job->net, 1, job->data_resize, 1, 10, 0, (uint64_t)job->search_seed);
     int rc = 0;
     if (!net) {
         /* the trainers fail on the same job; answer their broadcast so nobody waits */

@@ -24,8 +24,8 @@ void arch_init(struct arch *arch, const struct net *net, float gamma_init)
     arch->channels[0] = net->in_channels;
     arch->side[0] = net->side;
     for (int s = 1; s <= L; s++) {
-        arch->channels[s] = net->layers[s - 1].cout;
-        arch->side[s] = net->layers[s - 1].hout;
+        arch->channels[s] = net_out_channels(net, s);
+        arch->side[s] = net_out_side(net, s);
         arch->gamma[s] = at;
         at += (size_t)arch->channels[s];
     }
@@ -98,7 +98,7 @@ struct arch_latency arch_expected_latency(const struct arch *arch, const struct 
 {
     int L = arch->layer_count, S = arch->split_count;
     double D[ARCH_MAX_SPLITS], E[ARCH_MAX_SPLITS]; /* expected cost of slot j on each side */
-    double pi[JOB_MAX_LAYERS][JOB_MAX_CANDIDATES];
+    double pi[NET_MAX_LAYERS][NET_MAX_CANDIDATES];
     D[0] = slot_fixed(cost->device, 0, cost->device_scale);
     E[0] = slot_fixed(cost->edge, 0, cost->edge_scale);
     D[L + 1] = slot_fixed(cost->device, L + 1, cost->device_scale);
@@ -167,7 +167,7 @@ struct arch_latency arch_expected_latency(const struct arch *arch, const struct 
         tail[s] = p[s] + tail[s + 1];
     for (int l = 0; l < L; l++) {
         on_device = tail[l + 1];
-        double g[JOB_MAX_CANDIDATES], mean = 0.0;
+        double g[NET_MAX_CANDIDATES], mean = 0.0;
         for (int o = 0; o < arch->op_count[l]; o++) {
             g[o] = on_device * latency_ms(cost->device, l + 1, o, cost->device_scale) +
                    (1.0 - on_device) * latency_ms(cost->edge, l + 1, o, cost->edge_scale);
@@ -214,8 +214,8 @@ struct arch_latency arch_network_latency(const struct arch *arch, const struct a
 /* Hard Gumbel-softmax: soft = softmax((logits + g) / tau), returns argmax. */
 static int gumbel_pick(float *soft, const float *logits, int n, float tau, struct rng *rng)
 {
-    float z[ARCH_MAX_SPLITS > JOB_MAX_CANDIDATES ? ARCH_MAX_SPLITS : JOB_MAX_CANDIDATES] = {0};
-    double out[ARCH_MAX_SPLITS > JOB_MAX_CANDIDATES ? ARCH_MAX_SPLITS : JOB_MAX_CANDIDATES];
+    float z[ARCH_MAX_SPLITS > NET_MAX_CANDIDATES ? ARCH_MAX_SPLITS : NET_MAX_CANDIDATES] = {0};
+    double out[ARCH_MAX_SPLITS > NET_MAX_CANDIDATES ? ARCH_MAX_SPLITS : NET_MAX_CANDIDATES];
     int best = 0;
     for (int i = 0; i < n; i++) {
         z[i] = (float)(logits[i] + rng_gumbel(rng));

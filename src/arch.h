@@ -26,17 +26,17 @@
 
 #include <stddef.h>
 
-#define ARCH_MAX_SPLITS (JOB_MAX_LAYERS + 2)
+#define ARCH_MAX_SPLITS (NET_MAX_LAYERS + 2)
 
 struct arch {
     int layer_count;                      /* L */
-    int op_count[JOB_MAX_LAYERS];         /* candidates of each searchable layer */
+    int op_count[NET_MAX_LAYERS];         /* candidates of each searchable layer */
     int split_count;                      /* L + 2 */
     int channels[ARCH_MAX_SPLITS];        /* channels sent at split s (0 for s = L+1) */
     int side[ARCH_MAX_SPLITS];            /* spatial side of the map sent at split s */
     double input_bytes;                   /* bytes(0): the raw input as uint8 */
     size_t count;                         /* floats in params */
-    size_t alpha[JOB_MAX_LAYERS];         /* offsets into params */
+    size_t alpha[NET_MAX_LAYERS];         /* offsets into params */
     size_t beta;
     size_t gamma[ARCH_MAX_SPLITS];        /* valid for s in 1..L */
     float *params, *grads, *adam_m, *adam_v;
@@ -82,11 +82,11 @@ double arch_bytes_sent(const struct arch *arch, const struct arch_cost *cost, in
 
 /* One sample of the search, drawn with hard Gumbel-softmax at temperature tau. */
 struct arch_sample {
-    int ops[JOB_MAX_LAYERS];
-    float op_soft[JOB_MAX_LAYERS][JOB_MAX_CANDIDATES]; /* softmax((alpha + g) / tau) */
+    int ops[NET_MAX_LAYERS];
+    float op_soft[NET_MAX_LAYERS][NET_MAX_CANDIDATES]; /* softmax((alpha + g) / tau) */
     int split;
     float split_soft[ARCH_MAX_SPLITS];
-    float mask[1024];   /* hard 0/1 channel mask at split (1..L), from logistic noise */
+    float mask[NET_MAX_CHANNELS];   /* hard 0/1 channel mask at split (1..L), from logistic noise */
     int kept;           /* ones in mask */
     float tau;
 };

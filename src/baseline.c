@@ -36,7 +36,7 @@ struct space {
 
 static int space_open(struct space *sp, const struct job *job, const char *out_dir)
 {
-    sp->super = net_create(job, 1, job->data_resize, 1, 10, 0, 1);
+    sp->super = net_create(&job->net, 1, job->data_resize, 1, 10, 0, 1);
     if (!sp->super)
         return -1;
     arch_init(&sp->arch, sp->super, 0.0f);
@@ -57,7 +57,7 @@ static void space_close(struct space *sp)
 static int fixed_ops(int *ops, const struct space *sp, const struct job *job)
 {
     for (int l = 0; l < sp->super->layer_count; l++) {
-        ops[l] = net_find_candidate(sp->super, l, &job->fixed_ops[l]);
+        ops[l] = net_find_candidate(sp->super, l, &job->net.fixed_ops[l]);
         if (ops[l] < 0)
             return offnas_error("net.ops: op %d is not among net.candidates of layer %d", l + 1,
                                 l + 1);
@@ -213,7 +213,7 @@ static int prune(struct derive_result *r, const struct space *sp, const struct j
 {
     struct train_data td;
     OFFNAS_TRY(train_data_load(&td, job, NULL));
-    struct net *net = net_create(job, 128, job->data_resize, td.train.channels, td.train.classes,
+    struct net *net = net_create(&job->net, 128, job->data_resize, td.train.channels, td.train.classes,
                                  1, 1);
     char path[JOB_PATH_MAX * 2 + 16];
     snprintf(path, sizeof path, "%s/model.h5", fixed_dir);

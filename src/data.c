@@ -54,6 +54,109 @@ static uint32_t big_endian32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+/* What an idx header announces: count items of rows x cols bytes (1 x 1 for labels). */
+struct idx_header {
+    uint32_t count, rows, cols;
+    size_t item, bytes; /* rows * cols, count * item */
+};
+
+/* Reads and checks the header of an idx file of magic expect_magic (what: "images" or
+ * "labels"). Returns 0, or -1 with an error naming path. */
+static int idx_read_header(gzFile gz, const char *path, uint32_t expect_magic, const char *what,
+                           struct idx_header *h)
+{
+    unsigned char header[16];
+    size_t header_len = expect_magic == IDX_IMAGES_MAGIC ? 16 : 8;
+    long long got = idx_read(gz, path, header, header_len);
+    if (got < 0)
+        return -1;
+    if (got < 4)
+        return offnas_error("%s: truncated: %lld bytes, too short for an idx header", path, got);
+    uint32_t magic = big_endian32(header);
+    if (magic != expect_magic)
+        return offnas_error("%s: wrong magic 0x%08x, expected 0x%08x (idx %s)", path, magic,
+                            expect_magic, what);
+    if ((size_t)got < header_len)
+        return offnas_error("%s: truncated idx header (%lld of %zu bytes)", path, got,
+                            header_len);
+    uint32_t n = big_endian32(header + 4);
+    uint32_t r = 1, c = 1;
+    if (expect_magic == IDX_IMAGES_MAGIC) {
+        r = big_endian32(header + 8);
+        c = big_endian32(header + 12);
+        if (r == 0 || c == 0 || r > IDX_MAX_SIDE || c > IDX_MAX_SIDE)
+            return offnas_error("%s: bad image size %ux%u in the header", path, r, c);
+    }
+#if LONG_MAX < UINT32_MAX
+    if (n > (uint32_t)LONG_MAX)
+        return offnas_error("%s: bad count %u in the header", path, n);
+#endif
+    size_t item = (size_t)r * c;
+    if (item != 0 && (size_t)n > SIZE_MAX / item)
+        return offnas_error("%s: header announces too much data (%u %s of %ux%u)", path, n, what,
+                            r, c);
+    *h = (struct idx_header){n, r, c, item, (size_t)n * item};
+    return 0;
+}
+
+/* Reads the h->bytes of data that follow the header into a malloc'd buffer. Returns it, or
+ * NULL with an error naming path (a read error, or fewer bytes than announced). */
+static unsigned char *idx_read_body(gzFile gz, const char *path, const char *what,
+                                    const struct idx_header *h)
+{
+    size_t expected = h->bytes;
+    /* Grow the buffer as the data arrives, so that a damaged header announcing gigabytes does
+     * not allocate them before finding out that the file is short. */
+    size_t capacity = expected < (1u << 20) ? expected : (1u << 20), have = 0;
+    unsigned char *data = offnas_malloc(capacity);
+    while (have < expected) {
+        if (have == capacity) {
+            capacity = capacity > expected / 2 ? expected : 2 * capacity;
+            unsigned char *grown = realloc(data, capacity);
+            if (!grown) {
+                offnas_error("%s: out of memory reading %zu bytes", path, expected);
+                free(data);
+                return NULL;
+            }
+            data = grown;
+        }
+        long long got = idx_read(gz, path, data + have, capacity - have);
+        if (got < 0) {
+            free(data);
+            return NULL;
+        }
+        have += (size_t)got;
+        if (have < capacity)
+            break; /* end of data */
+    }
+    if (have < expected) {
+        offnas_error("%s: truncated: header announces %u %s (%zu bytes), file holds %zu bytes "
+                     "(%zu %s)",
+                     path, h->count, what, expected, have, have / h->item, what);
+        free(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* Checks that nothing follows the announced data. Returns 0, or -1 with an error naming path. */
+static int idx_expect_end(gzFile gz, const char *path, const char *what,
+                          const struct idx_header *h)
+{
+    unsigned char extra[4096];
+    long long got = idx_read(gz, path, extra, sizeof extra);
+    if (got <= 0)
+        return got < 0 ? -1 : 0;
+    long long more = got;
+    while ((got = idx_read(gz, path, extra, sizeof extra)) > 0)
+        more += got;
+    if (got < 0)
+        return -1;
+    return offnas_error("%s: size mismatch: header announces %u %s (%zu bytes), file holds %lld "
+                        "more bytes",
+                        path, h->count, what, h->bytes, more);
+}
+
 unsigned char *data_read_idx(const char *path, uint32_t expect_magic, long *count, int *rows,
                              int *cols)
 {
@@ -66,107 +169,25 @@ unsigned char *data_read_idx(const char *path, uint32_t expect_magic, long *coun
         return NULL;
     }
     gzbuffer(gz, 1 << 17);
+    struct idx_header h = {0};
     unsigned char *data = NULL;
-    unsigned char header[16];
-    size_t header_len = expect_magic == IDX_IMAGES_MAGIC ? 16 : 8;
-    long long got = idx_read(gz, path, header, header_len);
-    if (got < 0)
-        goto fail;
-    if (got < 4) {
-        offnas_error("%s: truncated: %lld bytes, too short for an idx header", path, got);
-        goto fail;
-    }
-    uint32_t magic = big_endian32(header);
-    if (magic != expect_magic) {
-        offnas_error("%s: wrong magic 0x%08x, expected 0x%08x (idx %s)", path, magic,
-                     expect_magic, what);
-        goto fail;
-    }
-    if ((size_t)got < header_len) {
-        offnas_error("%s: truncated idx header (%lld of %zu bytes)", path, got, header_len);
-        goto fail;
-    }
-    uint32_t n = big_endian32(header + 4);
-    uint32_t r = 1, c = 1;
-    if (expect_magic == IDX_IMAGES_MAGIC) {
-        r = big_endian32(header + 8);
-        c = big_endian32(header + 12);
-        if (r == 0 || c == 0 || r > IDX_MAX_SIDE || c > IDX_MAX_SIDE) {
-            offnas_error("%s: bad image size %ux%u in the header", path, r, c);
-            goto fail;
-        }
-    }
-#if LONG_MAX < UINT32_MAX
-    if (n > (uint32_t)LONG_MAX) {
-        offnas_error("%s: bad count %u in the header", path, n);
-        goto fail;
-    }
-#endif
-    size_t item = (size_t)r * c;
-    if (item != 0 && (size_t)n > SIZE_MAX / item) {
-        offnas_error("%s: header announces too much data (%u %s of %ux%u)", path, n, what, r, c);
-        goto fail;
-    }
-    size_t expected = (size_t)n * item;
-    /* Grow the buffer as the data arrives, so that a damaged header announcing gigabytes does
-     * not allocate them before finding out that the file is short. */
-    size_t capacity = expected < (1u << 20) ? expected : (1u << 20), have = 0;
-    data = offnas_malloc(capacity);
-    while (have < expected) {
-        if (have == capacity) {
-            capacity = capacity > expected / 2 ? expected : 2 * capacity;
-            unsigned char *grown = realloc(data, capacity);
-            if (!grown) {
-                offnas_error("%s: out of memory reading %zu bytes", path, expected);
-                goto fail;
-            }
-            data = grown;
-        }
-        got = idx_read(gz, path, data + have, capacity - have);
-        if (got < 0)
-            goto fail;
-        have += (size_t)got;
-        if (have < capacity)
-            break; /* end of data */
-    }
-    if (have < expected) {
-        offnas_error("%s: truncated: header announces %u %s (%zu bytes), file holds %zu bytes "
-                     "(%zu %s)",
-                     path, n, what, expected, have, have / item, what);
-        goto fail;
-    }
-    unsigned char extra[4096];
-    got = idx_read(gz, path, extra, sizeof extra);
-    if (got < 0)
-        goto fail;
-    if (got > 0) {
-        long long more = got;
-        while ((got = idx_read(gz, path, extra, sizeof extra)) > 0)
-            more += got;
-        if (got < 0)
-            goto fail;
-        offnas_error("%s: size mismatch: header announces %u %s (%zu bytes), file holds %lld "
-                     "more bytes",
-                     path, n, what, expected, more);
-        goto fail;
-    }
-    int closed = gzclose(gz);
-    gz = NULL;
-    if (closed != Z_OK) {
-        offnas_error("%s: read error on close", path);
-        goto fail;
-    }
-    *count = (long)n;
-    if (rows)
-        *rows = (int)r;
-    if (cols)
-        *cols = (int)c;
-    return data;
-fail:
-    free(data);
-    if (gz)
+    if (idx_read_header(gz, path, expect_magic, what, &h) ||
+        !(data = idx_read_body(gz, path, what, &h)) || idx_expect_end(gz, path, what, &h)) {
+        free(data);
         gzclose(gz);
-    return NULL;
+        return NULL;
+    }
+    if (gzclose(gz) != Z_OK) {
+        offnas_error("%s: read error on close", path);
+        free(data);
+        return NULL;
+    }
+    *count = (long)h.count;
+    if (rows)
+        *rows = (int)h.rows;
+    if (cols)
+        *cols = (int)h.cols;
+    return data;
 }
 
 /* ---- import --------------------------------------------------------------------------- */

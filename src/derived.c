@@ -37,7 +37,7 @@ int derived_load(struct derived *d, const char *path)
     }
     d->split.split = (int)json_integer_value(split);
     int channels = (int)json_integer_value(total);
-    if (channels < 0 || channels > 1024)
+    if (channels < 0 || channels > NET_MAX_CHANNELS)
         return offnas_error("%s: total_channels %d is out of range", path, channels);
     json_array_foreach(chans, i, v)
     {
@@ -67,7 +67,7 @@ int derived_job(struct job *job, const struct derived *d, const char *dir,
     for (int i = 0; i < set_count; i++)
         OFFNAS_TRY(job_set(job, sets[i]));
     OFFNAS_TRY(job_finalize(job));
-    int L = job->layer_count;
+    int L = job->net.layer_count;
     if (d->split.split < 0 || d->split.split > L + 1)
         return offnas_error("arch.json: split_point %d is not in 0..%d", d->split.split, L + 1);
     if (d->split.split >= 1 && d->split.split <= L && d->split.kept == 0)

@@ -36,8 +36,8 @@ static int eval_open(struct eval_state *s, const char *run, const char *const *s
         return offnas_error("%s: the test split is empty: no test accuracy to report",
                             s->job.data_path);
     const struct dataset *t = &s->td.test;
-    s->fixed = net_create(&s->job, 256, s->job.data_resize, t->channels, t->classes, 1, 1);
-    s->super = net_create(&s->job, 1, s->job.data_resize, t->channels, t->classes, 0, 1);
+    s->fixed = net_create(&s->job.net, 256, s->job.data_resize, t->channels, t->classes, 1, 1);
+    s->super = net_create(&s->job.net, 1, s->job.data_resize, t->channels, t->classes, 0, 1);
     if (!s->fixed || !s->super)
         return -1;
     snprintf(path, sizeof path, "%s/model.h5", run);
@@ -47,7 +47,7 @@ static int eval_open(struct eval_state *s, const char *run, const char *const *s
     arch_init(&s->arch, s->super, 0.0f);
     OFFNAS_TRY(search_cost_init(&s->cost, &s->job, &s->tables[0], &s->tables[1]));
     for (int l = 0; l < s->super->layer_count; l++) {
-        s->ops[l] = net_find_candidate(s->super, l, &s->job.fixed_ops[l]);
+        s->ops[l] = net_find_candidate(s->super, l, &s->job.net.fixed_ops[l]);
         if (s->ops[l] < 0)
             return offnas_error("%s: op %d is not a candidate of the search space", run, l + 1);
     }

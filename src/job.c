@@ -73,9 +73,9 @@ static const struct job_key KEYS[] = {
     K_INT("data", "test_limit", data_test_limit, "0", 0, BIG),
     K_INT("data", "shards", data_shards, "0", 0, 1 << 20),
 
-    K_INT("net", "stem", net_stem, "16", 1, 1024),
-    K_INT("net", "stem_stride", net_stem_stride, "1", 1, 2),
-    K_INT("net", "head", net_head, "128", 1, 4096),
+    K_INT("net", "stem", net.stem_channels, "16", 1, NET_MAX_CHANNELS),
+    K_INT("net", "stem_stride", net.stem_stride, "1", 1, 2),
+    K_INT("net", "head", net.head_channels, "128", 1, 4096),
     K_STR("net", "layers", net_layers, "16/1, 24/2, 24/1, 32/1, 32/2, 48/1, 48/1, 64/1"),
     K_STR("net", "ops", net_ops, "k3e1, k3e3, k3e3, k5e3, k3e3, k5e3, k3e3, k3e3"),
     K_STR("net", "candidates", net_candidates,
@@ -533,45 +533,8 @@ char *job_to_string(const struct job *job)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Ops and derived lists
+ * Derived lists
  */
-
-int op_spec_parse(struct op_spec *spec, const char *text)
-{
-    if (strcmp(text, "skip") == 0) {
-        *spec = (struct op_spec){ .kind = OP_SKIP, .kernel = 0, .expand = 0 };
-        return 0;
-    }
-    const char *p = text;
-    int kernel = 0, expand = 0;
-    if (*p++ != 'k' || !isdigit((unsigned char)*p))
-        goto bad;
-    while (isdigit((unsigned char)*p) && kernel < 100)
-        kernel = kernel * 10 + (*p++ - '0');
-    if (*p++ != 'e' || !isdigit((unsigned char)*p))
-        goto bad;
-    while (isdigit((unsigned char)*p) && expand < 100)
-        expand = expand * 10 + (*p++ - '0');
-    if (*p != '\0')
-        goto bad;
-    if (kernel != 3 && kernel != 5 && kernel != 7)
-        return offnas_error("op '%s': kernel must be 3, 5 or 7", text);
-    if (expand < 1 || expand > 8)
-        return offnas_error("op '%s': expansion must be 1..8", text);
-    *spec = (struct op_spec){ .kind = OP_BLOCK, .kernel = kernel, .expand = expand };
-    return 0;
-bad:
-    return offnas_error("'%s' is not an op (kKeE with K in 3, 5, 7 and E in 1..8, or skip)", text);
-}
-
-char *op_spec_name(const struct op_spec *spec, char *buf)
-{
-    if (spec->kind == OP_SKIP)
-        snprintf(buf, 16, "skip");
-    else
-        snprintf(buf, 16, "k%de%d", spec->kernel % 1000, spec->expand % 1000);
-    return buf;
-}
 
 static int same_value(const struct job *a, const struct job *b, const struct job_key *key)
 {
@@ -653,22 +616,17 @@ static int parse_int_strict(const char *text, int *out)
     return 0;
 }
 
-int job_finalize(struct job *job)
+/* net.layers: "C/S, C/S, ..." into desc's layer count, channels and strides. */
+static int parse_layers(const struct job *job, struct net_desc *desc)
 {
-    char text[JOB_TEXT_MAX];
-    char *items[JOB_MAX_CANDIDATES > JOB_MAX_LAYERS ? JOB_MAX_CANDIDATES : JOB_MAX_LAYERS];
-
-    if (job->data_resize < 8)
-        FINALIZE_ERROR("data", "resize", "%d is below the minimum 8", job->data_resize);
-
-    /* net.layers: "C/S, C/S, ..." */
+    char text[JOB_TEXT_MAX], *items[NET_MAX_LAYERS];
     snprintf(text, sizeof text, "%s", job->net_layers);
-    int layers = split_list(text, items, JOB_MAX_LAYERS);
+    int layers = split_list(text, items, NET_MAX_LAYERS);
     if (layers < 0)
-        FINALIZE_ERROR("net", "layers", "more than %d layers", JOB_MAX_LAYERS);
+        FINALIZE_ERROR("net", "layers", "more than %d layers", NET_MAX_LAYERS);
     if (layers == 0)
         FINALIZE_ERROR("net", "layers", "no layers (expected channels/stride, e.g. 16/1, 24/2)");
-    int channels[JOB_MAX_LAYERS], stride[JOB_MAX_LAYERS];
+    int *channels = desc->layer_channels, *stride = desc->layer_stride;
     for (int l = 0; l < layers; l++) {
         char item[64];
         if (strlen(items[l]) >= sizeof item)
@@ -682,41 +640,55 @@ int job_finalize(struct job *job)
             parse_int_strict(trim(slash + 1), &stride[l]))
             FINALIZE_ERROR("net", "layers",
                            "layer %d: '%s' is not channels/stride (e.g. 24/2)", l + 1, items[l]);
-        if (channels[l] < 1 || channels[l] > 1024)
-            FINALIZE_ERROR("net", "layers", "layer %d: %d channels, expected 1..1024", l + 1,
-                           channels[l]);
+        if (channels[l] < 1 || channels[l] > NET_MAX_CHANNELS)
+            FINALIZE_ERROR("net", "layers", "layer %d: %d channels, expected 1..%d", l + 1,
+                           channels[l], NET_MAX_CHANNELS);
         if (stride[l] != 1 && stride[l] != 2)
             FINALIZE_ERROR("net", "layers", "layer %d: stride %d, expected 1 or 2", l + 1,
                            stride[l]);
     }
+    desc->layer_count = layers;
+    return 0;
+}
 
-    /* net.ops: one op per layer; skip only where the layer keeps the shape */
-    struct op_spec ops[JOB_MAX_LAYERS];
+/* net.ops: one op per layer of desc into desc->fixed_ops; skip only where the layer keeps
+ * the shape. */
+static int parse_ops(const struct job *job, struct net_desc *desc)
+{
+    char text[JOB_TEXT_MAX], *items[NET_MAX_LAYERS];
+    int layers = desc->layer_count;
     snprintf(text, sizeof text, "%s", job->net_ops);
-    int op_count = split_list(text, items, JOB_MAX_LAYERS);
+    int op_count = split_list(text, items, NET_MAX_LAYERS);
     if (op_count < 0 || op_count != layers) {
         if (op_count < 0)
             FINALIZE_ERROR("net", "ops", "more than %d ops for %d layers in net.layers",
-                           JOB_MAX_LAYERS, layers);
+                           NET_MAX_LAYERS, layers);
         FINALIZE_ERROR("net", "ops", "%d ops for %d layers in net.layers", op_count, layers);
     }
     for (int l = 0; l < layers; l++) {
-        if (op_spec_parse(&ops[l], items[l]))
+        const struct op_spec *op = &desc->fixed_ops[l];
+        if (op_spec_parse(&desc->fixed_ops[l], items[l]))
             FINALIZE_ERROR("net", "ops", "layer %d: %s", l + 1, offnas_last_error());
-        int in_channels = l == 0 ? job->net_stem : channels[l - 1];
-        if (ops[l].kind == OP_SKIP && (stride[l] != 1 || channels[l] != in_channels))
+        int in_channels = l == 0 ? desc->stem_channels : desc->layer_channels[l - 1];
+        int out_channels = desc->layer_channels[l], stride = desc->layer_stride[l];
+        if (op->kind == OP_SKIP && (stride != 1 || out_channels != in_channels))
             FINALIZE_ERROR("net", "ops",
                            "layer %d: skip needs stride 1 and equal channels, but the layer "
                            "maps %d to %d channels with stride %d",
-                           l + 1, in_channels, channels[l], stride[l]);
+                           l + 1, in_channels, out_channels, stride);
     }
+    return 0;
+}
 
-    /* net.candidates: the search space, no duplicates, at least one block */
-    struct op_spec candidates[JOB_MAX_CANDIDATES];
+/* net.candidates into desc: the search space, no duplicates, at least one block. */
+static int parse_candidates(const struct job *job, struct net_desc *desc)
+{
+    char text[JOB_TEXT_MAX], *items[NET_MAX_CANDIDATES];
+    struct op_spec *candidates = desc->candidates;
     snprintf(text, sizeof text, "%s", job->net_candidates);
-    int candidate_count = split_list(text, items, JOB_MAX_CANDIDATES);
+    int candidate_count = split_list(text, items, NET_MAX_CANDIDATES);
     if (candidate_count < 0)
-        FINALIZE_ERROR("net", "candidates", "more than %d candidates", JOB_MAX_CANDIDATES);
+        FINALIZE_ERROR("net", "candidates", "more than %d candidates", NET_MAX_CANDIDATES);
     if (candidate_count == 0)
         FINALIZE_ERROR("net", "candidates", "no candidates");
     int blocks = 0;
@@ -733,16 +705,20 @@ int job_finalize(struct job *job)
     if (blocks == 0)
         FINALIZE_ERROR("net", "candidates",
                        "needs at least one block op (skip cannot change a layer's shape)");
+    desc->candidate_count = candidate_count;
+    return 0;
+}
 
-    job->layer_count = layers;
-    for (int l = 0; l < layers; l++) {
-        job->layer_channels[l] = channels[l];
-        job->layer_stride[l] = stride[l];
-        job->fixed_ops[l] = ops[l];
-    }
-    job->candidate_count = candidate_count;
-    for (int c = 0; c < candidate_count; c++)
-        job->candidates[c] = candidates[c];
+int job_finalize(struct job *job)
+{
+    if (job->data_resize < 8)
+        FINALIZE_ERROR("data", "resize", "%d is below the minimum 8", job->data_resize);
+    /* into a copy: a job that fails keeps its previous lists */
+    struct net_desc desc = job->net;
+    OFFNAS_TRY(parse_layers(job, &desc));
+    OFFNAS_TRY(parse_ops(job, &desc));
+    OFFNAS_TRY(parse_candidates(job, &desc));
+    job->net = desc;
     return 0;
 }
 

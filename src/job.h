@@ -14,26 +14,15 @@
 #ifndef OFFNAS_JOB_H
 #define OFFNAS_JOB_H
 
+#include "net.h"
+
 #include <stdio.h>
 
-#define JOB_MAX_LAYERS 32
-#define JOB_MAX_CANDIDATES 16
+/* Old names of the network limits (NET_MAX_* in net.h), still used by latency.*. */
+#define JOB_MAX_LAYERS NET_MAX_LAYERS
+#define JOB_MAX_CANDIDATES NET_MAX_CANDIDATES
 #define JOB_PATH_MAX 512
 #define JOB_TEXT_MAX 2048
-
-/* One candidate operation of a searchable layer: an inverted residual block with depthwise
- * kernel k and expansion e, or skip (identity; only where stride is 1 and channels match). */
-enum op_kind { OP_BLOCK = 0, OP_SKIP = 1 };
-struct op_spec {
-    int kind;   /* enum op_kind */
-    int kernel; /* 3, 5 or 7 (blocks only) */
-    int expand; /* 1..8 (blocks only) */
-};
-
-/* Parses "k3e6" or "skip" into *spec. Returns 0, or -1 with an error naming the text. */
-int op_spec_parse(struct op_spec *spec, const char *text);
-/* Writes the canonical name ("k3e6", "skip") into buf (at least 16 bytes). Returns buf. */
-char *op_spec_name(const struct op_spec *spec, char *buf);
 
 struct job {
     /* [data] */
@@ -45,10 +34,8 @@ struct job {
     int data_test_limit;          /* use only the first N test images (0: all) */
     int data_shards;              /* data-parallel shards (0: one per trainer rank) */
 
-    /* [net] */
-    int net_stem;                          /* stem conv 3x3 output channels */
-    int net_stem_stride;                   /* stem conv stride, 1 or 2 */
-    int net_head;                          /* head 1x1 conv channels */
+    /* [net]: the keys stem, stem_stride and head set net.stem_channels, net.stem_stride and
+     * net.head_channels (below) directly */
     char net_layers[JOB_TEXT_MAX];         /* "16/1, 24/2, ..." channels/stride per layer */
     char net_ops[JOB_TEXT_MAX];            /* fixed network: one op per layer, "k3e1, k3e3, ..." */
     char net_candidates[JOB_TEXT_MAX];     /* search space: candidate ops of every layer */
@@ -112,13 +99,10 @@ struct job {
     int cluster_bucket_kb;                /* allreduce bucket size */
     char cluster_profile_dir[JOB_PATH_MAX]; /* where profiler ranks save their tables */
 
-    /* Derived by job_finalize() from the text keys above. */
-    int layer_count;
-    int layer_channels[JOB_MAX_LAYERS];
-    int layer_stride[JOB_MAX_LAYERS];
-    struct op_spec fixed_ops[JOB_MAX_LAYERS]; /* from net.ops */
-    int candidate_count;
-    struct op_spec candidates[JOB_MAX_CANDIDATES];
+    /* The network the job describes, what net_create takes: the stem and head from their
+     * keys, the layers, fixed ops and candidates derived by job_finalize() from the three
+     * texts above. */
+    struct net_desc net;
 
     char source[JOB_PATH_MAX]; /* file the job came from ("" : defaults only) */
 };

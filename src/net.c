@@ -76,40 +76,24 @@ static int spec_allowed(const struct op_spec *spec, int cin, int cout, int strid
     return spec->kind != OP_SKIP || (stride == 1 && cin == cout);
 }
 
-struct net *net_create(const struct job *job, int batch, int side, int in_channels, int classes,
-                       int fixed, uint64_t seed)
+/* Shapes of every layer and its candidates (desc's fixed op, or every candidate that fits).
+ * Returns 0, or -1 with an error when a feature map would shrink below 1x1 or a layer has
+ * no candidate that fits. */
+static int net_shape(struct net *net, const struct net_desc *desc, int fixed)
 {
-    struct net *net = offnas_calloc(1, sizeof *net);
-    net->batch = batch;
-    net->side = side;
-    net->in_channels = in_channels;
-    net->classes = classes;
-    net->layer_count = job->layer_count;
-    net->stem_channels = job->net_stem;
-    net->stem_stride = job->net_stem_stride;
-    net->stem_side = op_conv_out_size(side, 3, net->stem_stride);
-    net->head_channels = job->net_head;
-    net->mask_layer = -1;
-    net->bn_groups = 1;
-    net->bn_momentum = NET_BN_MOMENTUM;
-
-    /* shapes and candidates */
-    int h = net->stem_side, cin = job->net_stem;
+    int h = net->stem_side, cin = net->stem_channels;
     for (int l = 0; l < net->layer_count; l++) {
         struct net_layer *layer = &net->layers[l];
         layer->cin = cin;
-        layer->cout = job->layer_channels[l];
-        layer->stride = job->layer_stride[l];
+        layer->cout = desc->layer_channels[l];
+        layer->stride = desc->layer_stride[l];
         layer->hin = layer->win = h;
         layer->hout = layer->wout = op_conv_out_size(h, 3, layer->stride);
-        if (layer->hout < 1) {
-            offnas_error("net.layers: layer %d would shrink the %dx%d feature map below 1x1", l + 1,
-                         h, h);
-            free(net);
-            return NULL;
-        }
-        const struct op_spec *specs = fixed ? &job->fixed_ops[l] : job->candidates;
-        int count = fixed ? 1 : job->candidate_count;
+        if (layer->hout < 1)
+            return offnas_error("net.layers: layer %d would shrink the %dx%d feature map below "
+                                "1x1", l + 1, h, h);
+        const struct op_spec *specs = fixed ? &desc->fixed_ops[l] : desc->candidates;
+        int count = fixed ? 1 : desc->candidate_count;
         for (int i = 0; i < count; i++) {
             if (!spec_allowed(&specs[i], layer->cin, layer->cout, layer->stride))
                 continue;
@@ -122,27 +106,29 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
             blk->hidden = specs[i].kind == OP_SKIP ? layer->cin : layer->cin * specs[i].expand;
             blk->residual = layer->stride == 1 && layer->cin == layer->cout;
         }
-        if (layer->candidate_count == 0) {
-            offnas_error("net: layer %d (%d->%d channels, stride %d) has no candidate op that fits",
-                         l + 1, layer->cin, layer->cout, layer->stride);
-            free(net);
-            return NULL;
-        }
+        if (layer->candidate_count == 0)
+            return offnas_error("net: layer %d (%d->%d channels, stride %d) has no candidate op "
+                                "that fits", l + 1, layer->cin, layer->cout, layer->stride);
         h = layer->hout;
         cin = layer->cout;
     }
+    return 0;
+}
 
-    /* parameter layout in reverse layer order: head, layers L-1..0, stem */
+/* Parameter and statistics offsets in reverse layer order (head, layers L-1..0, stem), and
+ * the buffers they index. */
+static void net_layout(struct net *net)
+{
     struct layout at = {0, 0, 0};
-    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
+    int last_c = net_out_channels(net, net->layer_count);
     net->head_offset = at.params;
     net->w_head = at.params;
     at.params += (size_t)last_c * net->head_channels;
     bn_place(&net->bn_head, net->head_channels, &at);
     net->w_fc = at.params;
-    at.params += (size_t)net->head_channels * classes;
+    at.params += (size_t)net->head_channels * net->classes;
     net->b_fc = at.params;
-    at.params += (size_t)classes;
+    at.params += (size_t)net->classes;
     net->head_count = at.params - net->head_offset;
     for (int l = net->layer_count - 1; l >= 0; l--) {
         struct net_layer *layer = &net->layers[l];
@@ -153,7 +139,7 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
     }
     net->stem_offset = at.params;
     net->w_stem = at.params;
-    at.params += (size_t)9 * in_channels * net->stem_channels;
+    at.params += (size_t)9 * net->in_channels * net->stem_channels;
     bn_place(&net->bn_stem, net->stem_channels, &at);
     net->stem_count = at.params - net->stem_offset;
 
@@ -163,7 +149,11 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
     net->grads = offnas_calloc(at.params, sizeof(float));
     net->stats = offnas_calloc(at.stats, sizeof(float));
     net->bn_saved = offnas_calloc(at.saved, sizeof(float));
+}
 
+/* Gives every batch norm its slice of net->bn_saved for the batch statistics. */
+static void net_bind_batchnorms(struct net *net)
+{
     float *saved = net->bn_saved;
     bn_bind(&net->bn_head, &saved);
     bn_bind(&net->bn_stem, &saved);
@@ -177,82 +167,122 @@ struct net *net_create(const struct job *job, int batch, int side, int in_channe
             bn_bind(&blk->bn2, &saved);
             bn_bind(&blk->bn3, &saved);
         }
+}
 
-    /* initial values */
+/* Initial values of one candidate's parameters, drawn from rng. */
+static void block_init(struct net *net, const struct net_block *blk, struct rng *rng)
+{
+    if (blk->spec.expand != 1) {
+        kaiming(net->params + blk->w_expand, (size_t)blk->cin * blk->hidden, blk->hidden, rng);
+        bn_init(net, &blk->bn1);
+    }
+    kaiming(net->params + blk->w_dw, (size_t)blk->kernel * blk->kernel * blk->hidden,
+            blk->kernel * blk->kernel, rng);
+    bn_init(net, &blk->bn2);
+    kaiming(net->params + blk->w_project, (size_t)blk->hidden * blk->cout, blk->cout, rng);
+    bn_init(net, &blk->bn3);
+    /* A residual block starts as the identity (its last BN scale 0, as in Goyal et al. 2017):
+     * a supernet then starts as a shallow network whatever ops are sampled, which shortens the
+     * plateau at the start of a search. */
+    if (blk->residual)
+        for (int c = 0; c < blk->cout; c++)
+            net->params[blk->bn3.gamma + c] = 0.0f;
+}
+
+/* Initial values of every parameter and running statistic, drawn from seed in the order stem,
+ * layers 0..L-1, head. */
+static void net_init_params(struct net *net, uint64_t seed)
+{
     struct rng rng;
     rng_seed(&rng, seed, 0x6e6574);
-    kaiming(net->params + net->w_stem, (size_t)9 * in_channels * net->stem_channels,
+    kaiming(net->params + net->w_stem, (size_t)9 * net->in_channels * net->stem_channels,
             9 * net->stem_channels, &rng);
     bn_init(net, &net->bn_stem);
     for (int l = 0; l < net->layer_count; l++)
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_SKIP)
-                continue;
-            if (blk->spec.expand != 1) {
-                kaiming(net->params + blk->w_expand, (size_t)blk->cin * blk->hidden, blk->hidden, &rng);
-                bn_init(net, &blk->bn1);
-            }
-            kaiming(net->params + blk->w_dw, (size_t)blk->kernel * blk->kernel * blk->hidden,
-                    blk->kernel * blk->kernel, &rng);
-            bn_init(net, &blk->bn2);
-            kaiming(net->params + blk->w_project, (size_t)blk->hidden * blk->cout, blk->cout, &rng);
-            bn_init(net, &blk->bn3);
-            /* A residual block starts as the identity (its last BN scale 0, as in Goyal et
-             * al. 2017): a supernet then starts as a shallow network whatever ops are
-             * sampled, which shortens the plateau at the start of a search. */
-            if (blk->residual)
-                for (int c = 0; c < blk->cout; c++)
-                    net->params[blk->bn3.gamma + c] = 0.0f;
-        }
-    kaiming(net->params + net->w_head, (size_t)last_c * net->head_channels, net->head_channels, &rng);
+        for (int i = 0; i < net->layers[l].candidate_count; i++)
+            if (net->layers[l].cand[i].spec.kind != OP_SKIP)
+                block_init(net, &net->layers[l].cand[i], &rng);
+    int last_c = net_out_channels(net, net->layer_count);
+    kaiming(net->params + net->w_head, (size_t)last_c * net->head_channels, net->head_channels,
+            &rng);
     bn_init(net, &net->bn_head);
-    for (size_t i = 0; i < (size_t)net->head_channels * classes; i++)
+    for (size_t i = 0; i < (size_t)net->head_channels * net->classes; i++)
         net->params[net->w_fc + i] = (float)(0.01 * rng_normal(&rng));
+}
 
-    /* activations, sized for the largest candidate of each layer */
-    size_t B = (size_t)batch, stem_pixels = B * net->stem_side * net->stem_side;
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Activations of a layer for a batch of B, sized for its largest candidate. Widens *max_feat
+ * and *max_hid to its feature maps and hidden maps. */
+static void layer_alloc(struct net_layer *layer, size_t B, size_t *max_feat, size_t *max_hid)
+{
+    int hidden = 0;
+    for (int i = 0; i < layer->candidate_count; i++)
+        if (layer->cand[i].hidden > hidden)
+            hidden = layer->cand[i].hidden;
+    size_t pin = B * layer->hin * layer->win, pout = B * layer->hout * layer->wout;
+    layer->a1 = offnas_malloc(pin * hidden * sizeof(float));
+    layer->r1 = offnas_malloc(pin * hidden * sizeof(float));
+    layer->a2 = offnas_malloc(pout * hidden * sizeof(float));
+    layer->r2 = offnas_malloc(pout * hidden * sizeof(float));
+    layer->a3 = offnas_malloc(pout * layer->cout * sizeof(float));
+    layer->out = offnas_malloc(pout * layer->cout * sizeof(float));
+    *max_hid = max_size(*max_hid, pin * hidden);
+    *max_feat = max_size(*max_feat, max_size(pin * layer->cin, pout * layer->cout));
+}
+
+/* Activations, backward scratch and the channel mask, for batches of at most net->batch. */
+static void net_alloc_activations(struct net *net)
+{
+    size_t B = (size_t)net->batch, stem_pixels = B * net->stem_side * net->stem_side;
     size_t max_feat = stem_pixels * net->stem_channels, max_hid = 0;
-    net->stem_col = offnas_malloc(stem_pixels * 9 * in_channels * sizeof(float));
-    net->g_col = offnas_malloc(stem_pixels * 9 * in_channels * sizeof(float));
+    net->stem_col = offnas_malloc(stem_pixels * 9 * net->in_channels * sizeof(float));
+    net->g_col = offnas_malloc(stem_pixels * 9 * net->in_channels * sizeof(float));
     net->stem_a = offnas_malloc(max_feat * sizeof(float));
     net->stem_y = offnas_malloc(max_feat * sizeof(float));
-    for (int l = 0; l < net->layer_count; l++) {
-        struct net_layer *layer = &net->layers[l];
-        int hidden = 0;
-        for (int i = 0; i < layer->candidate_count; i++)
-            if (layer->cand[i].hidden > hidden)
-                hidden = layer->cand[i].hidden;
-        size_t pin = B * layer->hin * layer->win, pout = B * layer->hout * layer->wout;
-        layer->a1 = offnas_malloc(pin * hidden * sizeof(float));
-        layer->r1 = offnas_malloc(pin * hidden * sizeof(float));
-        layer->a2 = offnas_malloc(pout * hidden * sizeof(float));
-        layer->r2 = offnas_malloc(pout * hidden * sizeof(float));
-        layer->a3 = offnas_malloc(pout * layer->cout * sizeof(float));
-        layer->out = offnas_malloc(pout * layer->cout * sizeof(float));
-        if (pin * hidden > max_hid)
-            max_hid = pin * hidden;
-        if (pin * layer->cin > max_feat)
-            max_feat = pin * layer->cin;
-        if (pout * layer->cout > max_feat)
-            max_feat = pout * layer->cout;
-    }
-    int hl = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
+    for (int l = 0; l < net->layer_count; l++)
+        layer_alloc(&net->layers[l], B, &max_feat, &max_hid);
+    int hl = net_out_side(net, net->layer_count);
     size_t phead = B * hl * hl * net->head_channels;
     net->head_a = offnas_malloc(phead * sizeof(float));
     net->head_y = offnas_malloc(phead * sizeof(float));
-    if (phead > max_feat)
-        max_feat = phead;
+    max_feat = max_size(max_feat, phead);
     net->pooled = offnas_malloc(B * net->head_channels * sizeof(float));
-    net->logits = offnas_malloc(B * classes * sizeof(float));
-    net->probs = offnas_malloc(B * classes * sizeof(float));
+    net->logits = offnas_malloc(B * net->classes * sizeof(float));
+    net->probs = offnas_malloc(B * net->classes * sizeof(float));
     net->g_a = offnas_malloc(max_feat * sizeof(float));
     net->g_b = offnas_malloc(max_feat * sizeof(float));
-    net->g_hid1 = offnas_malloc((max_hid > max_feat ? max_hid : max_feat) * sizeof(float));
-    net->g_hid2 = offnas_malloc((max_hid > max_feat ? max_hid : max_feat) * sizeof(float));
+    net->g_hid1 = offnas_malloc(max_size(max_hid, max_feat) * sizeof(float));
+    net->g_hid2 = offnas_malloc(max_size(max_hid, max_feat) * sizeof(float));
     net->masked = offnas_malloc(max_feat * sizeof(float));
-    net->mask = offnas_calloc(1024, sizeof(float));
-    net->mask_grad = offnas_calloc(1024, sizeof(float));
+    net->mask = offnas_calloc(NET_MAX_CHANNELS, sizeof(float));
+    net->mask_grad = offnas_calloc(NET_MAX_CHANNELS, sizeof(float));
+}
+
+struct net *net_create(const struct net_desc *desc, int batch, int side, int in_channels,
+                       int classes, int fixed, uint64_t seed)
+{
+    struct net *net = offnas_calloc(1, sizeof *net);
+    net->batch = batch;
+    net->side = side;
+    net->in_channels = in_channels;
+    net->classes = classes;
+    net->layer_count = desc->layer_count;
+    net->stem_channels = desc->stem_channels;
+    net->stem_stride = desc->stem_stride;
+    net->stem_side = op_conv_out_size(side, 3, net->stem_stride);
+    net->head_channels = desc->head_channels;
+    net->mask_layer = -1;
+    net->bn_groups = 1;
+    net->bn_momentum = NET_BN_MOMENTUM;
+    if (net_shape(net, desc, fixed)) {
+        free(net);
+        return NULL;
+    }
+    net_layout(net);
+    net_bind_batchnorms(net);
+    net_init_params(net, seed);
+    net_alloc_activations(net);
     return net;
 }
 
@@ -469,8 +499,8 @@ const float *net_run_block(struct net *net, int l, int candidate, const float *i
 
 void net_run_head(struct net *net, const float *in, int B, int training)
 {
-    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
-    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
+    int last_c = net_out_channels(net, net->layer_count);
+    int hw = net_out_side(net, net->layer_count);
     int nh = B * hw * hw;
     op_pointwise_forward(net->head_a, in, net->params + net->w_head, nh, last_c,
                          net->head_channels);
@@ -494,8 +524,8 @@ void net_backward(struct net *net, const float *dlogits, int B)
     OFFNAS_ASSERT(net->training);
     float *G = net->grads;
     const float *P = net->params;
-    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
-    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
+    int last_c = net_out_channels(net, net->layer_count);
+    int hw = net_out_side(net, net->layer_count);
     int nh = B * hw * hw;
     const float *h = net->layer_count ? net->layers[net->layer_count - 1].y : net->stem_y;
 
@@ -544,7 +574,7 @@ void net_backward(struct net *net, const float *dlogits, int B)
 void net_zero_grads(struct net *net)
 {
     memset(net->grads, 0, net->param_count * sizeof(float));
-    memset(net->mask_grad, 0, 1024 * sizeof(float));
+    memset(net->mask_grad, 0, NET_MAX_CHANNELS * sizeof(float));
 }
 
 void net_for_each_used_range(const struct net *net, void (*fn)(size_t, size_t, void *), void *ctx)
@@ -590,8 +620,8 @@ double net_macs_chosen(const struct net *net)
     double macs = s2 * 9 * net->in_channels * net->stem_channels;
     for (int l = 0; l < net->layer_count; l++)
         macs += net_block_macs(net, l, net->choice[l]);
-    int last_c = net->layer_count ? net->layers[net->layer_count - 1].cout : net->stem_channels;
-    int hw = net->layer_count ? net->layers[net->layer_count - 1].hout : net->stem_side;
+    int last_c = net_out_channels(net, net->layer_count);
+    int hw = net_out_side(net, net->layer_count);
     macs += (double)hw * hw * last_c * net->head_channels;
     macs += (double)net->head_channels * net->classes;
     return macs;

@@ -12,7 +12,7 @@
  * Activations are sized at creation for the largest candidate of each layer and a batch of
  * at most net->batch: forward and backward never allocate.
  *
- *     struct net *net = net_create(&job, 64, 28, 1, 10, 1);
+ *     struct net *net = net_create(&job.net, 64, 28, 1, 10, 1, seed);
  *     net_forward(net, x, B, 1);                 // logits in net->logits (B, classes)
  *     float loss = op_softmax_xent_forward(net->probs, ..., net->logits, ...);
  *     op_softmax_xent_backward(net->probs, net->probs, labels, B, classes, 0);
@@ -21,10 +21,27 @@
 #ifndef OFFNAS_NET_H
 #define OFFNAS_NET_H
 
-#include "job.h"
+#include "op.h"
 #include "rng.h"
 
 #include <stddef.h>
+
+#define NET_MAX_LAYERS 32
+#define NET_MAX_CANDIDATES 16
+#define NET_MAX_CHANNELS 1024 /* of the stem and of every searchable layer (channel masks) */
+
+/* What net_create builds; struct job holds one, filled from its [net] section. */
+struct net_desc {
+    int stem_channels; /* stem conv 3x3 output channels */
+    int stem_stride;   /* stem conv stride, 1 or 2 */
+    int head_channels; /* head 1x1 conv channels */
+    int layer_count;
+    int layer_channels[NET_MAX_LAYERS];
+    int layer_stride[NET_MAX_LAYERS];
+    struct op_spec fixed_ops[NET_MAX_LAYERS];      /* the fixed network: one op per layer */
+    int candidate_count;
+    struct op_spec candidates[NET_MAX_CANDIDATES]; /* the search space: ops of every layer */
+};
 
 /* A batch norm's place in the buffers: gamma/beta in params, running mean/var in stats. */
 struct net_bn {
@@ -47,7 +64,7 @@ struct net_layer {
     int cin, cout, stride;
     int hin, win, hout, wout;
     int candidate_count;
-    struct net_block cand[JOB_MAX_CANDIDATES];
+    struct net_block cand[NET_MAX_CANDIDATES];
     size_t offset, count; /* parameters of all candidates of the layer */
     /* activations of the chosen candidate: (B, hin, win, hidden) for a1 r1, (B, hout, wout,
      * hidden) for a2 r2, (B, hout, wout, cout) for a3 and out */
@@ -57,8 +74,6 @@ struct net_layer {
 };
 
 #define NET_MAX_BN_GROUPS 64
-#define NET_MAX_LAYERS JOB_MAX_LAYERS
-#define NET_MAX_CHANNELS 1024 /* channels of any feature map */
 #define NET_BN_MOMENTUM 0.1f /* running = (1 - m) running + m batch, as PyTorch's default */
 
 struct net {
@@ -67,8 +82,8 @@ struct net {
     int in_channels;
     int classes;
     int layer_count;
-    struct net_layer layers[JOB_MAX_LAYERS];
-    int choice[JOB_MAX_LAYERS]; /* candidate used per layer by the next forward */
+    struct net_layer layers[NET_MAX_LAYERS];
+    int choice[NET_MAX_LAYERS]; /* candidate used per layer by the next forward */
 
     /* stem: conv 3x3 stride stem_stride -> BN -> ReLU6, output (B, stem_side, stem_side,
      * stem_channels) */
@@ -95,7 +110,7 @@ struct net {
      * multiplies the output of layer l's chosen op: sum(dy * y) over that output (GDAS-style
      * straight-through gradient of the op choice). */
     int want_gate_grad;
-    float gate_grad[JOB_MAX_LAYERS];
+    float gate_grad[NET_MAX_LAYERS];
 
     /* Batch norm in training mode computes its statistics over bn_groups equal slices of the
      * batch (default 1: the whole batch). With one group per data shard, one trainer computes
@@ -125,13 +140,24 @@ struct net {
     int training;           /* mode of the last forward */
 };
 
-/* Builds the network the job describes: with fixed != 0 one candidate per layer (net.ops),
- * otherwise the supernet (net.candidates at every layer, skip only where shapes allow).
+/* Builds the network desc describes: with fixed != 0 one candidate per layer (fixed_ops),
+ * otherwise the supernet (the candidates at every layer, skip only where shapes allow).
  * Parameters are initialised from seed (Kaiming normal, fan-out; BN gamma 1, beta 0).
  * Returns NULL with an error when a layer's feature map would shrink below 1x1. */
-struct net *net_create(const struct job *job, int batch, int side, int in_channels, int classes,
-                       int fixed, uint64_t seed);
+struct net *net_create(const struct net_desc *desc, int batch, int side, int in_channels,
+                       int classes, int fixed, uint64_t seed);
 void net_free(struct net *net);
+
+/* Channels and side of the feature map after slot s: the stem's output for s = 0, layer s's
+ * output (net->layers[s - 1]) for s in 1..L; s = L is what the head takes. */
+static inline int net_out_channels(const struct net *net, int s)
+{
+    return s > 0 ? net->layers[s - 1].cout : net->stem_channels;
+}
+static inline int net_out_side(const struct net *net, int s)
+{
+    return s > 0 ? net->layers[s - 1].hout : net->stem_side;
+}
 
 /* Forward over B <= net->batch images x (B, side, side, in_channels) with net->choice; logits
  * go to net->logits (B, classes). training selects batch statistics (and updates running

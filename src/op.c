@@ -6,8 +6,10 @@
 #include "common.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <string.h>
 
 static int op_threads = 1;
@@ -634,4 +636,44 @@ void op_channel_mask_backward(float *din, float *dmask, const float *dout, const
                 dmask[c] += dout[i] * in[i];
             din[i] = dout[i] * mask[c];
         }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* op names */
+
+int op_spec_parse(struct op_spec *spec, const char *text)
+{
+    if (strcmp(text, "skip") == 0) {
+        *spec = (struct op_spec){ .kind = OP_SKIP, .kernel = 0, .expand = 0 };
+        return 0;
+    }
+    const char *p = text;
+    int kernel = 0, expand = 0;
+    if (*p++ != 'k' || !isdigit((unsigned char)*p))
+        goto bad;
+    while (isdigit((unsigned char)*p) && kernel < 100)
+        kernel = kernel * 10 + (*p++ - '0');
+    if (*p++ != 'e' || !isdigit((unsigned char)*p))
+        goto bad;
+    while (isdigit((unsigned char)*p) && expand < 100)
+        expand = expand * 10 + (*p++ - '0');
+    if (*p != '\0')
+        goto bad;
+    if (kernel != 3 && kernel != 5 && kernel != 7)
+        return offnas_error("op '%s': kernel must be 3, 5 or 7", text);
+    if (expand < 1 || expand > 8)
+        return offnas_error("op '%s': expansion must be 1..8", text);
+    *spec = (struct op_spec){ .kind = OP_BLOCK, .kernel = kernel, .expand = expand };
+    return 0;
+bad:
+    return offnas_error("'%s' is not an op (kKeE with K in 3, 5, 7 and E in 1..8, or skip)", text);
+}
+
+char *op_spec_name(const struct op_spec *spec, char *buf)
+{
+    if (spec->kind == OP_SKIP)
+        snprintf(buf, 16, "skip");
+    else
+        snprintf(buf, 16, "k%de%d", spec->kernel % 1000, spec->expand % 1000);
+    return buf;
 }

@@ -16,6 +16,20 @@
 
 #include <stddef.h>
 
+/* One candidate operation of a searchable layer: an inverted residual block with depthwise
+ * kernel k and expansion e, or skip (identity; only where stride is 1 and channels match). */
+enum op_kind { OP_BLOCK = 0, OP_SKIP = 1 };
+struct op_spec {
+    int kind;   /* enum op_kind */
+    int kernel; /* 3, 5 or 7 (blocks only) */
+    int expand; /* 1..8 (blocks only) */
+};
+
+/* Parses "k3e6" or "skip" into *spec. Returns 0, or -1 with an error naming the text. */
+int op_spec_parse(struct op_spec *spec, const char *text);
+/* Writes the canonical name ("k3e6", "skip") into buf (at least 16 bytes). Returns buf. */
+char *op_spec_name(const struct op_spec *spec, char *buf);
+
 /* Output side of a convolution with kernel k, stride s and padding k/2 on an input of side n. */
 static inline int op_conv_out_size(int n, int k, int stride) { return (n + 2 * (k / 2) - k) / stride + 1; }
 

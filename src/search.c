@@ -42,7 +42,7 @@ static int load_or_measure(struct latency_table *table, const char *path, int in
                             "(cluster.profilers = mobile:1, edge:1 or an MPMD profiler)",
                             device, index ? "edge server" : "mobile device");
     offnas_log("search: no profile for the %s in the job: measuring this machine", device);
-    struct net *probe = net_create(job, 1, net->side, net->in_channels, net->classes, 0,
+    struct net *probe = net_create(&job->net, 1, net->side, net->in_channels, net->classes, 0,
                                    (uint64_t)job->search_seed);
     if (!probe)
         return -1;
@@ -94,6 +94,20 @@ double search_latency_loss(const struct job *job, double ce, double expected_ms,
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
+/* The epoch sums travel (allreduce, checkpoint) as SEARCH_EPOCH_SUMS doubles in field order. */
+_Static_assert(sizeof(struct search_epoch_sums) == SEARCH_EPOCH_SUMS * sizeof(double),
+               "struct search_epoch_sums must be SEARCH_EPOCH_SUMS doubles");
+
+static void sums_pack(double v[SEARCH_EPOCH_SUMS], const struct search_epoch_sums *sums)
+{
+    memcpy(v, sums, sizeof *sums);
+}
+
+static void sums_unpack(struct search_epoch_sums *sums, const double v[SEARCH_EPOCH_SUMS])
+{
+    memcpy(sums, v, sizeof *sums);
+}
+
 int search_save_checkpoint(const char *path, const struct job *job, const struct net *net,
                            const struct arch *arch, const struct search_state *state)
 {
@@ -118,10 +132,12 @@ int search_save_checkpoint(const char *path, const struct job *job, const struct
              h5_attr_set_string(f, "rng", "counter-based: every draw is seeded from (seed, "
                                            "step, shard); the step is the whole state") ||
              h5_attr_set_int(f, "version", 2);
-    hsize_t nsums = OFFNAS_ARRAY_LEN(state->epoch_sums);
-    rc = rc || h5_write(f, "epoch_sums", H5_F64, 1, &nsums, state->epoch_sums, 0);
+    double sums[SEARCH_EPOCH_SUMS];
+    sums_pack(sums, &state->epoch_sums);
+    hsize_t nsums = SEARCH_EPOCH_SUMS;
+    rc = rc || h5_write(f, "epoch_sums", H5_F64, 1, &nsums, sums, 0);
     for (int i = 0; i < 2 && state->tables && !rc; i++) {
-        hsize_t dims[2] = {LATENCY_MAX_SLOTS, JOB_MAX_CANDIDATES};
+        hsize_t dims[2] = {LATENCY_MAX_SLOTS, NET_MAX_CANDIDATES};
         char name[32];
         snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
         rc = h5_write(f, name, H5_F64, 2, dims, &state->tables[i].median[0][0], 0);
@@ -189,16 +205,16 @@ int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
     if (!rc && version >= 2) {
         hsize_t dims[2];
         double *sums = h5_read(f, "epoch_sums", H5_F64, 1, dims);
-        rc = !sums || dims[0] != OFFNAS_ARRAY_LEN(state->epoch_sums) ||
+        rc = !sums || dims[0] != SEARCH_EPOCH_SUMS ||
              h5_attr_get_int(f, "shards", &shards) || h5_attr_get_int(f, "trainers", &trainers);
         if (sums && !rc)
-            memcpy(state->epoch_sums, sums, sizeof state->epoch_sums);
+            sums_unpack(&state->epoch_sums, sums);
         free(sums);
         for (int i = 0; i < 2 && state->tables && !rc; i++) {
             char name[32];
             snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
             double *m = h5_read(f, name, H5_F64, 2, dims);
-            rc = !m || dims[0] != LATENCY_MAX_SLOTS || dims[1] != JOB_MAX_CANDIDATES;
+            rc = !m || dims[0] != LATENCY_MAX_SLOTS || dims[1] != NET_MAX_CANDIDATES;
             if (!rc)
                 memcpy(state->tables[i].median, m, sizeof state->tables[i].median);
             free(m);
@@ -319,8 +335,8 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
     OFFNAS_TRY(train_data_load(&c->td, job, d));
     struct train_shards *sh = &c->td.train_shards;
     c->B = sh->owned * sh->per_shard;
-    c->net = net_create(job, c->B, job->data_resize, c->td.train.channels, c->td.train.classes, 0,
-                        (uint64_t)job->search_seed);
+    c->net = net_create(&job->net, c->B, job->data_resize, c->td.train.channels,
+                        c->td.train.classes, 0, (uint64_t)job->search_seed);
     c->tables = offnas_calloc(2, sizeof *c->tables);
     if (!c->net)
         return -1;
@@ -374,19 +390,9 @@ static int ctx_searching(const struct search_ctx *c)
     return c->state.step / c->per_epoch >= c->job->search_warmup_epochs;
 }
 
-/* Softmax cross-entropy of the last forward and its gradient into net->probs. */
-static float ctx_task_loss(struct search_ctx *c, const unsigned char *labels, int *correct)
-{
-    struct net *net = c->net;
-    float loss = op_softmax_xent_forward(net->probs, correct, net->logits, labels, c->B,
-                                         net->classes, 0.0f);
-    op_softmax_xent_backward(net->probs, net->probs, labels, c->B, net->classes, 0.0f);
-    return loss;
-}
-
 /* One weight step: training batch, an architecture sampled from (seed, 2*step), gradients
  * summed over the trainers in buckets during backward, SGD over the ops used. */
-static void weight_step(struct search_ctx *c, float tau, double sums[3])
+static void weight_step(struct search_ctx *c, float tau, struct search_epoch_sums *sums)
 {
     const struct job *job = c->job;
     struct net *net = c->net;
@@ -398,25 +404,21 @@ static void weight_step(struct search_ctx *c, float tau, double sums[3])
     long step = c->state.step;
     train_shards_fill(&c->td.train_shards, &c->tb, &c->td.train, step / c->per_epoch,
                       step % c->per_epoch, job->train_flip);
-    net_zero_grads(net);
     net->want_gate_grad = 0;
     net->grad_ready = dist_grad_ready;
-    net_forward(net, c->tb.x, c->B, 1);
+    struct train_hparams hp = {(float)optim_cosine_lr(job->train_lr, step, c->total, 0),
+                               (float)job->train_momentum, (float)job->train_weight_decay, 0.0f};
     int correct = 0;
-    float loss = ctx_task_loss(c, c->tb.labels, &correct);
-    net_backward(net, net->probs, c->B);
-    dist_grads_finish(c->d, net);
-    float lr = (float)optim_cosine_lr(job->train_lr, step, c->total, 0);
-    train_sgd_step(net, c->mom, lr, (float)job->train_momentum, (float)job->train_weight_decay);
-    sums[0] += (double)loss * c->B;
-    sums[1] += correct;
-    sums[2] += c->B;
+    float loss = train_step(net, c->mom, c->tb.x, c->tb.labels, c->B, &hp, c->d, &correct);
+    sums->train_loss += (double)loss * c->B;
+    sums->train_hits += correct;
+    sums->train_images += c->B;
 }
 
 /* One architecture step: validation batch, a sample from (seed, 2*step+1), gradients of the
  * task loss in alpha beta gamma averaged over the trainers, then the latency term (the same
  * on every trainer), Adam. */
-static void arch_step(struct search_ctx *c, float tau, double sums[4])
+static void arch_step(struct search_ctx *c, float tau, struct search_epoch_sums *sums)
 {
     const struct job *job = c->job;
     struct net *net = c->net;
@@ -433,10 +435,8 @@ static void arch_step(struct search_ctx *c, float tau, double sums[4])
     memset(arch->grads, 0, arch->count * sizeof(float));
     net->want_gate_grad = 1;
     net->grad_ready = NULL; /* the weight gradients of this batch are not used */
-    net_forward(net, c->vb.x, c->B, 1);
     int correct = 0;
-    float vloss = ctx_task_loss(c, c->vb.labels, &correct);
-    net_backward(net, net->probs, c->B);
+    float vloss = train_forward_backward(net, c->vb.x, c->vb.labels, c->B, 0.0f, &correct);
     arch_task_gradients(arch, &sample, net);
     /* the mean validation loss over the trainers enters the multiplicative form */
     double mean[2] = {vloss, 1.0};
@@ -457,23 +457,26 @@ static void arch_step(struct search_ctx *c, float tau, double sums[4])
                     (float)job->search_arch_weight_decay, ++c->state.arch_steps);
     if (!strcmp(job->search_split, "device")) /* weight decay must not move it either */
         arch_fix_split(arch, arch->split_count - 1);
-    sums[0] += (double)vloss * c->B;
-    sums[1] += correct;
-    sums[2] += c->B;
-    sums[3] += arch_loss * c->B;
+    sums->val_loss += (double)vloss * c->B;
+    sums->val_hits += correct;
+    sums->val_images += c->B;
+    sums->arch_loss += arch_loss * c->B;
 }
 
 /* Collective: averages the trainers' running statistics, sums the epoch figures into
  * state.epoch_sums, and trainer 0 writes DIR/checkpoint.h5. */
-static int ctx_checkpoint(struct search_ctx *c, const char *out_dir, double sums[7])
+static int ctx_checkpoint(struct search_ctx *c, const char *out_dir,
+                          struct search_epoch_sums *sums)
 {
     dist_average(c->d, c->net->stats, c->net->stat_count);
-    double all[7];
-    memcpy(all, sums, sizeof all);
-    c->d->sum_doubles(c->d, all, 7);
-    for (int i = 0; i < 7; i++)
-        c->state.epoch_sums[i] = c->state.epoch_sums[i] + all[i];
-    memset(sums, 0, 7 * sizeof(double));
+    double all[SEARCH_EPOCH_SUMS], epoch[SEARCH_EPOCH_SUMS];
+    sums_pack(all, sums);
+    c->d->sum_doubles(c->d, all, SEARCH_EPOCH_SUMS);
+    sums_pack(epoch, &c->state.epoch_sums);
+    for (int i = 0; i < SEARCH_EPOCH_SUMS; i++)
+        epoch[i] = epoch[i] + all[i];
+    sums_unpack(&c->state.epoch_sums, epoch);
+    memset(sums, 0, sizeof *sums);
     long failed = 0;
     if (c->d->rank == 0) {
         char path[JOB_PATH_MAX * 2];
@@ -531,20 +534,24 @@ static FILE *open_log(const char *out_dir, int splits, int resume, int epochs_do
 
 static void log_epoch(FILE *log, struct search_ctx *c, float tau, int epoch)
 {
-    const double *e = c->state.epoch_sums;
+    const struct search_epoch_sums *e = &c->state.epoch_sums;
     struct arch_latency t = arch_expected_latency(&c->arch, &c->cost, NULL, 0);
-    int ops[JOB_MAX_LAYERS], split, kept;
-    float mask[1024];
+    int ops[NET_MAX_LAYERS], split, kept;
+    float mask[NET_MAX_CHANNELS];
     arch_derive(&c->arch, ops, &split, mask, &kept);
     double p[ARCH_MAX_SPLITS];
     arch_split_probs(&c->arch, p);
-    double tb = e[2] > 0 ? e[2] : 1, vb = e[5] > 0 ? e[5] : 1; /* images: sums are per image */
+    /* per-image means; no architecture steps (warm-up) log 0 */
+    int val = e->val_images > 0;
+    double tb = e->train_images > 0 ? e->train_images : 1, vb = val ? e->val_images : 1;
+    double train_acc = e->train_images > 0 ? e->train_hits / e->train_images : 0.0;
+    double val_acc = val ? e->val_hits / e->val_images : 0.0;
     if (log) {
         fprintf(log, "%d,%ld,%.4f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%d,%d,%d,%d",
-                epoch, c->state.step, tau, e[0] / tb, e[2] > 0 ? e[1] / e[2] : 0.0,
-                e[5] > 0 ? e[3] / vb : 0.0, e[5] > 0 ? e[4] / e[5] : 0.0,
-                e[5] > 0 ? e[6] / vb : 0.0, t.total, t.device, t.transfer, t.edge, split, kept,
-                c->tables[0].version, c->tables[1].version);
+                epoch, c->state.step, tau, e->train_loss / tb, train_acc,
+                val ? e->val_loss / vb : 0.0, val_acc, val ? e->arch_loss / vb : 0.0, t.total,
+                t.device, t.transfer, t.edge, split, kept, c->tables[0].version,
+                c->tables[1].version);
         for (int s = 0; s < c->arch.split_count; s++)
             fprintf(log, ",%.5f", p[s]);
         fputc('\n', log);
@@ -552,8 +559,7 @@ static void log_epoch(FILE *log, struct search_ctx *c, float tau, int epoch)
     }
     offnas_log("search: epoch %d: E[T] %.3f ms (device %.3f, transfer %.3f, edge %.3f), split %d "
                "with %d channels, train acc %.4f, val acc %.4f",
-               epoch, t.total, t.device, t.transfer, t.edge, split, kept,
-               e[2] > 0 ? e[1] / e[2] : 0.0, e[5] > 0 ? e[4] / e[5] : 0.0);
+               epoch, t.total, t.device, t.transfer, t.edge, split, kept, train_acc, val_acc);
     /* the profilers measure what the trainers prefer now */
     struct dist_arch a = {.layers = c->net->layer_count, .split = split};
     memcpy(a.ops, ops, sizeof(int) * (size_t)c->net->layer_count);
@@ -574,6 +580,125 @@ static void poll_tables(struct search_ctx *c)
 
 #define POLL_EVERY 10 /* steps between looks for corrected tables */
 
+/* Trainer 0 saves the tables in use (DIR/lut_device.h5, lut_edge.h5) and opens DIR/log.csv
+ * into *log. Returns 0 or -1 with an error. */
+static int open_outputs(struct search_ctx *c, const char *out_dir, int resume, FILE **log)
+{
+    if (c->d->rank != 0)
+        return 0;
+    char path[JOB_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/lut_device.h5", out_dir);
+    OFFNAS_TRY(latency_save(&c->tables[0], path));
+    snprintf(path, sizeof path, "%s/lut_edge.h5", out_dir);
+    OFFNAS_TRY(latency_save(&c->tables[1], path));
+    *log = open_log(out_dir, c->arch.split_count, resume, c->state.epoch);
+    return *log ? 0 : -1;
+}
+
+static void log_start(const struct search_ctx *c, int resume)
+{
+    const struct job *job = c->job;
+    const struct dist *d = c->d;
+    struct arch_latency init = arch_expected_latency(&c->arch, &c->cost, NULL, 0);
+    offnas_log("search: %ld train / %ld val images on %d trainer%s (%d shards, %d images per "
+               "trainer per step), %d layers, supernet %zu parameters, link %s (%.2f Mbit/s, RTT "
+               "%.0f ms), wire %s, E[T] %.3f ms (T_ref %.3f ms)%s",
+               c->td.train_total, c->td.val_total, d->size, d->size > 1 ? "s" : "",
+               c->td.train_shards.shards, c->B, c->net->layer_count, c->net->param_count,
+               c->cost.link.name, c->cost.link.bandwidth_mbps, c->cost.link.rtt_ms,
+               job->search_wire, init.total, c->state.t_ref_ms, resume ? ", resumed" : "");
+    if (resume)
+        offnas_log("search: resuming at step %ld of %ld (epoch %d)", c->state.step, c->total,
+                   c->state.epoch + 1);
+}
+
+/* When this run started, for the progress line. */
+struct search_progress {
+    double t0, last_log;
+    long start_step;
+};
+
+/* Every train.log_seconds: the progress line after a step of epoch (0-based), with the mean
+ * training loss of sums (the steps since the last checkpoint). */
+static void log_progress(const struct search_ctx *c, struct search_progress *p, int epoch,
+                         float tau, int searching, const struct search_epoch_sums *sums)
+{
+    const struct job *job = c->job;
+    double t = offnas_now();
+    if (t - p->last_log < job->train_log_seconds)
+        return;
+    /* a search step runs two batches (weights, then architecture) */
+    long step = c->state.step, warm = c->per_epoch * job->search_warmup_epochs;
+    double done_units = 0, left_units = 0;
+    for (long s = p->start_step; s < c->total; s++)
+        *(s < step ? &done_units : &left_units) += s < warm ? 1.0 : 2.0;
+    double rate = done_units * job->train_batch / (t - p->t0);
+    offnas_log("epoch %d/%d step %ld/%ld loss %.4f E[T] %.3f ms tau %.2f %.0f img/s left "
+               "%.0f s %s",
+               epoch + 1, job->search_epochs, step, c->total,
+               sums->train_images > 0 ? sums->train_loss / sums->train_images : 0.0,
+               arch_expected_latency(&c->arch, &c->cost, NULL, 0).total, tau, rate,
+               left_units * job->train_batch / rate, searching ? "(search)" : "(weights warm-up)");
+    p->last_log = t;
+}
+
+/* One search step: the weight step, then the architecture step when searching; every
+ * cluster.checksum_every steps a check that the trainers hold the same parameters (-1 when
+ * they do not), every POLL_EVERY steps a look for corrected tables. */
+static int search_step(struct search_ctx *c, float tau, int searching,
+                       struct search_epoch_sums *sums)
+{
+    const struct job *job = c->job;
+    weight_step(c, tau, sums);
+    if (searching)
+        arch_step(c, tau, sums);
+    long step = ++c->state.step;
+    if (job->cluster_checksum_every > 0 && step % job->cluster_checksum_every == 0 &&
+        (dist_check_same(c->d, c->net->params, c->net->param_count, step) ||
+         dist_check_same(c->d, c->arch.params, c->arch.count, step)))
+        return -1;
+    if (step % POLL_EVERY == 0)
+        poll_tables(c);
+    return 0;
+}
+
+/* After a step of epoch (0-based): at the epoch's end, on a stop signal, or every
+ * cluster.checkpoint_every steps a checkpoint, and at the epoch's end its log line.
+ * Collective. Returns 0 or -1 with an error. */
+static int checkpoint_if_due(struct search_ctx *c, const char *out_dir, FILE *log,
+                             struct search_epoch_sums *sums, float tau, int epoch, int stop)
+{
+    long step = c->state.step, every = c->job->cluster_checkpoint_every;
+    int epoch_end = step % c->per_epoch == 0 || step == c->total;
+    if (!epoch_end && !stop && !(every > 0 && step % every == 0))
+        return 0;
+    if (epoch_end)
+        c->state.epoch = epoch + 1;
+    OFFNAS_TRY(ctx_checkpoint(c, out_dir, sums));
+    if (epoch_end) {
+        log_epoch(log, c, tau, epoch + 1);
+        memset(&c->state.epoch_sums, 0, sizeof c->state.epoch_sums);
+    }
+    return 0;
+}
+
+/* Every trainer states what it derived: equal on all of them, or the checksums would have
+ * stopped the run. */
+static void print_derived(const struct search_ctx *c)
+{
+    int ops[NET_MAX_LAYERS], split, kept;
+    float mask[NET_MAX_CHANNELS];
+    arch_derive(&c->arch, ops, &split, mask, &kept);
+    char text[JOB_TEXT_MAX] = "", name[16];
+    for (int l = 0; l < c->net->layer_count; l++) {
+        strcat(text, l ? "," : "");
+        strcat(text, op_spec_name(&c->net->layers[l].cand[ops[l]].spec, name));
+    }
+    printf("architecture (trainer %d of %d): ops %s split %d kept %d\n", c->d->rank, c->d->size,
+           text, split, kept);
+    fflush(stdout);
+}
+
 int search_run(const struct job *job, const char *out_dir, int resume)
 {
     struct search_ctx c;
@@ -581,102 +706,32 @@ int search_run(const struct job *job, const char *out_dir, int resume)
     int rc = SEARCH_FAILED;
     if (ctx_open(&c, job, out_dir, resume))
         goto done;
-    struct dist *d = c.d;
     dist_catch_stop_signals();
-    char path[JOB_PATH_MAX * 2];
-    if (d->rank == 0) {
-        snprintf(path, sizeof path, "%s/lut_device.h5", out_dir);
-        if (latency_save(&c.tables[0], path))
-            goto done;
-        snprintf(path, sizeof path, "%s/lut_edge.h5", out_dir);
-        if (latency_save(&c.tables[1], path))
-            goto done;
-        log = open_log(out_dir, c.arch.split_count, resume, c.state.epoch);
-        if (!log)
-            goto done;
-    }
-    struct arch_latency init = arch_expected_latency(&c.arch, &c.cost, NULL, 0);
-    offnas_log("search: %ld train / %ld val images on %d trainer%s (%d shards, %d images per "
-               "trainer per step), %d layers, supernet %zu parameters, link %s (%.2f Mbit/s, RTT "
-               "%.0f ms), wire %s, E[T] %.3f ms (T_ref %.3f ms)%s",
-               c.td.train_total, c.td.val_total, d->size, d->size > 1 ? "s" : "",
-               c.td.train_shards.shards, c.B, c.net->layer_count, c.net->param_count,
-               c.cost.link.name, c.cost.link.bandwidth_mbps, c.cost.link.rtt_ms, job->search_wire,
-               init.total, c.state.t_ref_ms, resume ? ", resumed" : "");
-    if (resume)
-        offnas_log("search: resuming at step %ld of %ld (epoch %d)", c.state.step, c.total,
-                   c.state.epoch + 1);
-
-    double t0 = offnas_now(), last_log = t0, sums[7] = {0};
-    long start_step = c.state.step, warm = c.per_epoch * job->search_warmup_epochs;
-    float tau = ctx_tau(&c);
+    if (open_outputs(&c, out_dir, resume, &log))
+        goto done;
+    log_start(&c, resume);
+    struct search_progress progress = {offnas_now(), 0, c.state.step};
+    progress.last_log = progress.t0;
+    struct search_epoch_sums sums = {0};
     while (c.state.step < c.total) {
         int epoch = (int)(c.state.step / c.per_epoch);
         int searching = ctx_searching(&c);
-        tau = searching ? ctx_tau(&c) : (float)job->search_tau_start;
-        weight_step(&c, tau, sums);
-        if (searching)
-            arch_step(&c, tau, sums + 3);
-        c.state.step++;
-        long step = c.state.step;
-        if (job->cluster_checksum_every > 0 && step % job->cluster_checksum_every == 0 &&
-            (dist_check_same(d, c.net->params, c.net->param_count, step) ||
-             dist_check_same(d, c.arch.params, c.arch.count, step)))
+        float tau = searching ? ctx_tau(&c) : (float)job->search_tau_start;
+        if (search_step(&c, tau, searching, &sums))
             goto done;
-        if (step % POLL_EVERY == 0)
-            poll_tables(&c);
-        int epoch_end = step % c.per_epoch == 0 || step == c.total;
-        int stop = dist_should_stop(d);
-        if (epoch_end || stop ||
-            (job->cluster_checkpoint_every > 0 && step % job->cluster_checkpoint_every == 0)) {
-            if (epoch_end)
-                c.state.epoch = epoch + 1;
-            if (ctx_checkpoint(&c, out_dir, sums))
-                goto done;
-            if (epoch_end) {
-                log_epoch(log, &c, tau, epoch + 1);
-                memset(c.state.epoch_sums, 0, sizeof c.state.epoch_sums);
-            }
-        }
+        int stop = dist_should_stop(c.d);
+        if (checkpoint_if_due(&c, out_dir, log, &sums, tau, epoch, stop))
+            goto done;
         if (stop) {
             offnas_log("search: signal %d: stopped at step %ld with a checkpoint in %s; continue "
                        "with: offnas search --resume --out %s",
-                       dist_stop_signal(), step, out_dir, out_dir);
+                       dist_stop_signal(), c.state.step, out_dir, out_dir);
             rc = SEARCH_STOPPED;
             goto done;
         }
-        double t = offnas_now();
-        if (t - last_log >= job->train_log_seconds) {
-            /* a search step runs two batches (weights, then architecture) */
-            double done_units = 0, left_units = 0;
-            for (long s = start_step; s < c.total; s++)
-                *(s < step ? &done_units : &left_units) += s < warm ? 1.0 : 2.0;
-            double rate = done_units * job->train_batch / (t - t0);
-            offnas_log("epoch %d/%d step %ld/%ld loss %.4f E[T] %.3f ms tau %.2f %.0f img/s left "
-                       "%.0f s %s",
-                       epoch + 1, job->search_epochs, step, c.total,
-                       sums[2] > 0 ? sums[0] / sums[2] : 0.0,
-                       arch_expected_latency(&c.arch, &c.cost, NULL, 0).total, tau, rate,
-                       left_units * job->train_batch / rate,
-                       searching ? "(search)" : "(weights warm-up)");
-            last_log = t;
-        }
+        log_progress(&c, &progress, epoch, tau, searching, &sums);
     }
-    /* every trainer states what it derived: equal on all of them, or the checksums above
-     * would have stopped the run */
-    {
-        int ops[JOB_MAX_LAYERS], split, kept;
-        float mask[1024];
-        arch_derive(&c.arch, ops, &split, mask, &kept);
-        char text[JOB_TEXT_MAX] = "", name[16];
-        for (int l = 0; l < c.net->layer_count; l++) {
-            strcat(text, l ? "," : "");
-            strcat(text, op_spec_name(&c.net->layers[l].cand[ops[l]].spec, name));
-        }
-        printf("architecture (trainer %d of %d): ops %s split %d kept %d\n", d->rank, d->size,
-               text, split, kept);
-        fflush(stdout);
-    }
+    print_derived(&c);
     rc = SEARCH_DONE;
 done:
     /* after a failure on several ranks the caller ends them all (MPI_Abort): no collective */
@@ -698,7 +753,8 @@ int search_bench(const struct job *job, int warmup, int steps, struct search_ben
     }
     struct dist *d = c.d;
     double *ms = offnas_calloc((size_t)steps, sizeof(double));
-    double sums[7] = {0}, wait = 0;
+    struct search_epoch_sums sums = {0};
+    double wait = 0;
     long bytes0 = 0;
     for (int i = 0; i < warmup + steps; i++) {
         if (i == warmup) {
@@ -706,8 +762,8 @@ int search_bench(const struct job *job, int warmup, int steps, struct search_ben
             bytes0 = d->reduced_bytes;
         }
         double t = offnas_now();
-        weight_step(&c, 1.0f, sums);
-        arch_step(&c, 1.0f, sums + 3);
+        weight_step(&c, 1.0f, &sums);
+        arch_step(&c, 1.0f, &sums);
         c.state.step = (c.state.step + 1) % c.per_epoch;
         if (i >= warmup)
             ms[i - warmup] = 1e3 * (offnas_now() - t);

@@ -52,6 +52,20 @@ int search_bench(const struct job *job, int warmup, int steps, struct search_ben
 double search_latency_loss(const struct job *job, double ce, double expected_ms, double t_ref_ms,
                            double *task_scale, double *loss);
 
+/* Sums of an epoch's figures over the images and trainers (a mean is a sum over its images
+ * count). Summed over the trainers and checkpointed as SEARCH_EPOCH_SUMS doubles in this
+ * order. */
+struct search_epoch_sums {
+    double train_loss;   /* weight steps: task loss x images */
+    double train_hits;
+    double train_images;
+    double val_loss;     /* architecture steps: task loss x images */
+    double val_hits;
+    double val_images;
+    double arch_loss;    /* latency-aware architecture loss x images */
+};
+#define SEARCH_EPOCH_SUMS 7
+
 /* Saves / loads the search state (HDF5, tmp + rename, previous kept as checkpoint.prev.h5). */
 struct search_state {
     long step;       /* weight steps done (the RNG streams are counters of it) */
@@ -59,9 +73,7 @@ struct search_state {
     float *momentum; /* SGD momentum, layout of net->params */
     long arch_steps;
     double t_ref_ms;
-    /* sums of the current epoch over all trainers: train loss x images, hits, images, val
-     * loss x images, hits, images, arch loss x images */
-    double epoch_sums[7];
+    struct search_epoch_sums epoch_sums; /* of the current epoch, over all trainers */
     int shards;      /* data shards of the run */
     int trainers;    /* trainer ranks that wrote it */
     /* the tables in use (NULL: not saved/loaded) */

@@ -209,6 +209,28 @@ void train_sgd_step(struct net *net, float *mom, float lr, float momentum, float
     net_for_each_used_range(net, sgd_range, &a);
 }
 
+float train_forward_backward(struct net *net, const float *x, const unsigned char *labels, int B,
+                             float label_smoothing, int *correct)
+{
+    net_forward(net, x, B, 1);
+    float loss = op_softmax_xent_forward(net->probs, correct, net->logits, labels, B,
+                                         net->classes, label_smoothing);
+    op_softmax_xent_backward(net->probs, net->probs, labels, B, net->classes, label_smoothing);
+    net_backward(net, net->probs, B);
+    return loss;
+}
+
+float train_step(struct net *net, float *mom, const float *x, const unsigned char *labels, int B,
+                 const struct train_hparams *hp, struct dist *d, int *correct)
+{
+    net_zero_grads(net);
+    float loss = train_forward_backward(net, x, labels, B, hp->label_smoothing, correct);
+    if (d)
+        dist_grads_finish(d, net);
+    train_sgd_step(net, mom, hp->lr, hp->momentum, hp->weight_decay);
+    return loss;
+}
+
 void train_evaluate(struct net *net, const struct dataset *ds, int side, double *accuracy,
                     double *loss)
 {
@@ -268,7 +290,7 @@ int train_save_model(const struct net *net, const struct job *job, const char *p
     if (f < 0)
         return -1;
     char *text = job_to_string(job);
-    char ops[JOB_MAX_LAYERS * 8] = "", name[16];
+    char ops[NET_MAX_LAYERS * 8] = "", name[16];
     for (int l = 0; l < net->layer_count; l++) {
         strcat(ops, l ? "," : "");
         strcat(ops, op_spec_name(&net->layers[l].cand[net->choice[l]].spec, name));
@@ -376,29 +398,52 @@ static int write_summary(const char *path, const struct job *job, const struct t
     return rc;
 }
 
-int train_fixed(const struct job *job, const struct train_split *split, const char *out_dir,
-                struct train_result *result)
+/* Everything one trainer holds while it trains a fixed network. */
+struct fixed_run {
+    const struct job *job;
+    struct dist *d;
+    struct train_data td;
+    struct net *net;
+    float *mom;             /* SGD momentum, layout of net->params */
+    struct train_batch tb;
+    FILE *log;              /* trainer 0: out_dir/log.csv */
+    int B, side;            /* this trainer's images per step, input side */
+    long per_epoch, total;  /* steps */
+};
+
+/* Frees what fixed_open set up, however far it got. */
+static void fixed_close(struct fixed_run *r)
 {
-    memset(result, 0, sizeof *result);
-    struct dist *d = dist_get();
+    if (r->log)
+        fclose(r->log);
+    free(r->mom);
+    train_batch_free(&r->tb);
+    net_free(r->net);
+    train_data_free(&r->td);
+}
+
+/* Loads this trainer's data, builds the fixed network (with the split's mask when split is
+ * non-NULL) and its optimizer state, and on trainer 0 starts out_dir/log.csv. Returns 0, or
+ * -1 with an error (call fixed_close either way). */
+static int fixed_open(struct fixed_run *r, const struct job *job, const struct train_split *split,
+                      const char *out_dir)
+{
+    memset(r, 0, sizeof *r);
+    r->job = job;
+    struct dist *d = r->d = dist_get();
     op_set_threads(job->train_deterministic ? 1 : job->train_threads);
     if (d->rank == 0)
         OFFNAS_TRY(train_mkdirs(out_dir));
-    struct train_data td;
-    OFFNAS_TRY(train_data_load(&td, job, d));
-    struct train_shards *sh = &td.train_shards;
-    int side = job->data_resize, B = sh->owned * sh->per_shard;
-    struct net *net = net_create(job, B, side, td.train.channels, td.train.classes, 1,
-                                 (uint64_t)job->train_seed);
-    if (!net) {
-        train_data_free(&td);
+    OFFNAS_TRY(train_data_load(&r->td, job, d));
+    struct train_shards *sh = &r->td.train_shards;
+    r->side = job->data_resize;
+    r->B = sh->owned * sh->per_shard;
+    struct net *net = r->net = net_create(&job->net, r->B, r->side, r->td.train.channels,
+                                          r->td.train.classes, 1, (uint64_t)job->train_seed);
+    if (!net)
         return -1;
-    }
-    if (job->train_init[0] && train_load_model(net, job->train_init)) {
-        net_free(net);
-        train_data_free(&td);
-        return -1;
-    }
+    if (job->train_init[0])
+        OFFNAS_TRY(train_load_model(net, job->train_init));
     net->bn_groups = sh->owned;
     net->grad_ready = dist_grad_ready;
     net->grad_ready_ctx = d;
@@ -407,114 +452,135 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
         net->mask_layer = split->split - 1;
         memcpy(net->mask, split->mask, (size_t)net->layers[split->split - 1].cout * sizeof(float));
     }
-    char path[JOB_PATH_MAX * 2];
-    FILE *log = NULL;
     if (d->rank == 0) {
+        char path[JOB_PATH_MAX * 2];
         snprintf(path, sizeof path, "%s/log.csv", out_dir);
-        log = fopen(path, "w");
-        if (!log) {
-            offnas_error("%s: cannot write: %s", path, strerror(errno));
-            net_free(net);
-            train_data_free(&td);
-            return -1;
-        }
-        fprintf(log, "step,epoch,loss,accuracy,lr\n");
+        r->log = fopen(path, "w");
+        if (!r->log)
+            return offnas_error("%s: cannot write: %s", path, strerror(errno));
+        fprintf(r->log, "step,epoch,loss,accuracy,lr\n");
     }
+    r->mom = offnas_calloc(net->param_count, sizeof(float));
+    train_batch_init(&r->tb, r->B, r->side, r->td.train.channels, r->B);
+    r->per_epoch = sh->steps;
+    r->total = r->per_epoch * job->train_epochs;
+    if (job->train_steps > 0 && job->train_steps < r->total)
+        r->total = job->train_steps;
+    if (r->per_epoch == 0)
+        return offnas_error("train.batch: %d is larger than the %ld training images",
+                            job->train_batch, r->td.train_total);
+    return 0;
+}
 
-    float *mom = offnas_calloc(net->param_count, sizeof(float));
-    struct train_batch tb;
-    train_batch_init(&tb, B, side, td.train.channels, B);
-    long per_epoch = sh->steps;
-    long total = per_epoch * job->train_epochs;
-    if (job->train_steps > 0 && job->train_steps < total)
-        total = job->train_steps;
-    if (per_epoch == 0) {
-        if (log)
-            fclose(log);
-        free(mom);
-        train_batch_free(&tb);
-        net_free(net);
-        train_data_free(&td);
-        return offnas_error("train.batch: %d is larger than the %ld training images", job->train_batch,
-                            td.train_total);
-    }
-    offnas_log("train: %ld images (val %ld, test %ld), %d epochs of %ld steps, batch %d on %d "
-               "trainer%s, %d threads, %zu parameters, %.2f M MACs/image",
-               td.train_total, td.val_total, td.test_total, job->train_epochs, per_epoch,
-               job->train_batch, d->size, d->size > 1 ? "s" : "", op_get_threads(),
-               net_param_count_chosen(net), net_macs_chosen(net) / 1e6);
+/* Loss and hits since the last progress line. */
+struct train_window {
+    double t0, last_log, loss;
+    long hits, images;
+};
 
-    double t0 = offnas_now(), last_log = t0, window_loss = 0;
-    long window_hits = 0, window_images = 0, step = 0;
+/* Every train.log_seconds (and at the last step): the progress line of step (0-based). */
+static void log_progress(const struct fixed_run *r, struct train_window *w, int epoch, long step,
+                         float lr)
+{
+    const struct job *job = r->job;
+    double now = offnas_now();
+    if (now - w->last_log < job->train_log_seconds && step + 1 != r->total)
+        return;
+    double rate = (double)(step + 1) * job->train_batch / (now - w->t0);
+    char eta[32];
+    format_duration(eta, sizeof eta, (double)(r->total - step - 1) * job->train_batch / rate);
+    offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.4f lr %.4f %.0f img/s left %s",
+               epoch + 1, job->train_epochs, step + 1, r->total,
+               w->loss / (double)(w->images / r->B), (double)w->hits / (double)w->images, lr,
+               rate, eta);
+    w->last_log = now;
+    w->loss = 0;
+    w->hits = w->images = 0;
+}
+
+/* The training steps, epoch by epoch; fills the step count, last loss and timing of result.
+ * Returns 0, or -1 when the trainers' parameters differ. */
+static int fixed_loop(struct fixed_run *r, struct train_result *result)
+{
+    const struct job *job = r->job;
+    struct net *net = r->net;
+    struct train_window w = {.t0 = offnas_now()};
+    w.last_log = w.t0;
+    long step = 0;
     float loss = 0;
-    int rc = 0;
-    for (int epoch = 0; epoch < job->train_epochs && step < total && !rc; epoch++) {
-        for (long s = 0; s < per_epoch && step < total; s++, step++) {
-            train_shards_fill(sh, &tb, &td.train, epoch, s, job->train_flip);
-            float lr = (float)optim_cosine_lr(job->train_lr, step, total, job->train_warmup_steps);
-            net_zero_grads(net);
-            net_forward(net, tb.x, B, 1);
+    for (int epoch = 0; epoch < job->train_epochs && step < r->total; epoch++) {
+        for (long s = 0; s < r->per_epoch && step < r->total; s++, step++) {
+            train_shards_fill(&r->td.train_shards, &r->tb, &r->td.train, epoch, s,
+                              job->train_flip);
+            float lr = (float)optim_cosine_lr(job->train_lr, step, r->total,
+                                              job->train_warmup_steps);
+            struct train_hparams hp = {lr, (float)job->train_momentum,
+                                       (float)job->train_weight_decay,
+                                       (float)job->train_label_smoothing};
             int correct = 0;
-            loss = op_softmax_xent_forward(net->probs, &correct, net->logits, tb.labels, B,
-                                           net->classes, (float)job->train_label_smoothing);
-            op_softmax_xent_backward(net->probs, net->probs, tb.labels, B, net->classes,
-                                     (float)job->train_label_smoothing);
-            net_backward(net, net->probs, B);
-            dist_grads_finish(d, net);
-            train_sgd_step(net, mom, lr, (float)job->train_momentum,
-                           (float)job->train_weight_decay);
+            loss = train_step(net, r->mom, r->tb.x, r->tb.labels, r->B, &hp, r->d, &correct);
             if (job->cluster_checksum_every > 0 && (step + 1) % job->cluster_checksum_every == 0 &&
-                dist_check_same(d, net->params, net->param_count, step + 1)) {
-                rc = -1;
-                break;
-            }
-            if (log)
-                fprintf(log, "%ld,%d,%.6f,%.6f,%.6g\n", step + 1, epoch + 1, loss,
-                        (double)correct / B, lr);
-            window_loss += loss;
-            window_hits += correct;
-            window_images += B;
-            double now = offnas_now();
-            if (now - last_log >= job->train_log_seconds || step + 1 == total) {
-                double rate = (double)(step + 1) * job->train_batch / (now - t0);
-                char eta[32];
-                format_duration(eta, sizeof eta, (double)(total - step - 1) * job->train_batch / rate);
-                offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.4f lr %.4f %.0f img/s left %s",
-                           epoch + 1, job->train_epochs, step + 1, total,
-                           window_loss / (double)(window_images / B),
-                           (double)window_hits / (double)window_images, lr, rate, eta);
-                last_log = now;
-                window_loss = 0;
-                window_hits = window_images = 0;
-            }
+                dist_check_same(r->d, net->params, net->param_count, step + 1))
+                return -1;
+            if (r->log)
+                fprintf(r->log, "%ld,%d,%.6f,%.6f,%.6g\n", step + 1, epoch + 1, loss,
+                        (double)correct / r->B, lr);
+            w.loss += loss;
+            w.hits += correct;
+            w.images += r->B;
+            log_progress(r, &w, epoch, step, lr);
         }
     }
     double t1 = offnas_now();
-    if (log)
-        fclose(log);
+    result->steps = step;
+    result->final_loss = loss;
+    result->train_seconds = t1 - w.t0;
+    result->images_per_second = step > 0 ? (double)step * job->train_batch / (t1 - w.t0) : 0.0;
+    return 0;
+}
+
+/* After the steps: the trainers' running statistics averaged, val and test accuracy, and on
+ * trainer 0 out_dir/model.h5 and summary.json. Returns 0 or -1 with an error. */
+static int fixed_finish(struct fixed_run *r, const char *out_dir, struct train_result *result)
+{
+    struct net *net = r->net;
+    result->parameters = net_param_count_chosen(net);
+    result->macs = net_macs_chosen(net);
+    dist_average(r->d, net->stats, net->stat_count);
+    train_evaluate_all(net, &r->td.val, r->side, r->d, &result->val_accuracy, NULL);
+    train_evaluate_all(net, &r->td.test, r->side, r->d, &result->test_accuracy, NULL);
+    offnas_log("train: done in %.1f s: val accuracy %.4f, test accuracy %.4f",
+               result->train_seconds, result->val_accuracy, result->test_accuracy);
+    if (r->d->rank != 0)
+        return 0;
+    char path[JOB_PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/model.h5", out_dir);
+    OFFNAS_TRY(train_save_model(net, r->job, path));
+    snprintf(path, sizeof path, "%s/summary.json", out_dir);
+    return write_summary(path, r->job, result);
+}
+
+int train_fixed(const struct job *job, const struct train_split *split, const char *out_dir,
+                struct train_result *result)
+{
+    memset(result, 0, sizeof *result);
+    struct fixed_run r;
+    int rc = fixed_open(&r, job, split, out_dir);
     if (!rc) {
-        result->steps = step;
-        result->final_loss = loss;
-        result->train_seconds = t1 - t0;
-        result->images_per_second = step > 0 ? (double)step * job->train_batch / (t1 - t0) : 0.0;
-        result->parameters = net_param_count_chosen(net);
-        result->macs = net_macs_chosen(net);
-        dist_average(d, net->stats, net->stat_count);
-        train_evaluate_all(net, &td.val, side, d, &result->val_accuracy, NULL);
-        train_evaluate_all(net, &td.test, side, d, &result->test_accuracy, NULL);
-        offnas_log("train: done in %.1f s: val accuracy %.4f, test accuracy %.4f",
-                   result->train_seconds, result->val_accuracy, result->test_accuracy);
+        struct dist *d = r.d;
+        offnas_log("train: %ld images (val %ld, test %ld), %d epochs of %ld steps, batch %d on "
+                   "%d trainer%s, %d threads, %zu parameters, %.2f M MACs/image",
+                   r.td.train_total, r.td.val_total, r.td.test_total, job->train_epochs,
+                   r.per_epoch, job->train_batch, d->size, d->size > 1 ? "s" : "",
+                   op_get_threads(), net_param_count_chosen(r.net), net_macs_chosen(r.net) / 1e6);
+        rc = fixed_loop(&r, result);
     }
-    if (!rc && d->rank == 0) {
-        snprintf(path, sizeof path, "%s/model.h5", out_dir);
-        rc = train_save_model(net, job, path);
-        snprintf(path, sizeof path, "%s/summary.json", out_dir);
-        if (!rc)
-            rc = write_summary(path, job, result);
+    if (r.log) {
+        fclose(r.log);
+        r.log = NULL;
     }
-    free(mom);
-    train_batch_free(&tb);
-    net_free(net);
-    train_data_free(&td);
+    if (!rc)
+        rc = fixed_finish(&r, out_dir, result);
+    fixed_close(&r);
     return rc;
 }

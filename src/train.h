@@ -70,6 +70,23 @@ void train_shards_fill(struct train_shards *sh, struct train_batch *tb, const st
  * the layout of net->params). */
 void train_sgd_step(struct net *net, float *mom, float lr, float momentum, float weight_decay);
 
+/* Forward (training mode) of the B images x, softmax cross-entropy against labels with label
+ * smoothing, backward: the gradients ACCUMULATE into net->grads. Returns the mean loss;
+ * *correct (may be NULL) gets the number of argmax hits. */
+float train_forward_backward(struct net *net, const float *x, const unsigned char *labels, int B,
+                             float label_smoothing, int *correct);
+
+/* The settings of one training step. */
+struct train_hparams {
+    float lr, momentum, weight_decay, label_smoothing;
+};
+
+/* One training step on a batch: zeroes the gradients, train_forward_backward, finishes the
+ * gradients over the trainers of d (dist_grads_finish; d NULL: one process), then
+ * train_sgd_step. Returns the mean loss; *correct (may be NULL) gets the hits. */
+float train_step(struct net *net, float *mom, const float *x, const unsigned char *labels, int B,
+                 const struct train_hparams *hp, struct dist *d, int *correct);
+
 /* Accuracy and mean loss of net (eval mode, current choices) on ds, in batches of
  * net->batch; with d, over the trainers' parts of the split together (collective). */
 void train_evaluate(struct net *net, const struct dataset *ds, int side, double *accuracy,
@@ -90,7 +107,7 @@ struct train_result {
 struct train_split {
     int split;
     int kept;
-    float mask[1024];
+    float mask[NET_MAX_CHANNELS];
 };
 
 /* Trains the fixed network of the job (net.ops), with the split's channel mask when split is

@@ -41,7 +41,7 @@ static void setup(uint64_t seed, int config)
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.stem=4"), 0);
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.head=8"), 0);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    F.net = net_create(&job, 1, SIDE, IN_CHANNELS, 10, 0, seed);
+    F.net = net_create(&job.net, 1, SIDE, IN_CHANNELS, 10, 0, seed);
     CU_ASSERT_PTR_NOT_NULL_FATAL(F.net);
     F.L = F.net->layer_count;
     CU_ASSERT_EQUAL_FATAL(F.L, 3);
@@ -109,7 +109,7 @@ static int ref_channels(int s) /* s = 1..L */
 
 /* pi[l][o] (l = 1..L), p[s], q[s][c] from the current params. */
 struct ref_probs {
-    double pi[JOB_MAX_LAYERS + 1][JOB_MAX_CANDIDATES];
+    double pi[NET_MAX_LAYERS + 1][NET_MAX_CANDIDATES];
     double p[ARCH_MAX_SPLITS];
     double q[ARCH_MAX_SPLITS][64];
 };
@@ -324,7 +324,7 @@ TEST(arch_latency_matches_enumeration)
         struct ref_probs r;
         ref_probs(&r);
         struct arch_latency want = {0};
-        int ops[JOB_MAX_LAYERS];
+        int ops[NET_MAX_LAYERS];
         int combos = ref_ops(1) * ref_ops(2) * ref_ops(3);
         for (int k = 0; k < combos; k++) {
             int rest = k;
@@ -377,7 +377,7 @@ TEST(arch_latency_one_hot_is_exact_network)
         for (int trial = 0; trial < 4; trial++)
             for (int si = 0; si < 3; si++) {
                 int s = splits[si];
-                int ops[JOB_MAX_LAYERS];
+                int ops[NET_MAX_LAYERS];
                 for (int l = 0; l < F.L; l++) {
                     ops[l] = (int)rng_below(&rng, (uint64_t)a->op_count[l]);
                     for (int o = 0; o < a->op_count[l]; o++)
@@ -407,7 +407,7 @@ TEST(arch_latency_one_hot_is_exact_network)
                 expect_rel(n.edge, r.edge, 1e-9, "network edge", tag, 0);
             }
         /* split L+1 sends nothing; split 0 sends the raw input (uint8, whatever the wire) */
-        int ops0[JOB_MAX_LAYERS] = {0};
+        int ops0[NET_MAX_LAYERS] = {0};
         EXPECT_NEAR(arch_network_latency(a, &F.cost, ops0, F.L + 1, 3).transfer, 0.0, 0);
         EXPECT_NEAR(arch_network_latency(a, &F.cost, ops0, 0, 3).transfer,
                     F.cost.link.rtt_ms +
@@ -434,7 +434,7 @@ TEST(arch_sample_frequencies)
     struct rng rng, rng2;
     rng_seed(&rng, 1234, 0);
     rng_seed(&rng2, 1234, 0);
-    int op_hits[JOB_MAX_LAYERS][JOB_MAX_CANDIDATES] = {{0}};
+    int op_hits[NET_MAX_LAYERS][NET_MAX_CANDIDATES] = {{0}};
     int split_hits[ARCH_MAX_SPLITS] = {0};
     int structure_bad = 0, repro_bad = 0;
     for (int n = 0; n < N; n++) {
@@ -568,7 +568,7 @@ TEST(arch_derive_argmax)
     const int targets[4] = {2, 1, 0, 4};
     for (int k = 0; k < 4; k++) {
         int want_split = targets[k];
-        int want_ops[JOB_MAX_LAYERS];
+        int want_ops[NET_MAX_LAYERS];
         for (size_t i = 0; i < a->count; i++)
             a->params[i] = (float)rng_normal(&rng);
         for (int l = 0; l < F.L; l++) {
@@ -600,9 +600,9 @@ TEST(arch_derive_argmax)
                 }
                 a->params[a->gamma[s] + c] = v;
             }
-        int ops[JOB_MAX_LAYERS] = {0}, split = -1, kept = -1;
-        float mask[1024];
-        for (int c = 0; c < 1024; c++)
+        int ops[NET_MAX_LAYERS] = {0}, split = -1, kept = -1;
+        float mask[NET_MAX_CHANNELS];
+        for (int c = 0; c < NET_MAX_CHANNELS; c++)
             mask[c] = -7.0f;
         arch_derive(a, ops, &split, mask, &kept);
         for (int l = 0; l < F.L; l++)
@@ -642,7 +642,7 @@ TEST(arch_task_gradients_formulas)
         arch_apply(&smp, F.net);
         for (int l = 0; l < F.L; l++)
             F.net->gate_grad[l] = (float)rng_normal(&rng);
-        for (int c = 0; c < 1024; c++)
+        for (int c = 0; c < NET_MAX_CHANNELS; c++)
             F.net->mask_grad[c] = 0.0f;
         if (inner)
             for (int c = 0; c < a->channels[s]; c++)
@@ -738,7 +738,7 @@ TEST(arch_camera_job_predicts_a_split_inside)
     job_defaults(&job);
     CU_ASSERT_EQUAL_FATAL(job_load(&job, OFFNAS_SOURCE_DIR "/jobs/camera.ini"), 0);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    struct net *net = net_create(&job, 1, job.data_resize, 1, 10, 0, 1);
+    struct net *net = net_create(&job.net, 1, job.data_resize, 1, 10, 0, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     static struct latency_table dev, edge;
     char path[JOB_PATH_MAX + 64];
@@ -757,7 +757,7 @@ TEST(arch_camera_job_predicts_a_split_inside)
     cost.wire_bytes = latency_wire_bytes(job.search_wire);
     EXPECT_EQ_INT(arch.channels[2], 24);
     for (int o = 0; o < net->layers[0].candidate_count; o++) {
-        int ops[JOB_MAX_LAYERS];
+        int ops[NET_MAX_LAYERS];
         for (int l = 0; l < net->layer_count; l++)
             ops[l] = o;
         double inner = arch_network_latency(&arch, &cost, ops, 2, 3).total;

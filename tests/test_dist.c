@@ -251,7 +251,7 @@ static void check_hooked_backward(int fixed, size_t bucket)
     op_set_threads(1);
     struct job job = tiny_job();
     int B = 4, side = 9, classes = 5;
-    struct net *net = net_create(&job, B, side, 1, classes, fixed, 5);
+    struct net *net = net_create(&job.net, B, side, 1, classes, fixed, 5);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     if (!fixed) {
         net->choice[0] = 1; /* k5e3 */

@@ -58,9 +58,9 @@ TEST(job_defaults_match_design)
     CU_ASSERT_STRING_EQUAL(job.data_path, "data/fashion-mnist.h5");
     EXPECT_EQ_INT(job.data_val_size, 5000);
     EXPECT_EQ_INT(job.data_resize, 28);
-    EXPECT_EQ_INT(job.net_stem, 16);
-    EXPECT_EQ_INT(job.net_stem_stride, 1);
-    EXPECT_EQ_INT(job.net_head, 128);
+    EXPECT_EQ_INT(job.net.stem_channels, 16);
+    EXPECT_EQ_INT(job.net.stem_stride, 1);
+    EXPECT_EQ_INT(job.net.head_channels, 128);
     EXPECT_EQ_INT(job.train_epochs, 12);
     EXPECT_EQ_INT(job.train_batch, 64);
     EXPECT_NEAR(job.train_lr, 0.05, 0);
@@ -86,15 +86,15 @@ TEST(job_defaults_match_design)
     static const int strides[] = { 1, 2, 1, 1, 2, 1, 1, 1 };
     static const char *const ops[] = { "k3e1", "k3e3", "k3e3", "k5e3",
                                        "k3e3", "k5e3", "k3e3", "k3e3" };
-    EXPECT_EQ_INT(job.layer_count, 8);
+    EXPECT_EQ_INT(job.net.layer_count, 8);
     for (int l = 0; l < 8; l++) {
         char name[16];
-        EXPECT_EQ_INT(job.layer_channels[l], channels[l]);
-        EXPECT_EQ_INT(job.layer_stride[l], strides[l]);
-        CU_ASSERT_STRING_EQUAL(op_spec_name(&job.fixed_ops[l], name), ops[l]);
+        EXPECT_EQ_INT(job.net.layer_channels[l], channels[l]);
+        EXPECT_EQ_INT(job.net.layer_stride[l], strides[l]);
+        CU_ASSERT_STRING_EQUAL(op_spec_name(&job.net.fixed_ops[l], name), ops[l]);
     }
-    EXPECT_EQ_INT(job.candidate_count, 10);
-    EXPECT_EQ_INT(job.candidates[9].kind, OP_SKIP);
+    EXPECT_EQ_INT(job.net.candidate_count, 10);
+    EXPECT_EQ_INT(job.net.candidates[9].kind, OP_SKIP);
 }
 
 TEST(job_good_file_parses)
@@ -104,7 +104,7 @@ TEST(job_good_file_parses)
     CU_ASSERT_STRING_EQUAL(job.data_path, "data/other.h5");
     EXPECT_EQ_INT(job.data_val_size, 1000);
     EXPECT_EQ_INT(job.data_resize, 112);
-    EXPECT_EQ_INT(job.net_stem, 8);
+    EXPECT_EQ_INT(job.net.stem_channels, 8);
     EXPECT_EQ_INT(job.train_epochs, 3);
     EXPECT_EQ_INT(job.train_batch, 64); /* untouched keys keep their defaults */
     EXPECT_NEAR(job.train_lr, 0.1, 0);
@@ -123,15 +123,15 @@ TEST(job_good_file_parses)
     EXPECT_EQ_INT(job.cluster_bucket_kb, 1024);
     CU_ASSERT_STRING_EQUAL(job.source, FIXTURE("good.ini"));
 
-    EXPECT_EQ_INT(job.layer_count, 3);
-    EXPECT_EQ_INT(job.layer_channels[1], 16);
-    EXPECT_EQ_INT(job.layer_stride[1], 2);
-    EXPECT_EQ_INT(job.fixed_ops[1].kind, OP_BLOCK);
-    EXPECT_EQ_INT(job.fixed_ops[1].kernel, 5);
-    EXPECT_EQ_INT(job.fixed_ops[1].expand, 6);
-    EXPECT_EQ_INT(job.fixed_ops[2].kind, OP_SKIP);
-    EXPECT_EQ_INT(job.candidate_count, 3);
-    EXPECT_EQ_INT(job.candidates[1].kernel, 7);
+    EXPECT_EQ_INT(job.net.layer_count, 3);
+    EXPECT_EQ_INT(job.net.layer_channels[1], 16);
+    EXPECT_EQ_INT(job.net.layer_stride[1], 2);
+    EXPECT_EQ_INT(job.net.fixed_ops[1].kind, OP_BLOCK);
+    EXPECT_EQ_INT(job.net.fixed_ops[1].kernel, 5);
+    EXPECT_EQ_INT(job.net.fixed_ops[1].expand, 6);
+    EXPECT_EQ_INT(job.net.fixed_ops[2].kind, OP_SKIP);
+    EXPECT_EQ_INT(job.net.candidate_count, 3);
+    EXPECT_EQ_INT(job.net.candidates[1].kernel, 7);
 }
 
 TEST(job_empty_sections_keep_defaults)
@@ -322,12 +322,12 @@ TEST(job_stem_stride_is_1_or_2)
     struct job job;
     job_defaults(&job);
     EXPECT_EQ_INT(job_set(&job, "net.stem_stride=2"), 0);
-    EXPECT_EQ_INT(job.net_stem_stride, 2);
+    EXPECT_EQ_INT(job.net.stem_stride, 2);
     EXPECT_EQ_INT(job_set(&job, "net.stem_stride=3"), -1);
     EXPECT_CONTAINS(offnas_last_error(), "net.stem_stride: 3 is above the maximum 2");
     EXPECT_EQ_INT(job_set(&job, "net.stem_stride=0"), -1);
     EXPECT_CONTAINS(offnas_last_error(), "net.stem_stride: 0 is below the minimum 1");
-    EXPECT_EQ_INT(job.net_stem_stride, 2);
+    EXPECT_EQ_INT(job.net.stem_stride, 2);
 }
 
 TEST(job_skip_where_shapes_differ)
@@ -357,7 +357,7 @@ TEST(job_layer_limits)
     EXPECT_CONTAINS(offnas_last_error(), "net.layers: layer 1: 2000 channels, expected 1..1024");
 
     char layers[JOB_TEXT_MAX] = "", ops[JOB_TEXT_MAX] = "";
-    for (int l = 0; l < JOB_MAX_LAYERS + 1; l++) {
+    for (int l = 0; l < NET_MAX_LAYERS + 1; l++) {
         strcat(layers, l ? ", 8/1" : "8/1");
         strcat(ops, l ? ", k3e1" : "k3e1");
     }
@@ -421,7 +421,7 @@ TEST(job_long_layer_list_loads)
     /* 32 wide layers make a line longer than inih's default 200 characters */
     char text[JOB_TEXT_MAX + 64] = "[net]\nlayers = ";
     char ops[JOB_TEXT_MAX] = "ops = ";
-    for (int l = 0; l < JOB_MAX_LAYERS; l++) {
+    for (int l = 0; l < NET_MAX_LAYERS; l++) {
         strcat(text, l ? ", 1024/1" : "1024/1");
         strcat(ops, l ? ", k7e6" : "k7e6");
     }
@@ -433,8 +433,8 @@ TEST(job_long_layer_list_loads)
     job_defaults(&job);
     CU_ASSERT_FATAL(job_load(&job, path) == 0);
     CU_ASSERT_FATAL(job_finalize(&job) == 0);
-    EXPECT_EQ_INT(job.layer_count, JOB_MAX_LAYERS);
-    EXPECT_EQ_INT(job.layer_channels[JOB_MAX_LAYERS - 1], 1024);
+    EXPECT_EQ_INT(job.net.layer_count, NET_MAX_LAYERS);
+    EXPECT_EQ_INT(job.net.layer_channels[NET_MAX_LAYERS - 1], 1024);
     remove(path);
 }
 
@@ -506,11 +506,11 @@ TEST(job_shipped_fixed_ini_is_valid)
     struct job job, defaults;
     job_defaults(&defaults);
     CU_ASSERT_FATAL(load_fixture(&job, OFFNAS_SOURCE_DIR "/jobs/fixed.ini") == 0);
-    EXPECT_EQ_INT(job.layer_count, defaults.layer_count);
-    for (int l = 0; l < job.layer_count; l++) {
-        EXPECT_EQ_INT(job.layer_channels[l], defaults.layer_channels[l]);
-        EXPECT_EQ_INT(job.layer_stride[l], defaults.layer_stride[l]);
-        CU_ASSERT(memcmp(&job.fixed_ops[l], &defaults.fixed_ops[l], sizeof(struct op_spec)) == 0);
+    EXPECT_EQ_INT(job.net.layer_count, defaults.net.layer_count);
+    for (int l = 0; l < job.net.layer_count; l++) {
+        EXPECT_EQ_INT(job.net.layer_channels[l], defaults.net.layer_channels[l]);
+        EXPECT_EQ_INT(job.net.layer_stride[l], defaults.net.layer_stride[l]);
+        CU_ASSERT(memcmp(&job.net.fixed_ops[l], &defaults.net.fixed_ops[l], sizeof(struct op_spec)) == 0);
     }
 }
 

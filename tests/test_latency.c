@@ -58,7 +58,7 @@ static struct job tiny_job(const char *extra)
 static struct net *tiny_net(const char *extra, uint64_t seed)
 {
     struct job job = tiny_job(extra);
-    struct net *net = net_create(&job, 1, job.data_resize, 1, 10, 0, seed);
+    struct net *net = net_create(&job.net, 1, job.data_resize, 1, 10, 0, seed);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     return net;
 }
@@ -127,8 +127,8 @@ TEST(fingerprint_changes_only_with_the_space)
     }
     /* classes and input channels are part of the space too */
     struct job job = tiny_job(NULL);
-    struct net *rgb = net_create(&job, 1, 12, 3, 10, 0, 1);
-    struct net *more = net_create(&job, 1, 12, 1, 100, 0, 1);
+    struct net *rgb = net_create(&job.net, 1, 12, 3, 10, 0, 1);
+    struct net *more = net_create(&job.net, 1, 12, 1, 100, 0, 1);
     CU_ASSERT(latency_fingerprint(rgb, NULL, 0) != fp);
     CU_ASSERT(latency_fingerprint(more, NULL, 0) != fp);
     net_free(rgb);
@@ -149,7 +149,7 @@ TEST(fingerprint_names_the_stem_stride_only_when_not_1)
     struct job job;
     job_defaults(&job);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    struct net *def = net_create(&job, 1, job.data_resize, 1, 10, 0, 1);
+    struct net *def = net_create(&job.net, 1, job.data_resize, 1, 10, 0, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(def);
     latency_fingerprint(def, text, sizeof text);
     EXPECT_CONTAINS(text, "side=28;in=1;classes=10;stem=16;layers=16/1,24/2,");
@@ -335,7 +335,7 @@ TEST(shipped_profiles_load_for_the_default_space)
     struct job job;
     job_defaults(&job);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    struct net *net = net_create(&job, 1, job.data_resize, 1, 10, 0, 1);
+    struct net *net = net_create(&job.net, 1, job.data_resize, 1, 10, 0, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     const char *phones[] = {"pixel1", "pixel4", "pixel6", "xiaomi11"};
     for (size_t p = 0; p < OFFNAS_ARRAY_LEN(phones); p++) {
@@ -352,7 +352,7 @@ TEST(shipped_profiles_load_for_the_default_space)
         /* the fixed network costs a few milliseconds at most on a phone, more than nothing */
         double total = t.median[0][0] + t.median[net->layer_count + 1][0];
         for (int l = 0; l < net->layer_count; l++)
-            total += t.median[l + 1][net_find_candidate(net, l, &job.fixed_ops[l])];
+            total += t.median[l + 1][net_find_candidate(net, l, &job.net.fixed_ops[l])];
         CU_ASSERT(total > 0.1 && total < 10);
     }
     net_free(net);

@@ -51,7 +51,7 @@ static void check_network_gradient(int fixed, int with_mask, int stem_stride)
     op_set_threads(1);
     struct job job = tiny_job_with_stem_stride(stem_stride);
     int B = 3, side = 9;
-    struct net *net = net_create(&job, B, side, 1, 5, fixed, 7);
+    struct net *net = net_create(&job.net, B, side, 1, 5, fixed, 7);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     if (!fixed) {
         net->choice[0] = 1; /* k5e3 at stride 1 with residual */
@@ -137,8 +137,8 @@ TEST(net_gradient_with_stem_stride_2) { check_network_gradient(0, 1, 2); }
 TEST(net_stem_stride_2_halves_the_feature_maps)
 {
     struct job job1 = tiny_job_with_stem_stride(1), job2 = tiny_job_with_stem_stride(2);
-    struct net *one = net_create(&job1, 2, 12, 1, 5, 1, 3);
-    struct net *two = net_create(&job2, 2, 12, 1, 5, 1, 3);
+    struct net *one = net_create(&job1.net, 2, 12, 1, 5, 1, 3);
+    struct net *two = net_create(&job2.net, 2, 12, 1, 5, 1, 3);
     CU_ASSERT_PTR_NOT_NULL_FATAL(one);
     CU_ASSERT_PTR_NOT_NULL_FATAL(two);
     EXPECT_EQ_INT(one->stem_side, 12);
@@ -172,7 +172,7 @@ TEST(net_stem_stride_2_halves_the_feature_maps)
 TEST(net_layout_is_reverse_layer_order_and_tiles_the_buffer)
 {
     struct job job = tiny_job();
-    struct net *net = net_create(&job, 2, 9, 1, 5, 0, 1);
+    struct net *net = net_create(&job.net, 2, 9, 1, 5, 0, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     EXPECT_EQ_INT(net->head_offset, 0);
     size_t at = net->head_count;
@@ -199,7 +199,7 @@ TEST(net_step_touches_only_chosen_candidates)
     op_set_threads(1);
     struct job job = tiny_job();
     int B = 2, side = 9;
-    struct net *net = net_create(&job, B, side, 1, 5, 0, 3);
+    struct net *net = net_create(&job.net, B, side, 1, 5, 0, 3);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     net->choice[0] = 0;
     net->choice[1] = 2;
@@ -241,7 +241,7 @@ TEST(net_default_fixed_network_costs_about_7M_macs)
     struct job job;
     job_defaults(&job);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    struct net *net = net_create(&job, 1, 28, 1, 10, 1, 1);
+    struct net *net = net_create(&job.net, 1, 28, 1, 10, 1, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     double macs = net_macs_chosen(net);
     CU_ASSERT(macs > 6.0e6 && macs < 8.0e6);
@@ -262,7 +262,7 @@ static struct net *ghost_net(float *x, unsigned char *labels)
 {
     op_set_threads(1);
     struct job job = tiny_job();
-    struct net *net = net_create(&job, 2 * GHOST_B, GHOST_SIDE, 1, 5, 1, 13);
+    struct net *net = net_create(&job.net, 2 * GHOST_B, GHOST_SIDE, 1, 5, 1, 13);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     for (int l = 0; l < net->layer_count; l++)
         for (int i = 0; i < net->layers[l].candidate_count; i++) {

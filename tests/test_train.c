@@ -244,7 +244,7 @@ TEST(train_load_model_restores_accuracy)
     struct train_data td;
     CU_ASSERT_EQUAL_FATAL(train_data_load(&td, &job, NULL), 0);
     EXPECT_EQ_INT(td.test.count, 600);
-    struct net *net = net_create(&job, job.train_batch, job.data_resize, td.test.channels,
+    struct net *net = net_create(&job.net, job.train_batch, job.data_resize, td.test.channels,
                                  td.test.classes, 1, 987654321);
     CU_ASSERT_FATAL(net != NULL);
     double fresh;
@@ -280,7 +280,7 @@ TEST(train_load_model_restores_accuracy)
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k7e6, k7e6, k7e6, k7e6, k7e6, k7e6, k7e6, k7e6"),
                           0);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    net = net_create(&job, 8, job.data_resize, 1, 10, 1, 1);
+    net = net_create(&job.net, 8, job.data_resize, 1, 10, 1, 1);
     CU_ASSERT_FATAL(net != NULL);
     snprintf(path, sizeof path, "%s/model.h5", dir);
     CU_ASSERT_EQUAL(train_load_model(net, path), -1);
@@ -551,6 +551,24 @@ TEST(train_data_load_refuses_batch_not_divisible_by_shards)
         train_data_free(&td);
 }
 
+/* A global batch larger than the training split is refused naming train.batch and the size of
+ * the split, and leaves no model behind. */
+TEST(train_fixed_refuses_batch_larger_than_training_split)
+{
+    static const char *const sets[] = {
+        "data.train_limit=600", "data.val_size=100", "data.test_limit=100", "train.batch=512",
+    };
+    struct job job;
+    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
+    const char *dir = run_dir("batch_too_large");
+    struct train_result r;
+    EXPECT_EQ_INT(train_fixed(&job, NULL, dir, &r), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "train.batch: 512 is larger than the 500 training images");
+    char *model = read_text(dir, "model.h5");
+    CU_ASSERT_PTR_NULL(model);
+    free(model);
+}
+
 static const struct test_case TESTS[] = {
     CASE(train_short_run_learns),
     CASE(train_is_deterministic),
@@ -558,6 +576,7 @@ static const struct test_case TESTS[] = {
     CASE(train_shards_two_trainers_equal_one),
     CASE(train_shards_steps_agree_with_unequal_shards),
     CASE(train_data_load_refuses_batch_not_divisible_by_shards),
+    CASE(train_fixed_refuses_batch_larger_than_training_split),
 };
 
 TEST_MAIN("train", TESTS)

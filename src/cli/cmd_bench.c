@@ -43,7 +43,7 @@ static int bench_train(int argc, char **argv)
         return 1;
     op_set_threads(threads);
     int side = job.data_resize, classes = 10;
-    struct net *net = net_create(&job, batch, side, 1, classes, 1, (uint64_t)job.train_seed);
+    struct net *net = net_create(&job.net, batch, side, 1, classes, 1, (uint64_t)job.train_seed);
     if (!net) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
@@ -61,15 +61,11 @@ static int bench_train(int argc, char **argv)
     printf("offnas bench train: threads %d batch %d side %d params %zu MACs/image %.2fM\n",
            op_get_threads(), batch, side, net_param_count_chosen(net), net_macs_chosen(net) / 1e6);
     double *rates = offnas_malloc((size_t)windows * sizeof(double));
+    const struct train_hparams hp = {0.01f, 0.9f, 4e-5f, 0.0f};
     for (int w = -1; w < windows; w++) {
         double t0 = offnas_now();
         for (int s = 0; s < steps; s++) {
-            net_zero_grads(net);
-            net_forward(net, x, batch, 1);
-            op_softmax_xent_forward(net->probs, NULL, net->logits, labels, batch, classes, 0.0f);
-            op_softmax_xent_backward(net->probs, net->probs, labels, batch, classes, 0.0f);
-            net_backward(net, net->probs, batch);
-            train_sgd_step(net, mom, 0.01f, 0.9f, 4e-5f);
+            train_step(net, mom, x, labels, batch, &hp, NULL, NULL);
         }
         double rate = (double)batch * steps / (offnas_now() - t0);
         if (w >= 0) {
@@ -108,7 +104,7 @@ static int bench_infer(int argc, char **argv)
         return 1;
     op_set_threads(threads);
     int side = job.data_resize;
-    struct net *net = net_create(&job, 1, side, 1, 10, 1, (uint64_t)job.train_seed);
+    struct net *net = net_create(&job.net, 1, side, 1, 10, 1, (uint64_t)job.train_seed);
     if (!net) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;

@@ -55,9 +55,9 @@ static int parse_count(const char *option, const char *text, int lo, int *out)
 static double fixed_total_ms(const struct latency_table *t, const struct net *net,
                              const struct job *job)
 {
-    int ops[JOB_MAX_LAYERS];
+    int ops[NET_MAX_LAYERS];
     for (int l = 0; l < net->layer_count; l++) {
-        ops[l] = net_find_candidate(net, l, &job->fixed_ops[l]);
+        ops[l] = net_find_candidate(net, l, &job->net.fixed_ops[l]);
         if (ops[l] < 0)
             return -1.0;
     }
@@ -143,7 +143,7 @@ static int parse_args(struct profile_args *a, int fit, int argc, char **argv)
 /* The supernet of the job at batch 1, or NULL after printing the error. */
 static struct net *space_net(const struct job *job)
 {
-    struct net *net = net_create(job, 1, job->data_resize, PROFILE_IN_CHANNELS, PROFILE_CLASSES,
+    struct net *net = net_create(&job->net, 1, job->data_resize, PROFILE_IN_CHANNELS, PROFILE_CLASSES,
                                  0, (uint64_t)job->train_seed);
     if (!net)
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
