@@ -25,6 +25,7 @@ static const char USAGE[] =
     "  derive --run DIR                                       fix the choices: DIR/arch.json\n"
     "  train --arch DIR/arch.json --out DIR2                  retrain the derived network\n"
     "  eval --run DIR2 [--network NAME]                       accuracy and latency breakdown\n"
+    "  report --out R DIR...                                  runs side by side: table, plot\n"
     "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
     "  bench infer --job FILE [--threads N]                   time a batch-1 forward\n"
     "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
@@ -107,6 +108,8 @@ static int run_command(int argc, char **argv)
         return cmd_derive(argc - 1, argv + 1);
     if (!strcmp(name, "eval"))
         return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(name, "report"))
+        return cmd_report(argc - 1, argv + 1);
     if (!strcmp(name, "bench"))
         return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(name, "profile"))
