@@ -42,6 +42,7 @@ bad() {
   shift
   "$offnas" "$@" >"$tmp/stdout" 2>"$tmp/stderr" </dev/null
   local rc=$?
+  last_rc=$rc
   local lines
   lines=$(wc -l <"$tmp/stderr")
   local first
@@ -57,6 +58,11 @@ bad() {
   else
     pass "$name (exit $rc) $first"
   fi
+}
+
+# exits NAME CODE: the last `bad` case exited with CODE.
+exits() {
+  if [[ $last_rc == "$2" ]]; then pass "$1: exit $2"; else fail "$1: exit $2" "exit $last_rc"; fi
 }
 
 # help NAME ARGS...: offnas ARGS exits 0 and prints "usage:" on stdout.
@@ -141,6 +147,22 @@ bad "train --arch with a missing arch.json" train --arch "$tmp/no_such_arch.json
 printf '{"ops": [' >"$tmp/broken_arch.json"
 bad "train --arch with a broken arch.json" train --arch "$tmp/broken_arch.json" --out "$tmp/o_arch"
 
+bad "report without arguments" report
+exits "report without arguments" 2
+bad "report without run folders" report --out "$tmp/report"
+exits "report without run folders" 2
+mkdir "$tmp/no_accuracy_run"
+echo '{"latency_ms": {"total": 3}}' >"$tmp/no_accuracy_run/summary.json"
+bad "report of a summary without test_accuracy" report --out "$tmp/report" "$tmp/no_accuracy_run"
+exits "report of a summary without test_accuracy" 1
+bad "report of a folder without summary.json" report --out "$tmp/report" "$tmp/empty_run"
+exits "report of a folder without summary.json" 1
+if [[ -e $tmp/report ]]; then
+  fail "failed reports write nothing" "$(ls -A "$tmp/report" | tr '\n' ' ')"
+else
+  pass "failed reports write nothing"
+fi
+
 # A failed import must not touch an existing output file.
 before=$(sha256sum <"$data")
 bad "import over an existing file fails" data import fashion-mnist --from "$tmp/truncated" --out "$data"
@@ -174,6 +196,7 @@ help "profile fit --help" profile fit --help
 help "profiler --help" profiler --help
 help "bench search --help" bench search --help
 help "bench infer --help" bench infer --help
+help "report --help" report --help
 
 echo
 echo "cli.sh: $passed passed, $failed failed"

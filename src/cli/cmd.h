@@ -12,6 +12,7 @@ int cmd_bench(int argc, char **argv); /* offnas bench train ... */
 int cmd_search(int argc, char **argv); /* offnas search --job J --out DIR */
 int cmd_derive(int argc, char **argv); /* offnas derive --run DIR */
 int cmd_eval(int argc, char **argv);   /* offnas eval --run DIR [--network NAME] */
+int cmd_report(int argc, char **argv);  /* offnas report --out R DIR... */
 int cmd_profile(int argc, char **argv); /* offnas profile [fit] ... */
 int cmd_profiler(int argc, char **argv); /* offnas profiler --device NAME (an MPI rank) */
 int cmd_baseline(int argc, char **argv); /* offnas baseline METHOD --job J --out DIR */

@@ -28,6 +28,7 @@ static const char USAGE[] =
     "  baseline neurosurgeon|nas-then-split|prune-split --job FILE --out DIR\n"
     "                                                         a baseline of the claim\n"
     "  job --job FILE [--set K=V ...] [--key SECTION.KEY]     print the effective job\n"
+    "  report --out R DIR...                                  runs side by side: table, plot\n"
     "  bench train --job FILE [--threads N] [--batch B]       time training steps\n"
     "  bench infer --job FILE [--threads N]                   time a batch-1 forward\n"
     "  profile --job FILE --device NAME --out FILE.h5         measure a latency table here\n"
@@ -36,7 +37,7 @@ static const char USAGE[] =
     "  bench search --job FILE [--steps N]                    time search steps (mpirun)\n"
     "  search --resume --out DIR                              continue from a checkpoint\n"
     "\n"
-    "Every command takes --help. Job keys are documented in README.md.\n";
+    "Every command takes --help. Job keys: docs/jobs.md.\n";
 
 /* Two runtime settings must be in the environment before the libraries load, so unless the
  * user chose them the program sets them and starts itself once more:
@@ -110,6 +111,8 @@ static int run_command(int argc, char **argv)
         return cmd_derive(argc - 1, argv + 1);
     if (!strcmp(name, "eval"))
         return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(name, "report"))
+        return cmd_report(argc - 1, argv + 1);
     if (!strcmp(name, "bench"))
         return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(name, "profile"))

@@ -2,7 +2,8 @@
 # slurm/sweep.sbatch: a 2-task array over a list file (with a comment and a blank line) runs
 # search -> derive -> train --arch -> eval per task in its own folder, the first task submits
 # the gather job (afterany on the array), and the gather job writes sweep.tsv with one "ok" row
-# per entry, read back with the entry's preset and lambda and the summary's numbers.
+# per entry, read back with the entry's preset and lambda and the summary's numbers, and the
+# offnas report of the tasks (report/report.json with one run per task).
 #
 #   tests/slurm/cluster.sh tests/slurm/test_sweep.sh BUILD/offnas SOURCE_DIR    (ctest: slurm.sweep)
 source "$(dirname "$0")/lib.sh"
@@ -59,6 +60,14 @@ fi
 acc=$(awk -F'\t' '$1 == 1 {print $5}' "$table" 2>/dev/null)
 want=$(jq -r .test_accuracy "$tmp/sweep/task-1-wifi-l2/derived/summary.json" 2>/dev/null)
 if [[ -n $acc && $acc == "$want" ]]; then pass "sweep.tsv accuracy = summary.json's ($acc)"; else fail "sweep.tsv accuracy = summary.json's" "'$acc' vs '$want'"; fi
+
+report=$tmp/sweep/report/report.json
+check "report/report.json: one search run per task, lambda from each task's arch.json" jq -e \
+  '(.runs | length) == 2 and ([.runs[].method] | unique) == ["search"]
+   and [.runs[].lambda] == [0.5, 2] and ([.runs[].dir | test("/task-[01]-[a-z0-9]+-l[0-9.]+/derived$")] | all)
+   and (.best.dir | type) == "string"' "$report"
+check "report/report.md: a row per task" test "$(grep -c '^| search ' "$tmp/sweep/report/report.md" 2>/dev/null)" = 2
+check "report/pareto.csv: header + a row per task" test "$(wc -l <"$tmp/sweep/report/pareto.csv" 2>/dev/null)" = 3
 
 # an array index past the list's end fails that task with a clear line
 id=$(submit --array=5 --output="$tmp/past-%A_%a.out" --export=ALL,SWEEP_NO_GATHER=1 \

@@ -1,0 +1,366 @@
+/* Tests of the report module: Pareto marking and the best-run rule on hand-made rows with known
+ * answers (ties included), the neurosurgeon run's two extra rows, a row written to
+ * pareto.csv and report.json and read back, optional fields and their defaults, and bad
+ * summaries refused with the file and the field named and the output folder left untouched.
+ * Run folders are written under a fresh /tmp/offnas_test_report.XXXXXX. */
+#define _XOPEN_SOURCE 700
+#include "testing.h"
+
+#include "cmd.h"
+#include "common.h"
+#include "report.h"
+
+#include <dirent.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char temp_root[64];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void make_temp_root(void)
+{
+    snprintf(temp_root, sizeof temp_root, "/tmp/offnas_test_report.XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(temp_root));
+}
+
+static void remove_temp_root(void) { nftw(temp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* temp_root/name/summary.json holding text; returns the run folder (static buffer) */
+static const char *write_run(const char *name, const char *text)
+{
+    static char dir[128];
+    char path[192];
+    snprintf(dir, sizeof dir, "%s/%s", temp_root, name);
+    CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0777), 0);
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+    return dir;
+}
+
+/* A row with every field known: accuracy and total latency as given, the rest fixed. */
+static struct report_row make_row(double accuracy, double total_ms)
+{
+    struct report_row row = {.method = REPORT_SEARCH, .lambda = 0.5, .test_accuracy = accuracy,
+                             .split_point = 3, .kept_channels = 12, .total_channels = 24,
+                             .bytes_sent = 3072, .macs = 1234567, .params = 45678};
+    row.latency_ms = (struct arch_latency){.total = total_ms, .device = total_ms / 4,
+                                           .transfer = total_ms / 2, .edge = total_ms / 4};
+    snprintf(row.dir, sizeof row.dir, "runs/r%g", total_ms);
+    snprintf(row.ops, sizeof row.ops, "k3e1, skip, k5e3");
+    return row;
+}
+
+TEST(report_pareto_keeps_undominated_rows_and_ties)
+{
+    /* (accuracy, ms): A and B tie (neither dominates the other); D is beaten by A on both; E
+     * has C's accuracy at a higher latency; F, C, A/B, G form the front */
+    const double points[][2] = {{0.90, 10}, {0.90, 10}, {0.92, 20}, {0.89, 15},
+                                {0.92, 25}, {0.95, 100}, {0.80, 5}, {0.95, 100.5}};
+    const int expected[] = {1, 1, 1, 0, 0, 1, 1, 0};
+    struct report_row rows[8];
+    for (int i = 0; i < 8; i++)
+        rows[i] = make_row(points[i][0], points[i][1]);
+    report_mark_pareto(rows, 8);
+    for (int i = 0; i < 8; i++) {
+        if (rows[i].pareto != expected[i])
+            fprintf(stderr, "row %d (%.2f, %g ms): pareto %d, expected %d\n", i, points[i][0],
+                    points[i][1], rows[i].pareto, expected[i]);
+        CU_ASSERT_EQUAL(rows[i].pareto, expected[i]);
+    }
+}
+
+TEST(report_best_is_fastest_within_half_a_point_of_the_most_accurate)
+{
+    /* top 0.95; 0.945 is exactly 0.5 pt below (within), 0.9449 just outside */
+    struct report_row rows[5] = {make_row(0.95, 100), make_row(0.946, 50), make_row(0.945, 40),
+                                 make_row(0.9449, 30), make_row(0.80, 5)};
+    EXPECT_EQ_INT(report_best(rows, 5), 2);
+    /* equal latency: the more accurate one */
+    rows[1] = make_row(0.947, 40);
+    EXPECT_EQ_INT(report_best(rows, 5), 1);
+    /* alone, the most accurate is the best; no rows, no best */
+    EXPECT_EQ_INT(report_best(rows, 1), 0);
+    EXPECT_EQ_INT(report_best(rows, 0), -1);
+}
+
+TEST(report_neurosurgeon_run_adds_all_device_and_all_edge_rows)
+{
+    make_temp_root();
+    const char *dir = write_run(
+        "ns", "{\"method\": \"neurosurgeon\", \"test_accuracy\": 0.848, \"ops\": \"k3e1, skip, "
+              "k3e3\", \"split_point\": 1, \"kept_channels\": 16, \"total_channels\": 16, "
+              "\"bytes_sent\": 12544, \"input_bytes\": 784, \"macs\": 3000000, \"params\": 60000,"
+              " \"latency_ms\": {\"device\": 1, \"transfer\": 50, \"edge\": 1, \"total\": 52, "
+              "\"all_device\": 400, \"all_edge\": 9, \"all_edge_parts\": {\"device\": 0, "
+              "\"transfer\": 8, \"edge\": 1}}}");
+    struct report_row rows[REPORT_ROWS_PER_RUN];
+    EXPECT_EQ_INT(report_read_run(dir, rows), 3);
+    EXPECT_EQ_INT(rows[0].method, REPORT_NEUROSURGEON);
+    EXPECT_EQ_INT(rows[0].split_point, 1);
+    EXPECT_NEAR(rows[0].latency_ms.total, 52, 0);
+
+    const struct report_row *dev = &rows[1], *edge = &rows[2];
+    EXPECT_EQ_INT(dev->method, REPORT_ALL_DEVICE);
+    EXPECT_EQ_INT(dev->split_point, 4); /* L + 1, three ops */
+    EXPECT_EQ_INT(dev->kept_channels, 0);
+    EXPECT_EQ_INT(dev->total_channels, 0);
+    EXPECT_NEAR(dev->latency_ms.total, 400, 0);
+    EXPECT_NEAR(dev->latency_ms.device, 400, 0);
+    EXPECT_NEAR(dev->latency_ms.transfer, 0, 0);
+    EXPECT_NEAR(dev->bytes_sent, 0, 0);
+    EXPECT_EQ_INT(edge->method, REPORT_ALL_EDGE);
+    EXPECT_EQ_INT(edge->split_point, 0);
+    EXPECT_EQ_INT(edge->kept_channels + edge->total_channels, 0);
+    EXPECT_NEAR(edge->latency_ms.total, 9, 0);
+    EXPECT_NEAR(edge->latency_ms.transfer, 8, 0);
+    EXPECT_NEAR(edge->latency_ms.edge, 1, 0);
+    EXPECT_NEAR(edge->bytes_sent, 784, 0);
+    for (int i = 1; i < 3; i++) {
+        EXPECT_NEAR(rows[i].test_accuracy, 0.848, 0);
+        CU_ASSERT_STRING_EQUAL(rows[i].ops, "k3e1, skip, k3e3");
+        CU_ASSERT_STRING_EQUAL(rows[i].dir, dir);
+        EXPECT_NEAR(rows[i].macs, 3000000, 0);
+    }
+
+    /* without the all-edge parts and the input size: the total only */
+    dir = write_run("ns_bare", "{\"method\": \"neurosurgeon\", \"test_accuracy\": 0.8, "
+                               "\"latency_ms\": {\"total\": 52, \"all_device\": 400, "
+                               "\"all_edge\": 9}}");
+    EXPECT_EQ_INT(report_read_run(dir, rows), 3);
+    EXPECT_NEAR(rows[2].latency_ms.total, 9, 0);
+    CU_ASSERT(isnan(rows[2].latency_ms.device) && isnan(rows[2].latency_ms.transfer) &&
+              isnan(rows[2].latency_ms.edge));
+    CU_ASSERT(isnan(rows[2].bytes_sent));
+    EXPECT_EQ_INT(rows[1].split_point, REPORT_UNKNOWN); /* no ops: L unknown */
+    remove_temp_root();
+}
+
+TEST(report_reads_optional_fields_and_their_defaults)
+{
+    make_temp_root();
+    /* what offnas train + eval write: no method, no lambda, "parameters" for params */
+    const char *dir = write_run(
+        "eval", "{\"test_accuracy\": 0.8123, \"val_accuracy\": 0.8, \"parameters\": 45678, "
+                "\"macs\": 1234567, \"split_point\": 3, \"kept_channels\": 12, \"total_channels\":"
+                " 24, \"bytes_sent\": 3072.0, \"wire\": \"int8\", \"latency_ms\": {\"device\": "
+                "4.1, \"transfer\": 10.2, \"edge\": 0.5, \"total\": 14.8, \"all_device\": 30.5, "
+                "\"all_edge\": 22.1}, \"network\": {\"name\": \"3G\"}, \"ops\": \"k3e1, skip\"}");
+    struct report_row rows[REPORT_ROWS_PER_RUN];
+    EXPECT_EQ_INT(report_read_run(dir, rows), 1); /* a search run: no extra rows */
+    EXPECT_EQ_INT(rows[0].method, REPORT_SEARCH);
+    CU_ASSERT(isnan(rows[0].lambda));
+    EXPECT_NEAR(rows[0].params, 45678, 0);
+    EXPECT_NEAR(rows[0].macs, 1234567, 0);
+    EXPECT_NEAR(rows[0].latency_ms.transfer, 10.2, 0);
+    EXPECT_EQ_INT(rows[0].kept_channels, 12);
+
+    /* a baseline's own fields; "params" wins over "parameters"; nulls are unknown */
+    dir = write_run("prune", "{\"method\": \"prune-split\", \"lambda\": 2, \"params\": 10, "
+                             "\"parameters\": 20, \"macs\": null, \"test_accuracy\": 1, "
+                             "\"latency_ms\": {\"total\": 0}}");
+    EXPECT_EQ_INT(report_read_run(dir, rows), 1);
+    EXPECT_EQ_INT(rows[0].method, REPORT_PRUNE_SPLIT);
+    EXPECT_NEAR(rows[0].lambda, 2, 0);
+    EXPECT_NEAR(rows[0].params, 10, 0);
+    CU_ASSERT(isnan(rows[0].macs) && isnan(rows[0].latency_ms.device));
+    EXPECT_EQ_INT(rows[0].split_point, REPORT_UNKNOWN);
+    CU_ASSERT_STRING_EQUAL(rows[0].ops, "");
+    remove_temp_root();
+}
+
+/* Splits one CSV line into fields (quoted fields with "" for a quote); returns the count. */
+static int split_csv(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *p = line;
+    while (n < max) {
+        char *out = p;
+        fields[n++] = p;
+        if (*p == '"') {
+            for (p++; *p && !(p[0] == '"' && p[1] != '"'); p++) {
+                if (*p == '"')
+                    p++;
+                *out++ = *p;
+            }
+            p += *p == '"';
+        } else {
+            while (*p && *p != ',' && *p != '\n')
+                *out++ = *p++;
+        }
+        int more = *p == ',';
+        *out = 0;
+        if (!more)
+            break;
+        p++;
+    }
+    return n;
+}
+
+TEST(report_row_round_trips_through_csv_and_json)
+{
+    make_temp_root();
+    struct report rep = {.rows = calloc(2, sizeof(struct report_row)), .count = 2, .best = 0};
+    rep.rows[0] = make_row(0.8765, 14.8125);
+    rep.rows[0].method = REPORT_NAS_THEN_SPLIT;
+    snprintf(rep.rows[0].dir, sizeof rep.rows[0].dir, "runs/a,\"b\"");
+    rep.rows[1] = make_row(0.5, 3);
+    rep.rows[1].lambda = rep.rows[1].bytes_sent = rep.rows[1].macs = NAN;
+    rep.rows[1].latency_ms.device = NAN;
+    rep.rows[1].split_point = REPORT_UNKNOWN;
+    report_mark_pareto(rep.rows, rep.count);
+    char out[128], path[160];
+    snprintf(out, sizeof out, "%s/R", temp_root);
+    CU_ASSERT_EQUAL_FATAL(report_write(&rep, out, 0), 0);
+
+    snprintf(path, sizeof path, "%s/pareto.csv", out);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    char line[1024], *v[16];
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof line, f));
+    CU_ASSERT_STRING_EQUAL(line, "method,lambda,dir,test_accuracy,split_point,kept_channels,"
+                                 "total_channels,bytes_sent,device_ms,transfer_ms,edge_ms,"
+                                 "total_ms,macs,params,pareto\n");
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof line, f));
+    EXPECT_EQ_INT(split_csv(line, v, 16), 15);
+    CU_ASSERT_STRING_EQUAL(v[0], "nas-then-split");
+    EXPECT_NEAR(atof(v[1]), 0.5, 0);
+    CU_ASSERT_STRING_EQUAL(v[2], "runs/a,\"b\"");
+    EXPECT_NEAR(atof(v[3]), 0.8765, 1e-15);
+    EXPECT_EQ_INT(atoi(v[4]), 3);
+    EXPECT_EQ_INT(atoi(v[6]), 24);
+    EXPECT_NEAR(atof(v[9]), 14.8125 / 2, 1e-12);
+    EXPECT_NEAR(atof(v[11]), 14.8125, 1e-12);
+    EXPECT_NEAR(atof(v[12]), 1234567, 0);
+    EXPECT_EQ_INT(atoi(v[14]), 1);
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof line, f));
+    EXPECT_EQ_INT(split_csv(line, v, 16), 15);
+    CU_ASSERT(!v[1][0] && !v[4][0] && !v[7][0] && !v[8][0] && !v[12][0]); /* unknown: empty */
+    EXPECT_EQ_INT(atoi(v[14]), 1);
+    CU_ASSERT_PTR_NULL(fgets(line, sizeof line, f));
+    fclose(f);
+
+    snprintf(path, sizeof path, "%s/report.json", out);
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+    json_t *runs = json_object_get(root, "runs"), *a = json_array_get(runs, 0);
+    json_t *b = json_array_get(runs, 1);
+    EXPECT_EQ_INT(json_array_size(runs), 2);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(a, "method")), "nas-then-split");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(a, "dir")), "runs/a,\"b\"");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(a, "ops")), "k3e1, skip, k5e3");
+    EXPECT_NEAR(json_number_value(json_object_get(a, "test_accuracy")), 0.8765, 1e-15);
+    EXPECT_NEAR(json_number_value(json_object_get(a, "lambda")), 0.5, 0);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(a, "kept_channels")), 12);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(a, "macs")), 1234567);
+    json_t *ms = json_object_get(a, "latency_ms");
+    EXPECT_NEAR(json_number_value(json_object_get(ms, "total")), 14.8125, 1e-12);
+    EXPECT_NEAR(json_number_value(json_object_get(ms, "edge")), 14.8125 / 4, 1e-12);
+    CU_ASSERT(json_is_true(json_object_get(a, "pareto")));
+    CU_ASSERT(json_is_null(json_object_get(b, "lambda")) &&
+              json_is_null(json_object_get(b, "split_point")) &&
+              json_is_null(json_object_get(b, "macs")) &&
+              json_is_null(json_object_get(json_object_get(b, "latency_ms"), "device")));
+    CU_ASSERT(json_equal(json_object_get(root, "best"), a));
+    json_decref(root);
+    free(rep.rows);
+    remove_temp_root();
+}
+
+/* test_report's own one-line check: report_read on [good, bad] fails naming file and field */
+static void expect_refused(const char *good, const char *bad, const char *message)
+{
+    struct report rep;
+    const char *dirs[] = {good, bad};
+    CU_ASSERT_EQUAL(report_read(&rep, dirs, 2), -1);
+    CU_ASSERT_PTR_NULL(rep.rows);
+    EXPECT_CONTAINS(offnas_last_error(), bad);
+    EXPECT_CONTAINS(offnas_last_error(), message);
+    CU_ASSERT_PTR_NULL(strchr(offnas_last_error(), '\n'));
+}
+
+TEST(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched)
+{
+    make_temp_root();
+    char good[128], out[128], path[192];
+    snprintf(good, sizeof good, "%s",
+             write_run("good", "{\"test_accuracy\": 0.9, \"latency_ms\": {\"total\": 3}}"));
+    static const struct {
+        const char *name, *text, *message;
+    } cases[] = {
+        {"no_accuracy", "{\"latency_ms\": {\"total\": 3}}",
+         "/summary.json: test_accuracy: missing"},
+        {"no_total", "{\"test_accuracy\": 0.9, \"latency_ms\": {\"device\": 3}}",
+         "/summary.json: latency_ms.total: missing"},
+        {"string", "{\"test_accuracy\": \"0.9\", \"latency_ms\": {\"total\": 3}}",
+         "test_accuracy: expected a number, got a string"},
+        {"infinite", "{\"test_accuracy\": 0.9,\n \"latency_ms\": {\"total\": 1e999}}",
+         "/summary.json: latency_ms.total: not a finite number"},
+        {"not_object", "{\"test_accuracy\": 0.9, \"latency_ms\": [3]}",
+         "latency_ms: expected an object, got an array"},
+        {"percent", "{\"test_accuracy\": 90, \"latency_ms\": {\"total\": 3}}",
+         "test_accuracy: 90 is not a fraction in [0, 1]"},
+        {"method",
+         "{\"method\": \"magic\", \"test_accuracy\": 0.9, \"latency_ms\": {\"total\": 3}}",
+         "method: 'magic' is not one of"},
+        {"split",
+         "{\"split_point\": 1.5, \"test_accuracy\": 0.9, \"latency_ms\": {\"total\": 3}}",
+         "split_point: 1.5 is not a whole number"},
+        {"ns", "{\"method\": \"neurosurgeon\", \"test_accuracy\": 0.9, \"latency_ms\": {\"total\": "
+               "3, \"all_device\": 9}}",
+         "latency_ms.all_edge: missing"},
+    };
+    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(cases); i++)
+        expect_refused(good, write_run(cases[i].name, cases[i].text), cases[i].message);
+    snprintf(path, sizeof path, "%s/no_such_run", temp_root);
+    expect_refused(good, path, "no_such_run/summary.json: cannot read");
+
+    /* the command: exit 1, the old report kept, nothing else written */
+    snprintf(out, sizeof out, "%s/R", temp_root);
+    CU_ASSERT_EQUAL_FATAL(mkdir(out, 0777), 0);
+    snprintf(path, sizeof path, "%s/report.md", out);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("old report\n", f);
+    fclose(f);
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s/string", temp_root);
+    char *argv[] = {"report", "--out", out, good, bad, NULL};
+    EXPECT_EQ_INT(cmd_report(5, argv), 1);
+    EXPECT_CONTAINS(offnas_last_error(), "string/summary.json: test_accuracy:");
+    char text[64] = "";
+    f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_PTR_NOT_NULL(fgets(text, sizeof text, f));
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(text, "old report\n");
+    int entries = 0; /* report.md alone: no other output, no temporary file left */
+    DIR *listing = opendir(out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(listing);
+    for (struct dirent *e; (e = readdir(listing));)
+        entries += e->d_name[0] != '.';
+    closedir(listing);
+    EXPECT_EQ_INT(entries, 1);
+    remove_temp_root();
+}
+
+static const struct test_case TESTS[] = {
+    CASE(report_pareto_keeps_undominated_rows_and_ties),
+    CASE(report_best_is_fastest_within_half_a_point_of_the_most_accurate),
+    CASE(report_neurosurgeon_run_adds_all_device_and_all_edge_rows),
+    CASE(report_reads_optional_fields_and_their_defaults),
+    CASE(report_row_round_trips_through_csv_and_json),
+    CASE(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched),
+};
+TEST_MAIN("report", TESTS)
