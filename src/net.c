@@ -20,6 +20,7 @@ static void bn_place(struct net_bn *bn, int channels, struct layout *at)
     bn->beta = at->params + (size_t)channels;
     at->params += 2 * (size_t)channels;
     bn->running = at->stats;
+    bn->running_var = at->stats + (size_t)channels;
     at->stats += 2 * (size_t)channels;
     at->saved += 2 * (size_t)channels * NET_MAX_BN_GROUPS;
 }
@@ -45,6 +46,72 @@ static void block_place(struct net_block *blk, struct layout *at)
     blk->count = at->params - blk->offset;
 }
 
+/* A batch norm over the first `channels` channels of super (its parameters and running
+ * statistics), with batch statistics of its own. */
+static void bn_view(struct net_bn *bn, const struct net_bn *super, int channels,
+                    struct layout *at)
+{
+    *bn = *super;
+    bn->channels = channels;
+    at->saved += 2 * (size_t)channels * NET_MAX_BN_GROUPS;
+}
+
+/* The super block of a layer: a block at the largest kernel and expansion of its candidates.
+ * Returns 0 when every candidate is skip (no super block). */
+static int super_shape(struct net_layer *layer)
+{
+    struct net_block *sb = &layer->super;
+    memset(sb, 0, sizeof *sb);
+    int kmax = 0, emax = 0;
+    for (int i = 0; i < layer->candidate_count; i++) {
+        const struct op_spec *spec = &layer->cand[i].spec;
+        if (spec->kind == OP_SKIP)
+            continue;
+        kmax = spec->kernel > kmax ? spec->kernel : kmax;
+        emax = spec->expand > emax ? spec->expand : emax;
+    }
+    if (!kmax)
+        return 0;
+    sb->spec = (struct op_spec){OP_BLOCK, kmax, emax};
+    sb->cin = layer->cin;
+    sb->cout = layer->cout;
+    sb->stride = layer->stride;
+    sb->kernel = kmax;
+    sb->hidden = layer->cin * emax;
+    sb->residual = layer->stride == 1 && layer->cin == layer->cout;
+    return 1;
+}
+
+/* Places a layer's super block and makes every block candidate a slice of it. */
+static void super_place(struct net_layer *layer, struct layout *at)
+{
+    struct net_block *sb = &layer->super;
+    if (!super_shape(layer)) {
+        for (int i = 0; i < layer->candidate_count; i++)
+            block_place(&layer->cand[i], at);
+        return;
+    }
+    block_place(sb, at);
+    for (int i = 0; i < layer->candidate_count; i++) {
+        struct net_block *blk = &layer->cand[i];
+        if (blk->spec.kind == OP_SKIP) {
+            blk->offset = at->params;
+            blk->count = 0;
+            continue;
+        }
+        blk->sliced = 1;
+        blk->offset = sb->offset;
+        blk->count = sb->count;
+        blk->w_expand = sb->w_expand;
+        blk->w_dw = sb->w_dw;
+        blk->w_project = sb->w_project;
+        if (blk->spec.expand != 1)
+            bn_view(&blk->bn1, &sb->bn1, blk->hidden, at);
+        bn_view(&blk->bn2, &sb->bn2, blk->hidden, at);
+        bn_view(&blk->bn3, &sb->bn3, blk->cout, at);
+    }
+}
+
 static void bn_bind(struct net_bn *bn, float **saved)
 {
     /* group g's statistics at mean + g*channels, rstd + g*channels */
@@ -59,7 +126,7 @@ static void bn_init(struct net *net, const struct net_bn *bn)
         net->params[bn->gamma + c] = 1.0f;
         net->params[bn->beta + c] = 0.0f;
         net->stats[bn->running + c] = 0.0f;
-        net->stats[bn->running + bn->channels + c] = 1.0f;
+        net->stats[bn->running_var + c] = 1.0f;
     }
 }
 
@@ -133,8 +200,11 @@ static void net_layout(struct net *net)
     for (int l = net->layer_count - 1; l >= 0; l--) {
         struct net_layer *layer = &net->layers[l];
         layer->offset = at.params;
-        for (int i = 0; i < layer->candidate_count; i++)
-            block_place(&layer->cand[i], &at);
+        if (net->shared)
+            super_place(layer, &at);
+        else
+            for (int i = 0; i < layer->candidate_count; i++)
+                block_place(&layer->cand[i], &at);
         layer->count = at.params - layer->offset;
     }
     net->stem_offset = at.params;
@@ -198,10 +268,15 @@ static void net_init_params(struct net *net, uint64_t seed)
     kaiming(net->params + net->w_stem, (size_t)9 * net->in_channels * net->stem_channels,
             9 * net->stem_channels, &rng);
     bn_init(net, &net->bn_stem);
-    for (int l = 0; l < net->layer_count; l++)
-        for (int i = 0; i < net->layers[l].candidate_count; i++)
-            if (net->layers[l].cand[i].spec.kind != OP_SKIP)
-                block_init(net, &net->layers[l].cand[i], &rng);
+    for (int l = 0; l < net->layer_count; l++) {
+        const struct net_layer *layer = &net->layers[l];
+        if (net->shared && layer->super.hidden)
+            block_init(net, &layer->super, &rng);
+        else
+            for (int i = 0; i < layer->candidate_count; i++)
+                if (layer->cand[i].spec.kind != OP_SKIP)
+                    block_init(net, &layer->cand[i], &rng);
+    }
     int last_c = net_out_channels(net, net->layer_count);
     kaiming(net->params + net->w_head, (size_t)last_c * net->head_channels, net->head_channels,
             &rng);
@@ -229,6 +304,14 @@ static void layer_alloc(struct net_layer *layer, size_t B, size_t *max_feat, siz
     layer->out = offnas_malloc(pout * layer->cout * sizeof(float));
     *max_hid = max_size(*max_hid, pin * hidden);
     *max_feat = max_size(*max_feat, max_size(pin * layer->cin, pout * layer->cout));
+    const struct net_block *sb = &layer->super;
+    if (sb->hidden) { /* a sliced candidate's weights and gradients, contiguous */
+        size_t expand = (size_t)sb->cin * sb->hidden, dw = (size_t)sb->kernel * sb->kernel * sb->hidden;
+        layer->w_expand = offnas_malloc(expand * sizeof(float));
+        layer->g_expand = offnas_malloc(expand * sizeof(float));
+        layer->w_dw = offnas_malloc(dw * sizeof(float));
+        layer->g_dw = offnas_malloc(dw * sizeof(float));
+    }
 }
 
 /* Activations, backward scratch and the channel mask, for batches of at most net->batch. */
@@ -275,6 +358,7 @@ struct net *net_create(const struct net_desc *desc, int batch, int side, int in_
     net->mask_layer = -1;
     net->bn_groups = 1;
     net->bn_momentum = NET_BN_MOMENTUM;
+    net->shared = desc->shared && !fixed;
     if (net_shape(net, desc, fixed)) {
         free(net);
         return NULL;
@@ -298,6 +382,10 @@ void net_free(struct net *net)
         free(layer->r2);
         free(layer->a3);
         free(layer->out);
+        free(layer->w_expand);
+        free(layer->g_expand);
+        free(layer->w_dw);
+        free(layer->g_dw);
     }
     free(net->stem_col);
     free(net->g_col);
@@ -328,7 +416,7 @@ void net_free(struct net *net)
 static void bn_update_running(struct net *net, const struct net_bn *bn, int n)
 {
     int G = net->bn_groups, C = bn->channels;
-    float *rm = net->stats + bn->running, *rv = rm + C;
+    float *rm = net->stats + bn->running, *rv = net->stats + bn->running_var;
     for (int c = 0; c < C; c++) {
         double mean = 0, var = 0;
         for (int g = 0; g < G; g++) {
@@ -355,11 +443,11 @@ static void bn_run(struct net *net, float *out, const float *in, const struct ne
         if (relu6)
             op_batchnorm_relu6_forward(out + at, mean, rstd, in + at, net->params + bn->gamma,
                                        net->params + bn->beta, net->stats + bn->running,
-                                       net->stats + bn->running + C, n, C, training, momentum);
+                                       net->stats + bn->running_var, n, C, training, momentum);
         else
             op_batchnorm_forward(out + at, mean, rstd, in + at, net->params + bn->gamma,
                                  net->params + bn->beta, net->stats + bn->running,
-                                 net->stats + bn->running + C, n, C, training, momentum);
+                                 net->stats + bn->running_var, n, C, training, momentum);
     }
     if (G > 1)
         bn_update_running(net, bn, n);
@@ -410,6 +498,58 @@ static void bn_backward(struct net *net, float *din, const float *dout, const fl
     bn_run_backward(net, din, dout, in, NULL, bn, N, 0);
 }
 
+/* The expand and depthwise weights of candidate blk as contiguous (cin, hidden) and
+ * (k, k, hidden) arrays: its own, or for a slice of the super block (first hidden columns of
+ * the (cin, Hmax) expand weights, centre k x k and first hidden channels of the (kmax, kmax,
+ * Hmax) depthwise kernel) copied into the layer's scratch. */
+static void block_weights(const struct net *net, struct net_layer *layer,
+                          const struct net_block *blk, const float **w_expand,
+                          const float **w_dw)
+{
+    const float *P = net->params;
+    *w_expand = P + blk->w_expand;
+    *w_dw = P + blk->w_dw;
+    if (!blk->sliced)
+        return;
+    const struct net_block *sb = &layer->super;
+    int H = sb->hidden, h = blk->hidden, k = blk->kernel, K = sb->kernel, c0 = (K - k) / 2;
+    if (blk->spec.expand != 1) {
+        for (int i = 0; i < blk->cin; i++)
+            memcpy(layer->w_expand + (size_t)i * h, P + sb->w_expand + (size_t)i * H,
+                   (size_t)h * sizeof(float));
+        *w_expand = layer->w_expand;
+    }
+    for (int y = 0; y < k; y++)
+        for (int x = 0; x < k; x++)
+            memcpy(layer->w_dw + ((size_t)y * k + x) * h,
+                   P + sb->w_dw + ((size_t)(y + c0) * K + (x + c0)) * H, (size_t)h * sizeof(float));
+    *w_dw = layer->w_dw;
+}
+
+/* Adds a sliced candidate's expand and depthwise gradients (in the layer's scratch) into the
+ * super block's places in net->grads. */
+static void block_scatter_grads(struct net *net, const struct net_layer *layer,
+                                const struct net_block *blk)
+{
+    const struct net_block *sb = &layer->super;
+    int H = sb->hidden, h = blk->hidden, k = blk->kernel, K = sb->kernel, c0 = (K - k) / 2;
+    float *G = net->grads;
+    if (blk->spec.expand != 1)
+        for (int i = 0; i < blk->cin; i++) {
+            float *to = G + sb->w_expand + (size_t)i * H;
+            const float *from = layer->g_expand + (size_t)i * h;
+            for (int j = 0; j < h; j++)
+                to[j] += from[j];
+        }
+    for (int y = 0; y < k; y++)
+        for (int x = 0; x < k; x++) {
+            float *to = G + sb->w_dw + ((size_t)(y + c0) * K + (x + c0)) * H;
+            const float *from = layer->g_dw + ((size_t)y * k + x) * h;
+            for (int j = 0; j < h; j++)
+                to[j] += from[j];
+        }
+}
+
 /* Runs candidate blk of layer on layer->in; returns the output pointer. */
 static const float *block_forward(struct net *net, struct net_layer *layer,
                                   const struct net_block *blk, int B, int training)
@@ -417,15 +557,16 @@ static const float *block_forward(struct net *net, struct net_layer *layer,
     const float *x = layer->in;
     if (blk->spec.kind == OP_SKIP)
         return x;
-    const float *P = net->params;
+    const float *P = net->params, *w_expand, *w_dw;
+    block_weights(net, layer, blk, &w_expand, &w_dw);
     int nin = B * layer->hin * layer->win, nout = B * layer->hout * layer->wout;
     const float *r1 = x;
     if (blk->spec.expand != 1) {
-        op_pointwise_forward(layer->a1, x, P + blk->w_expand, nin, blk->cin, blk->hidden);
+        op_pointwise_forward(layer->a1, x, w_expand, nin, blk->cin, blk->hidden);
         bn_relu6_forward(net, layer->r1, layer->a1, &blk->bn1, nin, training);
         r1 = layer->r1;
     }
-    op_depthwise_forward(layer->a2, r1, P + blk->w_dw, B, layer->hin, layer->win, blk->hidden,
+    op_depthwise_forward(layer->a2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
                          blk->kernel, blk->stride);
     bn_relu6_forward(net, layer->r2, layer->a2, &blk->bn2, nout, training);
     op_pointwise_forward(layer->a3, layer->r2, P + blk->w_project, nout, blk->hidden, blk->cout);
@@ -435,7 +576,9 @@ static const float *block_forward(struct net *net, struct net_layer *layer,
     return layer->out;
 }
 
-/* Backward of block_forward: dy (B,hout,wout,cout) -> dx (B,hin,win,cin), overwritten. */
+/* Backward of block_forward: dy (B,hout,wout,cout) -> dx (B,hin,win,cin), overwritten.
+ * A sliced candidate's expand and depthwise gradients go through the layer's scratch (the
+ * weights there are still the forward's copies: nothing changes params in between). */
 static void block_backward(struct net *net, struct net_layer *layer, const struct net_block *blk,
                            float *dx, const float *dy, int B)
 {
@@ -446,6 +589,16 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
     }
     const float *P = net->params;
     float *G = net->grads;
+    const float *w_expand = P + blk->w_expand, *w_dw = P + blk->w_dw;
+    float *g_expand = G + blk->w_expand, *g_dw = G + blk->w_dw;
+    if (blk->sliced) {
+        w_expand = layer->w_expand;
+        w_dw = layer->w_dw;
+        g_expand = layer->g_expand;
+        g_dw = layer->g_dw;
+        memset(g_expand, 0, (size_t)blk->cin * blk->hidden * sizeof(float));
+        memset(g_dw, 0, (size_t)blk->kernel * blk->kernel * blk->hidden * sizeof(float));
+    }
     float *g3 = net->g_hid1, *g2 = net->g_hid2;
     bn_backward(net, g3, dy, layer->a3, &blk->bn3, nout);
     op_pointwise_backward(g2, G + blk->w_project, g3, layer->r2, P + blk->w_project, nout,
@@ -454,17 +607,18 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
     const float *r1 = blk->spec.expand != 1 ? layer->r1 : layer->in;
     if (blk->spec.expand != 1) {
         float *g1 = net->g_hid1;
-        op_depthwise_backward(g1, G + blk->w_dw, g2, r1, P + blk->w_dw, B, layer->hin, layer->win,
-                              blk->hidden, blk->kernel, blk->stride);
+        op_depthwise_backward(g1, g_dw, g2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
+                              blk->kernel, blk->stride);
         bn_relu6_backward(net, g1, g1, layer->a1, layer->r1, &blk->bn1, nin);
-        op_pointwise_backward(dx, G + blk->w_expand, g1, layer->in, P + blk->w_expand, nin,
-                              blk->cin, blk->hidden);
+        op_pointwise_backward(dx, g_expand, g1, layer->in, w_expand, nin, blk->cin, blk->hidden);
     } else {
-        op_depthwise_backward(dx, G + blk->w_dw, g2, r1, P + blk->w_dw, B, layer->hin, layer->win,
-                              blk->hidden, blk->kernel, blk->stride);
+        op_depthwise_backward(dx, g_dw, g2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
+                              blk->kernel, blk->stride);
     }
     if (blk->residual)
         op_add_forward(dx, dx, dy, (size_t)nin * blk->cin);
+    if (blk->sliced)
+        block_scatter_grads(net, layer, blk);
 }
 
 void net_run_stem(struct net *net, const float *x, int B, int training)
@@ -641,7 +795,7 @@ int net_find_candidate(const struct net *net, int layer, const struct op_spec *s
 
 static void bn_reset(struct net *net, const struct net_bn *bn)
 {
-    float *mean = net->stats + bn->running, *var = mean + bn->channels;
+    float *mean = net->stats + bn->running, *var = net->stats + bn->running_var;
     for (int c = 0; c < bn->channels; c++) {
         mean[c] = 0.0f;
         var[c] = 1.0f;

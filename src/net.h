@@ -41,23 +41,32 @@ struct net_desc {
     struct op_spec fixed_ops[NET_MAX_LAYERS];      /* the fixed network: one op per layer */
     int candidate_count;
     struct op_spec candidates[NET_MAX_CANDIDATES]; /* the search space: ops of every layer */
+    int shared; /* supernet: one superkernel per layer that every candidate slices (1), or
+                 * separate weights per candidate (0); fixed networks ignore it */
 };
 
 /* A batch norm's place in the buffers: gamma/beta in params, running mean/var in stats. */
 struct net_bn {
     int channels;
     size_t gamma, beta;       /* offsets into params (and grads) */
-    size_t running;           /* offset into stats: running mean, then running var */
+    size_t running;           /* offset into stats of the running mean (channels values) */
+    size_t running_var;       /* ... and of the running variance */
     float *mean, *rstd;       /* batch statistics saved by the forward pass (channels each) */
 };
 
-/* One candidate op at one layer position. */
+/* One candidate op at one layer position. With separate weights it owns its parameters;
+ * sliced from a layer's superkernel (net->shared) it uses the first `hidden` hidden channels
+ * and the centre k x k of the layer's super block: w_expand and w_dw then index the super
+ * block's (cin, Hmax) and (kmax, kmax, Hmax) arrays, w_project its first hidden rows, its
+ * batch norms the first channels of the super block's, and offset/count the whole super
+ * block (what a step of this candidate updates). */
 struct net_block {
     struct op_spec spec;
     int cin, cout, hidden, kernel, stride, residual;
     size_t offset, count;             /* its parameters: params[offset, offset+count) */
     size_t w_expand, w_dw, w_project; /* (cin,hidden) [e>1 only], (k,k,hidden), (hidden,cout) */
     struct net_bn bn1, bn2, bn3;      /* after expand [e>1 only], depthwise, project */
+    int sliced;                       /* 1: a slice of the layer's super block */
 };
 
 struct net_layer {
@@ -65,6 +74,11 @@ struct net_layer {
     int hin, win, hout, wout;
     int candidate_count;
     struct net_block cand[NET_MAX_CANDIDATES];
+    /* shared supernet: the superkernel at the largest kernel kmax and hidden width Hmax =
+     * cin * emax of the layer's candidates (spec k<kmax>e<emax>), and the contiguous copies of
+     * a sliced candidate's expand and depthwise weights and their gradients */
+    struct net_block super;
+    float *w_expand, *g_expand, *w_dw, *g_dw;
     size_t offset, count; /* parameters of all candidates of the layer */
     /* activations of the chosen candidate: (B, hin, win, hidden) for a1 r1, (B, hout, wout,
      * hidden) for a2 r2, (B, hout, wout, cout) for a3 and out */
@@ -138,6 +152,7 @@ struct net {
     float *g_col;           /* stem dcol */
     float *bn_saved;        /* storage of every BN's batch mean/rstd */
     int training;           /* mode of the last forward */
+    int shared;             /* candidates slice one superkernel per layer (a supernet only) */
 };
 
 /* Builds the network desc describes: with fixed != 0 one candidate per layer (fixed_ops),
