@@ -32,16 +32,6 @@ static void append(char *buf, size_t size, size_t *len, const char *fmt, ...)
         *len = *len + (size_t)n < size ? *len + (size_t)n : size;
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* The canonical text, e.g. "side=28;in=1;classes=10;stem=16;layers=16/1,24/2;ops=k3e1|skip,
  * k3e1;head=128" (no spaces); a stem with stride 2 is "stem=16/2". JOB_MAX_LAYERS *
  * JOB_MAX_CANDIDATES names fit in it. */
@@ -75,7 +65,7 @@ uint64_t latency_fingerprint(const struct net *net, char *buf, size_t size)
         strncpy(buf, text, size - 1);
         buf[size - 1] = 0;
     }
-    return fnv1a64(text);
+    return offnas_fnv1a64(text, len, OFFNAS_FNV1A64_SEED);
 }
 
 void latency_table_init(struct latency_table *table, const struct net *net, const char *device)
@@ -138,12 +128,6 @@ void latency_stamp_here(struct latency_table *t, int threads)
 
 /* ---- measurement ------------------------------------------------------------------------ */
 
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* q-quantile of sorted[0..n) with linear interpolation between neighbours. */
 static double quantile(const double *sorted, int n, double q)
 {
@@ -177,7 +161,7 @@ static void time_runs(double *samples, struct net *net, enum piece piece, int la
         run_piece(net, piece, layer, op, x);
         samples[r] = (offnas_now() - start) * 1e3;
     }
-    qsort(samples, (size_t)repeats, sizeof *samples, compare_double);
+    qsort(samples, (size_t)repeats, sizeof *samples, offnas_compare_double);
 }
 
 /* Times one piece and stores its statistics. */

@@ -21,12 +21,6 @@ static const char BENCH_USAGE[] =
     "warm-up steps, then W timed windows of S steps. Prints each window and, as the last line,\n"
     "images_per_second: X (the median window). Defaults: threads 1, batch 64, S 30, W 7.\n";
 
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int bench_train(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
@@ -77,7 +71,7 @@ static int bench_train(int argc, char **argv)
             printf("window %d: %.1f images/s\n", w + 1, rate);
         }
     }
-    qsort(rates, (size_t)windows, sizeof(double), compare_double);
+    qsort(rates, (size_t)windows, sizeof(double), offnas_compare_double);
     printf("images_per_second: %.1f\n", rates[windows / 2]);
     free(rates);
     free(x);
@@ -125,7 +119,7 @@ static int bench_infer(int argc, char **argv)
         if (r >= 0)
             ms[r] = 1e3 * (offnas_now() - t0);
     }
-    qsort(ms, (size_t)runs, sizeof(double), compare_double);
+    qsort(ms, (size_t)runs, sizeof(double), offnas_compare_double);
     printf("offnas bench infer: threads %d side %d MACs %.2fM\np10_ms: %.4f\np90_ms: %.4f\n"
            "batch1_latency_ms: %.4f\n",
            op_get_threads(), side, net_macs_chosen(net) / 1e6, ms[runs / 10],
