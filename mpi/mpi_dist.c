@@ -263,7 +263,7 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
             continue;
         for (int l = 0; l < a.layers; l++)
             net->choice[l] = a.ops[l];
-        double measured = latency_forward_ms(net, x, PROFILE_WARMUP, PROFILE_REPEATS);
+        double measured = latency_forward_timing(net, x, PROFILE_WARMUP, PROFILE_REPEATS).median;
         double predicted = latency_network_ms(&base, a.layers, a.ops);
         double ratio = predicted > 0 ? measured / predicted : 1.0;
         /* the per-op figures keep their proportions; their scale follows the end-to-end

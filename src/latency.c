@@ -6,6 +6,7 @@
 #include "common.h"
 #include "h5.h"
 #include "rng.h"
+#include "timing.h"
 
 #include <errno.h>
 #include <math.h>
@@ -128,62 +129,43 @@ void latency_stamp_here(struct latency_table *t, int threads)
 
 /* ---- measurement ------------------------------------------------------------------------ */
 
-/* q-quantile of sorted[0..n) with linear interpolation between neighbours. */
-static double quantile(const double *sorted, int n, double q)
-{
-    double pos = q * (n - 1);
-    int lo = (int)pos;
-    if (lo >= n - 1)
-        return sorted[n - 1];
-    return sorted[lo] + (pos - lo) * (sorted[lo + 1] - sorted[lo]);
-}
+/* One piece of a network to time: the stem, a block (layer, op), the head or all of it. */
+enum piece_kind { PIECE_STEM, PIECE_BLOCK, PIECE_HEAD, PIECE_NETWORK };
 
-enum piece { PIECE_STEM, PIECE_BLOCK, PIECE_HEAD, PIECE_NETWORK };
+struct piece {
+    struct net *net;
+    enum piece_kind kind;
+    int layer, op;  /* of PIECE_BLOCK */
+    const float *x; /* one input of the piece */
+};
 
-static void run_piece(struct net *net, enum piece piece, int layer, int op, const float *x)
+/* One batch-1 eval forward of the piece (a timing_run callback). */
+static void run_piece(void *ctx)
 {
-    switch (piece) {
-    case PIECE_STEM: net_run_stem(net, x, 1, 0); break;
-    case PIECE_BLOCK: net_run_block(net, layer, op, x, 1, 0); break;
-    case PIECE_HEAD: net_run_head(net, x, 1, 0); break;
-    case PIECE_NETWORK: net_forward(net, x, 1, 0); break;
+    const struct piece *p = ctx;
+    switch (p->kind) {
+    case PIECE_STEM: net_run_stem(p->net, p->x, 1, 0); break;
+    case PIECE_BLOCK: net_run_block(p->net, p->layer, p->op, p->x, 1, 0); break;
+    case PIECE_HEAD: net_run_head(p->net, p->x, 1, 0); break;
+    case PIECE_NETWORK: net_forward(p->net, p->x, 1, 0); break;
     }
 }
 
-/* warmup untimed runs of a piece, then repeats timed ones into samples (ms, sorted). */
-static void time_runs(double *samples, struct net *net, enum piece piece, int layer, int op,
-                      const float *x, int warmup, int repeats)
+/* Times one piece and stores its statistics as entry (slot, op) of t. */
+static void time_piece(struct latency_table *t, int slot, struct piece piece, int warmup,
+                       int repeats)
 {
-    for (int r = 0; r < warmup; r++)
-        run_piece(net, piece, layer, op, x);
-    for (int r = 0; r < repeats; r++) {
-        double start = offnas_now();
-        run_piece(net, piece, layer, op, x);
-        samples[r] = (offnas_now() - start) * 1e3;
-    }
-    qsort(samples, (size_t)repeats, sizeof *samples, offnas_compare_double);
+    struct timing timing = timing_run(run_piece, &piece, warmup, repeats);
+    t->median[slot][piece.op] = timing.median;
+    t->p10[slot][piece.op] = timing.p10;
+    t->p90[slot][piece.op] = timing.p90;
+    t->repeats[slot][piece.op] = timing.repeats;
 }
 
-/* Times one piece and stores its statistics. */
-static void time_piece(struct latency_table *t, int slot, int op, struct net *net,
-                       enum piece piece, int layer, const float *x, int warmup, int repeats,
-                       double *samples)
+struct timing latency_forward_timing(struct net *net, const float *x, int warmup, int repeats)
 {
-    time_runs(samples, net, piece, layer, op, x, warmup, repeats);
-    t->median[slot][op] = quantile(samples, repeats, 0.5);
-    t->p10[slot][op] = quantile(samples, repeats, 0.1);
-    t->p90[slot][op] = quantile(samples, repeats, 0.9);
-    t->repeats[slot][op] = repeats;
-}
-
-double latency_forward_ms(struct net *net, const float *x, int warmup, int repeats)
-{
-    OFFNAS_ASSERT(repeats >= 1 && warmup >= 0);
-    double *samples = offnas_malloc((size_t)repeats * sizeof *samples);
-    time_runs(samples, net, PIECE_NETWORK, 0, 0, x, warmup, repeats);
-    double median = quantile(samples, repeats, 0.5);
-    free(samples);
-    return median;
+    struct piece whole = {.net = net, .kind = PIECE_NETWORK, .x = x};
+    return timing_run(run_piece, &whole, warmup, repeats);
 }
 
 double latency_network_ms(const struct latency_table *t, int layers, const int *ops)
@@ -204,7 +186,6 @@ void latency_measure(struct latency_table *table, struct net *net, int warmup, i
 {
     OFFNAS_ASSERT(net->batch >= 1 && repeats >= 1 && warmup >= 0);
     OFFNAS_ASSERT(table->slot_count == net->layer_count + 2);
-    double *samples = offnas_malloc((size_t)repeats * sizeof *samples);
     struct rng rng;
     rng_seed(&rng, 20210101, 0x6c6174);
 
@@ -224,14 +205,14 @@ void latency_measure(struct latency_table *table, struct net *net, int warmup, i
 
     double start = offnas_now();
     fill_normal(x, (size_t)net->side * net->side * net->in_channels, &rng);
-    time_piece(table, 0, 0, net, PIECE_STEM, 0, x, warmup, repeats, samples);
+    time_piece(table, 0, (struct piece){net, PIECE_STEM, 0, 0, x}, warmup, repeats);
     offnas_log("profile: stem %.4f ms", table->median[0][0]);
     for (int l = 0; l < net->layer_count; l++) {
         const struct net_layer *layer = &net->layers[l];
         fill_normal(x, (size_t)layer->hin * layer->win * layer->cin, &rng);
         double lo = INFINITY, hi = 0.0;
         for (int i = 0; i < layer->candidate_count; i++) {
-            time_piece(table, l + 1, i, net, PIECE_BLOCK, l, x, warmup, repeats, samples);
+            time_piece(table, l + 1, (struct piece){net, PIECE_BLOCK, l, i, x}, warmup, repeats);
             double m = table->median[l + 1][i];
             lo = m < lo ? m : lo;
             hi = m > hi ? m : hi;
@@ -241,11 +222,11 @@ void latency_measure(struct latency_table *table, struct net *net, int warmup, i
                    layer->win, layer->candidate_count, lo, hi);
     }
     fill_normal(x, head_n, &rng);
-    time_piece(table, net->layer_count + 1, 0, net, PIECE_HEAD, 0, x, warmup, repeats, samples);
+    time_piece(table, net->layer_count + 1, (struct piece){net, PIECE_HEAD, 0, 0, x}, warmup,
+               repeats);
     offnas_log("profile: head %.4f ms (%.1f s in all)", table->median[net->layer_count + 1][0],
                offnas_now() - start);
     free(x);
-    free(samples);
 }
 
 /* ---- files ------------------------------------------------------------------------------ */

@@ -15,6 +15,7 @@
 
 #include "job.h"
 #include "net.h"
+#include "timing.h"
 
 #include <stdint.h>
 
@@ -59,9 +60,9 @@ void latency_now_iso8601(char *buf, size_t size);
  * progress line per layer through offnas_log. */
 void latency_measure(struct latency_table *table, struct net *net, int warmup, int repeats);
 
-/* Median milliseconds of warmup + repeats batch-1 forwards of net with its current choices
+/* Timing (timing.h) of warmup + repeats batch-1 forwards of net with its current choices
  * (eval mode; x holds one input image). */
-double latency_forward_ms(struct net *net, const float *x, int warmup, int repeats);
+struct timing latency_forward_timing(struct net *net, const float *x, int warmup, int repeats);
 
 /* The table's milliseconds for one network: stem + ops[l] of every layer + head, unscaled. */
 double latency_network_ms(const struct latency_table *t, int layers, const int *ops);
