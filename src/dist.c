@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const DIST_DEVICE_NAMES[] = {"mobile", "edge"};
+_Static_assert(OFFNAS_ARRAY_LEN(DIST_DEVICE_NAMES) == DIST_DEVICE_COUNT,
+               "a name for every profiler device");
+
 static void local_reduce_start(struct dist *d, float *buf, size_t n)
 {
     (void)d, (void)buf, (void)n;
