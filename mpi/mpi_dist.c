@@ -7,6 +7,7 @@
 #include "dist.h"
 #include "job.h"
 #include "latency.h"
+#include "latency_measure.h"
 #include "net.h"
 #include "op.h"
 #include "train.h"

@@ -3,7 +3,7 @@
 #include "cmd.h"
 #include "common.h"
 #include "dist.h"
-#include "latency.h"
+#include "latency_measure.h"
 #include "net.h"
 #include "op.h"
 #include "optim.h"
