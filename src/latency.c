@@ -90,35 +90,59 @@ double latency_network_ms(const struct latency_table *t, int layers, const int *
 
 /* ---- files ------------------------------------------------------------------------------ */
 
+/* The per-entry data sets of a table file: one row per (slot, op). */
+struct table_rows {
+    hsize_t count;
+    int32_t *slot, *op, *repeats;
+    double *median, *p10, *p90;
+};
+
+static void free_rows(struct table_rows *r)
+{
+    free(r->slot);
+    free(r->op);
+    free(r->repeats);
+    free(r->median);
+    free(r->p10);
+    free(r->p90);
+}
+
+/* The entries of t as rows, slot by slot and op by op; released with free_rows. */
+static void rows_of_table(struct table_rows *r, const struct latency_table *t)
+{
+    size_t n = 0;
+    for (int s = 0; s < t->slot_count; s++)
+        n += (size_t)t->op_count[s];
+    r->count = n;
+    r->slot = offnas_malloc(n * sizeof *r->slot);
+    r->op = offnas_malloc(n * sizeof *r->op);
+    r->repeats = offnas_malloc(n * sizeof *r->repeats);
+    r->median = offnas_malloc(n * sizeof *r->median);
+    r->p10 = offnas_malloc(n * sizeof *r->p10);
+    r->p90 = offnas_malloc(n * sizeof *r->p90);
+    size_t k = 0;
+    for (int s = 0; s < t->slot_count; s++)
+        for (int i = 0; i < t->op_count[s]; i++, k++) {
+            r->slot[k] = s;
+            r->op[k] = i;
+            r->repeats[k] = t->repeats[s][i];
+            r->median[k] = t->median[s][i];
+            r->p10[k] = t->p10[s][i];
+            r->p90[k] = t->p90[s][i];
+        }
+}
+
 int latency_save(const struct latency_table *t, const char *path)
 {
-    int rows = 0;
-    for (int s = 0; s < t->slot_count; s++)
-        rows += t->op_count[s];
-    int32_t *slot = offnas_malloc((size_t)rows * sizeof *slot);
-    int32_t *op = offnas_malloc((size_t)rows * sizeof *op);
-    int32_t *repeats = offnas_malloc((size_t)rows * sizeof *repeats);
-    double *median = offnas_malloc((size_t)rows * sizeof *median);
-    double *p10 = offnas_malloc((size_t)rows * sizeof *p10);
-    double *p90 = offnas_malloc((size_t)rows * sizeof *p90);
-    int r = 0;
-    for (int s = 0; s < t->slot_count; s++)
-        for (int i = 0; i < t->op_count[s]; i++, r++) {
-            slot[r] = s;
-            op[r] = i;
-            repeats[r] = t->repeats[s][i];
-            median[r] = t->median[s][i];
-            p10[r] = t->p10[s][i];
-            p90[r] = t->p90[s][i];
-        }
-
+    struct table_rows rows;
+    rows_of_table(&rows, t);
     char fingerprint[32];
     snprintf(fingerprint, sizeof fingerprint, "%016llx", (unsigned long long)t->fingerprint);
     char tmp[H5_PATH_MAX];
     int rc = -1;
     hid_t f = h5_create_tmp(path, tmp, sizeof tmp);
     if (f >= 0) {
-        hsize_t dims[1] = {(hsize_t)rows};
+        hsize_t dims[1] = {rows.count};
         if (h5_attr_set_string(f, "device", t->device) || h5_attr_set_string(f, "host", t->host) ||
             h5_attr_set_string(f, "cpu", t->cpu) || h5_attr_set_string(f, "date", t->date) ||
             h5_attr_set_string(f, "source", t->source) ||
@@ -129,22 +153,17 @@ int latency_save(const struct latency_table *t, const char *path)
             h5_attr_set_int(f, "slot_count", t->slot_count) ||
             (t->fit_mape >= 0 && h5_attr_set_double(f, "fit_mape", t->fit_mape)) ||
             (t->fit_rmse_ms >= 0 && h5_attr_set_double(f, "fit_rmse_ms", t->fit_rmse_ms)) ||
-            h5_write(f, "slot", H5_I32, 1, dims, slot, 0) ||
-            h5_write(f, "op", H5_I32, 1, dims, op, 0) ||
-            h5_write(f, "median_ms", H5_F64, 1, dims, median, 0) ||
-            h5_write(f, "p10_ms", H5_F64, 1, dims, p10, 0) ||
-            h5_write(f, "p90_ms", H5_F64, 1, dims, p90, 0) ||
-            h5_write(f, "repeats", H5_I32, 1, dims, repeats, 0))
+            h5_write(f, "slot", H5_I32, 1, dims, rows.slot, 0) ||
+            h5_write(f, "op", H5_I32, 1, dims, rows.op, 0) ||
+            h5_write(f, "median_ms", H5_F64, 1, dims, rows.median, 0) ||
+            h5_write(f, "p10_ms", H5_F64, 1, dims, rows.p10, 0) ||
+            h5_write(f, "p90_ms", H5_F64, 1, dims, rows.p90, 0) ||
+            h5_write(f, "repeats", H5_I32, 1, dims, rows.repeats, 0))
             h5_abort(f, tmp);
         else
             rc = h5_commit(f, tmp, path);
     }
-    free(slot);
-    free(op);
-    free(repeats);
-    free(median);
-    free(p10);
-    free(p90);
+    free_rows(&rows);
     return rc;
 }
 
@@ -159,11 +178,12 @@ static int get_string(hid_t f, const char *name, char *out, size_t size)
     return 0;
 }
 
-/* The checks of latency_load on an open file; errors do not yet name the path. */
-static int load_open(struct latency_table *t, hid_t f, const char *path, const struct net *net)
+/* Refuses a file made for another search space than net's. space gets net's canonical text. */
+static int check_fingerprint(hid_t f, const char *path, const struct net *net, char *space,
+                             size_t size)
 {
-    char space[SPACE_TEXT_MAX], fingerprint[64];
-    uint64_t want = latency_fingerprint(net, space, sizeof space);
+    char fingerprint[64];
+    uint64_t want = latency_fingerprint(net, space, size);
     OFFNAS_TRY(get_string(f, "fingerprint", fingerprint, sizeof fingerprint));
     char *end;
     errno = 0;
@@ -174,9 +194,25 @@ static int load_open(struct latency_table *t, hid_t f, const char *path, const s
         return offnas_error("%s: made for another search space (fingerprint %016llx, this job "
                             "%016llx)",
                             path, have, (unsigned long long)want);
+    return 0;
+}
 
-    latency_table_init(t, net, "");
-    int64_t threads, version;
+/* The optional attribute name (a fitted table's held-out error) into *value, which stays as it
+ * is when the file has none. */
+static int read_fit_error(hid_t f, const char *name, double *value, const char *path)
+{
+    int has = h5_attr_exists(f, name);
+    if (has < 0 || (has && h5_attr_get_double(f, name, value)))
+        return -1;
+    if (has && !(isfinite(*value) && *value >= 0))
+        return offnas_error("%s: attribute %s is %g, not a finite non-negative number", path,
+                            name, *value);
+    return 0;
+}
+
+/* The root attributes into t; the file's space text must be space, the one of the job. */
+static int read_attributes(struct latency_table *t, hid_t f, const char *path, const char *space)
+{
     OFFNAS_TRY(get_string(f, "device", t->device, sizeof t->device));
     OFFNAS_TRY(get_string(f, "host", t->host, sizeof t->host));
     OFFNAS_TRY(get_string(f, "cpu", t->cpu, sizeof t->cpu));
@@ -185,76 +221,118 @@ static int load_open(struct latency_table *t, hid_t f, const char *path, const s
     OFFNAS_TRY(get_string(f, "space", t->space, sizeof t->space));
     if (strcmp(t->space, space))
         return offnas_error("%s: attribute space does not match its fingerprint", path);
+    int64_t threads, version;
     OFFNAS_TRY(h5_attr_get_int(f, "threads", &threads));
     OFFNAS_TRY(h5_attr_get_int(f, "version", &version));
     t->threads = (int)threads;
     t->version = (int)version;
-    const char *fits[2] = {"fit_mape", "fit_rmse_ms"};
-    double *fit_values[2] = {&t->fit_mape, &t->fit_rmse_ms};
-    for (int i = 0; i < 2; i++) {
-        int has = h5_attr_exists(f, fits[i]);
-        if (has < 0 || (has && h5_attr_get_double(f, fits[i], fit_values[i])))
-            return -1;
-        if (has && !(isfinite(*fit_values[i]) && *fit_values[i] >= 0))
-            return offnas_error("%s: attribute %s is %g, not a finite non-negative number", path,
-                                fits[i], *fit_values[i]);
-    }
+    OFFNAS_TRY(read_fit_error(f, "fit_mape", &t->fit_mape, path));
+    return read_fit_error(f, "fit_rmse_ms", &t->fit_rmse_ms, path);
+}
 
-    static const char *const names[6] = {"slot", "op", "repeats", "median_ms", "p10_ms",
-                                         "p90_ms"};
-    void *data[6] = {0};
-    hsize_t rows = 0;
-    int rc = 0;
-    for (int d = 0; d < 6 && !rc; d++) {
-        hsize_t dims[1];
-        data[d] = h5_read(f, names[d], d < 3 ? H5_I32 : H5_F64, 1, dims);
-        if (!data[d])
-            rc = -1;
-        else if (d == 0)
-            rows = dims[0];
-        else if (dims[0] != rows)
-            rc = offnas_error("%s: /%s has %llu entries, /slot has %llu", path, names[d],
-                              (unsigned long long)dims[0], (unsigned long long)rows);
+/* Data set name of f (rank 1), which must have count entries like /slot; NULL after an
+ * error. */
+static void *read_column(hid_t f, const char *name, enum h5_type type, hsize_t count,
+                         const char *path)
+{
+    hsize_t dims[1];
+    void *data = h5_read(f, name, type, 1, dims);
+    if (data && dims[0] != count) {
+        offnas_error("%s: /%s has %llu entries, /slot has %llu", path, name,
+                     (unsigned long long)dims[0], (unsigned long long)count);
+        free(data);
+        return NULL;
     }
-    int seen[LATENCY_MAX_SLOTS][JOB_MAX_CANDIDATES] = {{0}};
-    const int32_t *slot = data[0], *op = data[1], *repeats = data[2];
-    const double *median = data[3], *p10 = data[4], *p90 = data[5];
-    for (hsize_t r = 0; r < rows && !rc; r++) {
-        int s = slot[r], i = op[r];
-        if (s < 0 || s >= t->slot_count || i < 0 || i >= t->op_count[s]) {
-            rc = offnas_error("%s: entry %llu is (slot %d, op %d), outside this search space", path,
-                              (unsigned long long)r, s, i);
-            break;
-        }
-        if (seen[s][i]++) {
-            rc = offnas_error("%s: (slot %d, op %d) appears twice", path, s, i);
-            break;
-        }
-        const double v[3] = {median[r], p10[r], p90[r]};
-        for (int k = 0; k < 3 && !rc; k++)
-            if (!isfinite(v[k]) || v[k] < 0)
-                rc = offnas_error("%s: (slot %d, op %d): %s is %g, not a finite non-negative "
-                                  "number of milliseconds",
-                                  path, s, i, names[3 + k], v[k]);
-        if (!rc && repeats[r] < 0)
-            rc = offnas_error("%s: (slot %d, op %d): repeats is %d", path, s, i, repeats[r]);
-        t->median[s][i] = median[r];
-        t->p10[s][i] = p10[r];
-        t->p90[s][i] = p90[r];
-        t->repeats[s][i] = repeats[r];
+    return data;
+}
+
+/* The data sets of f into rows (zeroed first; released with free_rows even on failure). */
+static int read_rows(struct table_rows *rows, hid_t f, const char *path)
+{
+    memset(rows, 0, sizeof *rows);
+    hsize_t dims[1];
+    rows->slot = h5_read(f, "slot", H5_I32, 1, dims);
+    if (!rows->slot)
+        return -1;
+    rows->count = dims[0];
+    if (!(rows->op = read_column(f, "op", H5_I32, rows->count, path)) ||
+        !(rows->repeats = read_column(f, "repeats", H5_I32, rows->count, path)) ||
+        !(rows->median = read_column(f, "median_ms", H5_F64, rows->count, path)) ||
+        !(rows->p10 = read_column(f, "p10_ms", H5_F64, rows->count, path)) ||
+        !(rows->p90 = read_column(f, "p90_ms", H5_F64, rows->count, path)))
+        return -1;
+    return 0;
+}
+
+/* Refuses a value of (slot s, op i) that is not a finite non-negative number of ms. */
+static int check_ms(double v, const char *name, int s, int i, const char *path)
+{
+    if (isfinite(v) && v >= 0)
+        return 0;
+    return offnas_error("%s: (slot %d, op %d): %s is %g, not a finite non-negative number of "
+                        "milliseconds",
+                        path, s, i, name, v);
+}
+
+/* Copies the rows into t and marks their entries in seen; refuses an entry outside t's
+ * space, one that appears twice, and a bad value. */
+static int take_rows(struct latency_table *t, int seen[][JOB_MAX_CANDIDATES],
+                     const struct table_rows *rows, const char *path)
+{
+    for (hsize_t r = 0; r < rows->count; r++) {
+        int s = rows->slot[r], i = rows->op[r];
+        if (s < 0 || s >= t->slot_count || i < 0 || i >= t->op_count[s])
+            return offnas_error("%s: entry %llu is (slot %d, op %d), outside this search space",
+                                path, (unsigned long long)r, s, i);
+        if (seen[s][i]++)
+            return offnas_error("%s: (slot %d, op %d) appears twice", path, s, i);
+        OFFNAS_TRY(check_ms(rows->median[r], "median_ms", s, i, path));
+        OFFNAS_TRY(check_ms(rows->p10[r], "p10_ms", s, i, path));
+        OFFNAS_TRY(check_ms(rows->p90[r], "p90_ms", s, i, path));
+        if (rows->repeats[r] < 0)
+            return offnas_error("%s: (slot %d, op %d): repeats is %d", path, s, i,
+                                rows->repeats[r]);
+        t->median[s][i] = rows->median[r];
+        t->p10[s][i] = rows->p10[r];
+        t->p90[s][i] = rows->p90[r];
+        t->repeats[s][i] = rows->repeats[r];
     }
-    for (int s = 0; s < t->slot_count && !rc; s++)
-        for (int i = 0; i < t->op_count[s] && !rc; i++)
+    return 0;
+}
+
+/* Refuses a file that left an entry of the space out, naming its op. */
+static int check_complete(const struct latency_table *t, int seen[][JOB_MAX_CANDIDATES],
+                          const struct net *net, const char *path)
+{
+    for (int s = 0; s < t->slot_count; s++)
+        for (int i = 0; i < t->op_count[s]; i++)
             if (!seen[s][i]) {
                 char name[16] = "stem";
                 if (s == t->slot_count - 1)
                     strcpy(name, "head");
                 else if (s > 0)
                     op_spec_name(&net->layers[s - 1].cand[i].spec, name);
-                rc = offnas_error("%s: no entry for (slot %d, op %d) (%s)", path, s, i, name);
+                return offnas_error("%s: no entry for (slot %d, op %d) (%s)", path, s, i, name);
             }
-    for (int d = 0; d < 6; d++)
-        free(data[d]);
+    return 0;
+}
+
+/* The checks of latency_load on an open file, in order: the search space, the attributes, the
+ * data sets, every entry, and that none is missing. */
+static int load_open(struct latency_table *t, hid_t f, const char *path, const struct net *net)
+{
+    char space[SPACE_TEXT_MAX];
+    OFFNAS_TRY(check_fingerprint(f, path, net, space, sizeof space));
+    latency_table_init(t, net, "");
+    OFFNAS_TRY(read_attributes(t, f, path, space));
+    struct table_rows rows;
+    int seen[LATENCY_MAX_SLOTS][JOB_MAX_CANDIDATES] = {{0}};
+    int rc = read_rows(&rows, f, path);
+    if (!rc)
+        rc = take_rows(t, seen, &rows, path);
+    if (!rc)
+        rc = check_complete(t, seen, net, path);
+    free_rows(&rows);
     return rc;
 }
 
