@@ -24,69 +24,75 @@ void latency_block_features(double f[LATENCY_FIT_TERMS], int hin, int hout, int 
     f[LATENCY_FIT_BIAS] = 1.0;
 }
 
-/* Least squares y ~ X c over rows with the terms in active (others fixed at 0), columns scaled
- * to unit RMS for conditioning, normal equations in double with partial pivoting; a coefficient
- * that comes out negative is dropped (the most negative first) and the rest refitted.
- * X is rows x terms, row-major. Returns 0, or -1 if the system is singular. */
+#define FIT_MAX_TERMS 8
+
+/* Least squares y ~ X c on the n columns idx[0..n) of X (rows x terms, row-major), the other
+ * coefficients 0: columns scaled to unit RMS for conditioning, normal equations in double
+ * solved by Gauss-Jordan elimination with partial pivoting. Returns 0, or -1 if singular. */
+static int least_squares(double *coef, const double *X, const double *y, int rows, int terms,
+                         const int *idx, int n)
+{
+    double scale[FIT_MAX_TERMS] = {0}, A[FIT_MAX_TERMS][FIT_MAX_TERMS + 1];
+    for (int a = 0; a < n; a++) {
+        for (int r = 0; r < rows; r++)
+            scale[a] += X[r * terms + idx[a]] * X[r * terms + idx[a]];
+        scale[a] = scale[a] > 0 ? sqrt(scale[a] / rows) : 1.0;
+    }
+    for (int a = 0; a < n; a++) {
+        for (int b = 0; b <= n; b++)
+            A[a][b] = 0.0;
+        for (int r = 0; r < rows; r++) {
+            double xa = X[r * terms + idx[a]] / scale[a];
+            for (int b = 0; b < n; b++)
+                A[a][b] += xa * X[r * terms + idx[b]] / scale[b];
+            A[a][n] += xa * y[r];
+        }
+    }
+    for (int p = 0; p < n; p++) {
+        int best = p;
+        for (int r = p + 1; r < n; r++)
+            if (fabs(A[r][p]) > fabs(A[best][p]))
+                best = r;
+        if (fabs(A[best][p]) < 1e-12 * rows)
+            return -1;
+        for (int b = 0; b <= n; b++) {
+            double tmp = A[p][b];
+            A[p][b] = A[best][b];
+            A[best][b] = tmp;
+        }
+        for (int r = 0; r < n; r++) {
+            if (r == p)
+                continue;
+            double m = A[r][p] / A[p][p];
+            for (int b = p; b <= n; b++)
+                A[r][b] -= m * A[p][b];
+        }
+    }
+    memset(coef, 0, (size_t)terms * sizeof *coef);
+    for (int a = 0; a < n; a++)
+        coef[idx[a]] = A[a][n] / A[a][a] / scale[a];
+    return 0;
+}
+
+/* Least squares y ~ X c (X rows x terms, row-major) with every coefficient >= 0: a coefficient
+ * that comes out negative is dropped (the most negative first) and the rest refitted. Returns
+ * 0, or -1 if a system is singular. */
 static int fit_nonnegative(double *coef, const double *X, const double *y, int rows, int terms)
 {
-    enum { T = 8 };
-    OFFNAS_ASSERT(terms <= T);
-    int active[T];
+    OFFNAS_ASSERT(terms <= FIT_MAX_TERMS);
+    int active[FIT_MAX_TERMS];
     for (int j = 0; j < terms; j++)
         active[j] = 1;
     for (;;) {
-        double scale[T] = {0}, A[T][T + 1];
-        int idx[T], n = 0;
+        int idx[FIT_MAX_TERMS], n = 0;
         for (int j = 0; j < terms; j++)
             if (active[j])
                 idx[n++] = j;
-        if (n == 0) {
-            memset(coef, 0, (size_t)terms * sizeof *coef);
-            return 0;
-        }
-        for (int a = 0; a < n; a++) {
-            for (int r = 0; r < rows; r++)
-                scale[a] += X[r * terms + idx[a]] * X[r * terms + idx[a]];
-            scale[a] = scale[a] > 0 ? sqrt(scale[a] / rows) : 1.0;
-        }
-        for (int a = 0; a < n; a++) {
-            for (int b = 0; b <= n; b++)
-                A[a][b] = 0.0;
-            for (int r = 0; r < rows; r++) {
-                double xa = X[r * terms + idx[a]] / scale[a];
-                for (int b = 0; b < n; b++)
-                    A[a][b] += xa * X[r * terms + idx[b]] / scale[b];
-                A[a][n] += xa * y[r];
-            }
-        }
-        for (int p = 0; p < n; p++) {
-            int best = p;
-            for (int r = p + 1; r < n; r++)
-                if (fabs(A[r][p]) > fabs(A[best][p]))
-                    best = r;
-            if (fabs(A[best][p]) < 1e-12 * rows)
-                return -1;
-            for (int b = 0; b <= n; b++) {
-                double tmp = A[p][b];
-                A[p][b] = A[best][b];
-                A[best][b] = tmp;
-            }
-            for (int r = 0; r < n; r++) {
-                if (r == p)
-                    continue;
-                double m = A[r][p] / A[p][p];
-                for (int b = p; b <= n; b++)
-                    A[r][b] -= m * A[p][b];
-            }
-        }
-        memset(coef, 0, (size_t)terms * sizeof *coef);
+        OFFNAS_TRY(least_squares(coef, X, y, rows, terms, idx, n));
         int worst = -1;
-        for (int a = 0; a < n; a++) {
-            coef[idx[a]] = A[a][n] / A[a][a] / scale[a];
+        for (int a = 0; a < n; a++)
             if (coef[idx[a]] < 0 && (worst < 0 || coef[idx[a]] < coef[worst]))
                 worst = idx[a];
-        }
         if (worst < 0)
             return 0;
         active[worst] = 0;
@@ -195,6 +201,35 @@ static int csv_row(struct csv_rows *rows, struct latency_fit *fit, char **fields
     return 0;
 }
 
+/* The header line, split into n fields: col[c] gets the field of every column the fit reads. */
+static int find_columns(int col[COL_COUNT], char **fields, int n, const char *path)
+{
+    if (n > CSV_MAX_FIELDS)
+        return offnas_error("%s:1: more than %d columns", path, CSV_MAX_FIELDS);
+    for (int c = 0; c < COL_COUNT; c++) {
+        col[c] = -1;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(fields[i], COLUMN_NAMES[c]))
+                col[c] = i;
+        if (col[c] < 0)
+            return offnas_error("%s:1: header has no column '%s'", path, COLUMN_NAMES[c]);
+    }
+    return 0;
+}
+
+/* Refuses a data line (split into n fields) without the header's columns or with an empty
+ * field. */
+static int check_fields(char **fields, int n, int columns, const char *path, int line)
+{
+    if (n != columns)
+        return offnas_error("%s:%d: %d fields, the header has %d", path, line,
+                            n > CSV_MAX_FIELDS ? n - 1 : n, columns);
+    for (int i = 0; i < n; i++)
+        if (!fields[i][0])
+            return offnas_error("%s:%d: field %d is empty", path, line, i + 1);
+    return 0;
+}
+
 static int read_csv(struct csv_rows *rows, struct latency_fit *fit, const char *path)
 {
     FILE *in = fopen(path, "r");
@@ -218,29 +253,11 @@ static int read_csv(struct csv_rows *rows, struct latency_fit *fit, const char *
         }
         int n = split_fields(line, fields);
         if (line_no == 1) {
-            if (n > CSV_MAX_FIELDS) {
-                rc = offnas_error("%s:1: more than %d columns", path, CSV_MAX_FIELDS);
-                break;
-            }
+            rc = find_columns(col, fields, n, path);
             columns = n;
-            for (int c = 0; c < COL_COUNT && !rc; c++) {
-                col[c] = -1;
-                for (int i = 0; i < n; i++)
-                    if (!strcmp(fields[i], COLUMN_NAMES[c]))
-                        col[c] = i;
-                if (col[c] < 0)
-                    rc = offnas_error("%s:1: header has no column '%s'", path, COLUMN_NAMES[c]);
-            }
             continue;
         }
-        if (n != columns) {
-            rc = offnas_error("%s:%d: %d fields, the header has %d", path, line_no,
-                              n > CSV_MAX_FIELDS ? n - 1 : n, columns);
-            break;
-        }
-        for (int i = 0; i < n && !rc; i++)
-            if (!fields[i][0])
-                rc = offnas_error("%s:%d: field %d is empty", path, line_no, i + 1);
+        rc = check_fields(fields, n, columns, path, line_no);
         if (!rc)
             rc = csv_row(rows, fit, fields, col, path, line_no);
     }
@@ -261,51 +278,62 @@ static double dot(const double *a, const double *b, int n)
     return s;
 }
 
+/* The block model: fitted on the rows whose index is not 4 mod 5, its held-out errors on the
+ * others. */
+static int fit_blocks(struct latency_fit *fit, const struct csv_rows *rows, const char *path)
+{
+    const int T = LATENCY_FIT_TERMS;
+    int n = rows->count, train = 0, test = 0;
+    double *X = offnas_malloc((size_t)n * T * sizeof *X), *y = offnas_malloc((size_t)n * sizeof *y);
+    for (int r = 0; r < n; r++)
+        if (r % 5 != 4) {
+            memcpy(X + (size_t)train * T, rows->X + (size_t)r * T, (size_t)T * sizeof *X);
+            y[train++] = rows->y[r];
+        }
+    int rc = 0;
+    if (fit_nonnegative(fit->coef, X, y, train, T))
+        rc = offnas_error("%s: the MBConv rows do not determine the model (singular fit)", path);
+    double abs_pct = 0.0, sq = 0.0;
+    for (int r = 4; r < n && !rc; r += 5, test++) {
+        double err = dot(fit->coef, rows->X + (size_t)r * T, T) - rows->y[r];
+        abs_pct += fabs(err) / rows->y[r];
+        sq += err * err;
+    }
+    fit->train_rows = train;
+    fit->test_rows = test;
+    fit->mape = test ? 100.0 * abs_pct / test : 0.0;
+    fit->rmse_ms = test ? sqrt(sq / test) : 0.0;
+    free(X);
+    free(y);
+    return rc;
+}
+
+/* The stem model from the firstconv rows; without two usable ones a stem is costed as
+ * pointwise MACs plus a block's bias. */
+static void fit_stem(struct latency_fit *fit, const struct csv_rows *rows)
+{
+    fit->stem_rows = rows->stem_count;
+    if (rows->stem_count < 2 ||
+        fit_nonnegative(fit->stem_coef, rows->stem_X, rows->stem_y, rows->stem_count, 2)) {
+        fit->stem_coef[0] = fit->coef[LATENCY_FIT_PW];
+        fit->stem_coef[1] = fit->coef[LATENCY_FIT_BIAS];
+        fit->stem_rows = 0;
+    }
+}
+
 int latency_fit_csv(struct latency_fit *fit, const char *path)
 {
     memset(fit, 0, sizeof *fit);
     snprintf(fit->source, sizeof fit->source, "fit: %s", path);
     struct csv_rows rows = {0};
     int rc = read_csv(&rows, fit, path);
-    const int T = LATENCY_FIT_TERMS;
     if (!rc && rows.count < 10)
         rc = offnas_error("%s: %d MBConv rows (op_type conv, se 0); the fit needs at least 10",
                           path, rows.count);
-    if (!rc) {
-        /* every 5th row (index 4 mod 5) is held out */
-        int n = rows.count, train = 0, test = 0;
-        double *X = offnas_malloc((size_t)n * T * sizeof *X), *y = offnas_malloc((size_t)n * sizeof *y);
-        for (int r = 0; r < n; r++)
-            if (r % 5 != 4) {
-                memcpy(X + (size_t)train * T, rows.X + (size_t)r * T, (size_t)T * sizeof *X);
-                y[train++] = rows.y[r];
-            }
-        if (fit_nonnegative(fit->coef, X, y, train, T))
-            rc = offnas_error("%s: the MBConv rows do not determine the model (singular fit)",
-                              path);
-        double abs_pct = 0.0, sq = 0.0;
-        for (int r = 4; r < n && !rc; r += 5, test++) {
-            double err = dot(fit->coef, rows.X + (size_t)r * T, T) - rows.y[r];
-            abs_pct += fabs(err) / rows.y[r];
-            sq += err * err;
-        }
-        fit->train_rows = train;
-        fit->test_rows = test;
-        fit->mape = test ? 100.0 * abs_pct / test : 0.0;
-        fit->rmse_ms = test ? sqrt(sq / test) : 0.0;
-        free(X);
-        free(y);
-    }
-    if (!rc) {
-        fit->stem_rows = rows.stem_count;
-        if (rows.stem_count < 2 ||
-            fit_nonnegative(fit->stem_coef, rows.stem_X, rows.stem_y, rows.stem_count, 2)) {
-            /* no usable firstconv rows: a stem is costed as pointwise MACs plus a block's bias */
-            fit->stem_coef[0] = fit->coef[LATENCY_FIT_PW];
-            fit->stem_coef[1] = fit->coef[LATENCY_FIT_BIAS];
-            fit->stem_rows = 0;
-        }
-    }
+    if (!rc)
+        rc = fit_blocks(fit, &rows, path);
+    if (!rc)
+        fit_stem(fit, &rows);
     free(rows.X);
     free(rows.y);
     free(rows.stem_X);
