@@ -59,16 +59,23 @@ TEST(wire_bytes_per_value)
     EXPECT_CONTAINS(offnas_last_error(), "bf16");
 }
 
+/* A default job with key set to value (the test stops if job_set refuses it). */
+static struct job job_with(const char *key, const char *value)
+{
+    struct job job;
+    job_defaults(&job);
+    char set[64];
+    snprintf(set, sizeof set, "%s=%s", key, value);
+    CU_ASSERT_EQUAL_FATAL(job_set(&job, set), 0);
+    return job;
+}
+
 /* One table of names serves job.c (the words network.preset and search.wire accept) and
  * link.c (the values they stand for). */
 TEST(link_names_are_the_words_of_the_job_keys)
 {
     for (int p = 0; p < LINK_PRESET_COUNT; p++) {
-        struct job job;
-        job_defaults(&job);
-        char set[64];
-        snprintf(set, sizeof set, "network.preset=%s", LINK_PRESET_NAMES[p]);
-        CU_ASSERT_EQUAL_FATAL(job_set(&job, set), 0);
+        struct job job = job_with("network.preset", LINK_PRESET_NAMES[p]);
         struct link link;
         CU_ASSERT_EQUAL_FATAL(link_from_job(&link, &job), 0);
         CU_ASSERT_STRING_EQUAL(link.name, LINK_PRESET_NAMES[p]);
@@ -77,11 +84,8 @@ TEST(link_names_are_the_words_of_the_job_keys)
     CU_ASSERT_PTR_NULL(LINK_PRESET_NAMES[LINK_PRESET_COUNT]);
     CU_ASSERT_STRING_EQUAL(LINK_PRESET_NAMES[LINK_CUSTOM], "custom");
     for (int w = 0; w < LINK_WIRE_COUNT; w++) {
-        struct job job;
-        job_defaults(&job);
-        char set[64];
-        snprintf(set, sizeof set, "search.wire=%s", LINK_WIRE_NAMES[w]);
-        CU_ASSERT_EQUAL(job_set(&job, set), 0);
+        struct job job = job_with("search.wire", LINK_WIRE_NAMES[w]);
+        CU_ASSERT_STRING_EQUAL(job.search_wire, LINK_WIRE_NAMES[w]);
         CU_ASSERT(link_wire_bytes(LINK_WIRE_NAMES[w]) > 0);
     }
     CU_ASSERT_PTR_NULL(LINK_WIRE_NAMES[LINK_WIRE_COUNT]);
