@@ -7,6 +7,7 @@
 #include "dist.h"
 #include "job.h"
 #include "latency.h"
+#include "latency_measure.h"
 #include "net.h"
 #include "op.h"
 #include "train.h"
@@ -16,14 +17,12 @@
 #include <string.h>
 #include <time.h>
 
-#define DEVICES 2 /* 0: mobile (latency.device), 1: edge (latency.edge) */
+#define DEVICES DIST_DEVICE_COUNT /* mobile (latency.device), edge (latency.edge) */
 #define TAG_ARCH 11
 #define TAG_STOP 12
 #define MAX_REQUESTS 4096
 #define PROFILE_WARMUP 5
 #define PROFILE_REPEATS 20
-
-static const char *const DEVICE_NAMES[DEVICES] = {"mobile", "edge"};
 
 struct mpi_impl {
     MPI_Comm trainers;
@@ -124,7 +123,7 @@ static int m_take_table(struct dist *d, int dev, struct latency_table *t)
     wait_quietly(&m->table_req[dev]);
     if (m->table_buf[dev]->version < 0)
         return offnas_error("the %s profiler rank ended before sending its table",
-                            DEVICE_NAMES[dev]);
+                            DIST_DEVICE_NAMES[dev]);
     memcpy(t, m->table_buf[dev], sizeof *t);
     post_table(m, dev);
     return 0;
@@ -200,7 +199,7 @@ static void broadcast_table(MPI_Comm comm, struct latency_table *t)
  * serves corrected tables for the architectures trainer 0 sends until it says stop. */
 static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve)
 {
-    const char *name = DEVICE_NAMES[dev];
+    const char *name = DIST_DEVICE_NAMES[dev];
     struct latency_table *t = offnas_calloc(1, sizeof *t);
     /* the search space of the job on the data the shipped jobs use (one channel, ten
      * classes); the trainers check the fingerprint against their own network */
@@ -263,7 +262,7 @@ static int run_profiler(const struct job *job, int dev, MPI_Comm comm, int serve
             continue;
         for (int l = 0; l < a.layers; l++)
             net->choice[l] = a.ops[l];
-        double measured = latency_forward_ms(net, x, PROFILE_WARMUP, PROFILE_REPEATS);
+        double measured = latency_forward_timing(net, x, PROFILE_WARMUP, PROFILE_REPEATS).median;
         double predicted = latency_network_ms(&base, a.layers, a.ops);
         double ratio = predicted > 0 ? measured / predicted : 1.0;
         /* the per-op figures keep their proportions; their scale follows the end-to-end
@@ -323,8 +322,8 @@ static int parse_profilers(const char *text, int counts[DEVICES])
             end++;
         int dev = -1;
         for (int i = 0; i < DEVICES; i++) {
-            size_t len = strlen(DEVICE_NAMES[i]);
-            if (!strncmp(item, DEVICE_NAMES[i], len) && (item[len] == 0 || item[len] == ' '))
+            size_t len = strlen(DIST_DEVICE_NAMES[i]);
+            if (!strncmp(item, DIST_DEVICE_NAMES[i], len) && (item[len] == 0 || item[len] == ' '))
                 dev = i;
         }
         if (dev < 0 || !end || *end || n < 0 || n > 1)
@@ -343,7 +342,7 @@ static int setup(const struct job *job, const char *profiler_device, int *status
      * command uses tables */
     int mine[2] = {-1, profiler_device ? 0 : dist_uses_tables};
     if (profiler_device)
-        mine[0] = strcmp(profiler_device, "edge") ? 0 : 1;
+        mine[0] = strcmp(profiler_device, DIST_DEVICE_NAMES[DIST_EDGE]) ? DIST_MOBILE : DIST_EDGE;
     int *all = offnas_malloc((size_t)world_size * 2 * sizeof(int));
     MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, MPI_COMM_WORLD);
     int explicit_profilers = 0, uses_tables = 0;

@@ -127,7 +127,7 @@ struct arch_latency arch_expected_latency(const struct arch *arch, const struct 
         dev[s] = s == 0 ? 0.0 : dev_prefix[s];
         edge[s] = s == 0 ? edge_suffix[0] : edge_suffix[s + 1];
         if (s == 0) {
-            net[s] = latency_transfer_ms(&cost->link, arch->input_bytes);
+            net[s] = link_transfer_ms(&cost->link, arch->input_bytes);
         } else if (s <= L) {
             double kept = 0.0;
             for (int c = 0; c < arch->channels[s]; c++)
@@ -203,7 +203,7 @@ struct arch_latency arch_network_latency(const struct arch *arch, const struct a
             r.edge += latency_ms(cost->edge, j, op, cost->edge_scale);
     }
     if (split == 0)
-        r.transfer = latency_transfer_ms(&cost->link, arch->input_bytes);
+        r.transfer = link_transfer_ms(&cost->link, arch->input_bytes);
     else if (split <= L)
         r.transfer = cost->link.rtt_ms +
                      arch_bytes_sent(arch, cost, split, kept_channels) * per_byte_ms(cost);

@@ -21,6 +21,7 @@
 #define OFFNAS_ARCH_H
 
 #include "latency.h"
+#include "link.h"
 #include "net.h"
 #include "rng.h"
 
@@ -51,7 +52,7 @@ void arch_free(struct arch *arch);
 struct arch_cost {
     const struct latency_table *device, *edge;
     double device_scale, edge_scale;
-    struct latency_link link;
+    struct link link;
     int wire_bytes; /* bytes per value sent (fp32 4, fp16 2, int8 1) */
 };
 

@@ -1,4 +1,4 @@
-/* common: the error buffer, logging and checked allocation. */
+/* common: the error buffer, logging, checked allocation, hashing and comparison. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
@@ -61,6 +61,21 @@ double offnas_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t offnas_fnv1a64(const void *data, size_t bytes, uint64_t seed)
+{
+    const unsigned char *b = data;
+    uint64_t h = seed;
+    for (size_t i = 0; i < bytes; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL; /* the 64-bit FNV prime */
+    return h;
+}
+
+int offnas_compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 void *offnas_malloc(size_t bytes)

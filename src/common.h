@@ -8,6 +8,7 @@
 #define OFFNAS_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -28,6 +29,17 @@ void offnas_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Monotonic wall clock in seconds. */
 double offnas_now(void);
+
+/* The 64-bit FNV-1a offset basis: the seed of a hash over bytes that follow nothing. */
+#define OFFNAS_FNV1A64_SEED 0xcbf29ce484222325ULL
+
+/* 64-bit FNV-1a hash of the bytes data[0..bytes), starting from seed: OFFNAS_FNV1A64_SEED for
+ * a fresh hash, or the hash of the bytes before them (hashing a then b from hash(a) gives
+ * hash(a b)). The search-space fingerprints and the trainers' parameter checksums. */
+uint64_t offnas_fnv1a64(const void *data, size_t bytes, uint64_t seed);
+
+/* qsort comparison of two doubles, ascending (NaN is neither less nor greater). */
+int offnas_compare_double(const void *a, const void *b);
 
 /* Allocation that never returns NULL: out of memory is fatal (prints and aborts). Memory from
  * these is released with free(). */

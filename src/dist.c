@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const DIST_DEVICE_NAMES[] = {"mobile", "edge"};
+_Static_assert(OFFNAS_ARRAY_LEN(DIST_DEVICE_NAMES) == DIST_DEVICE_COUNT,
+               "a name for every profiler device");
+
 static void local_reduce_start(struct dist *d, float *buf, size_t n)
 {
     (void)d, (void)buf, (void)n;
@@ -115,11 +119,7 @@ void dist_average(struct dist *d, float *buf, size_t n)
 
 uint64_t dist_checksum(const float *buf, size_t n)
 {
-    const unsigned char *b = (const unsigned char *)buf;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n * sizeof(float); i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
+    return offnas_fnv1a64(buf, n * sizeof *buf, OFFNAS_FNV1A64_SEED);
 }
 
 void dist_checksum_words(uint64_t h, long v[4])

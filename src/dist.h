@@ -18,6 +18,11 @@
 
 struct latency_table;
 
+/* The devices a profiler rank can serve, the device argument of the table hooks below. */
+enum dist_device { DIST_MOBILE, DIST_EDGE, DIST_DEVICE_COUNT };
+/* Their names in cluster.profilers and `offnas profiler --device`, indexed by dist_device. */
+extern const char *const DIST_DEVICE_NAMES[];
+
 /* Architecture the trainers currently prefer, sent to the profilers each epoch. */
 struct dist_arch {
     int ops[64];   /* candidate index per layer */
@@ -40,7 +45,7 @@ struct dist {
     /* Copies bytes of buf from trainer 0 to every trainer. */
     void (*broadcast)(struct dist *d, void *buf, size_t bytes);
     /* Latency tables from profiler ranks. has_profiler says whether a profiler rank serves
-     * device 0 (mobile) or 1 (edge). take_table blocks for the first table of a device;
+     * the device (DIST_MOBILE or DIST_EDGE). take_table blocks for the first table of a device;
      * poll_table returns 1 and fills t when every trainer holds a newer table (a collective
      * call: all trainers call it at the same step and agree), else 0. */
     int (*has_profiler)(struct dist *d, int device);

@@ -11,6 +11,7 @@
 #include "job.h"
 
 #include "common.h"
+#include "link.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,10 +46,10 @@ struct job_key {
 };
 
 static const char *const LOSS_WORDS[] = { "additive", "multiplicative", NULL };
-static const char *const WIRE_WORDS[] = { "fp32", "fp16", "int8", NULL };
-static const char *const PRESET_WORDS[] = { "3g", "lte", "wifi", "5g", "custom", NULL };
 static const char *const SUPERNET_WORDS[] = { "shared", "separate", NULL };
 static const char *const SPLIT_WORDS[] = { "search", "device", NULL };
+/* The words of search.wire and network.preset are link.h's LINK_WIRE_NAMES and
+ * LINK_PRESET_NAMES: a new wire format or preset is one entry there. */
 
 #define FIELD_SIZE(field) sizeof(((struct job *)0)->field)
 #define K_INT(sec, name, field, def, lo, hi) \
@@ -107,7 +108,7 @@ static const struct job_key KEYS[] = {
     K_DBL("search", "arch_weight_decay", search_arch_weight_decay, "0", 0, 1),
     K_DBL("search", "tau_start", search_tau_start, "5", 1e-3, 1e3),
     K_DBL("search", "tau_end", search_tau_end, "0.5", 1e-3, 1e3),
-    K_ENUM("search", "wire", search_wire, "int8", WIRE_WORDS),
+    K_ENUM("search", "wire", search_wire, "int8", LINK_WIRE_NAMES),
     K_INT("search", "seed", search_seed, "1", 0, INT_MAX),
     K_BOOL("search", "deterministic", search_deterministic, "0"),
     K_ENUM("search", "split", search_split, "search", SPLIT_WORDS),
@@ -123,7 +124,7 @@ static const struct job_key KEYS[] = {
     K_DBL("latency", "device_scale", latency_device_scale, "1", 1e-3, 1e3),
     K_DBL("latency", "edge_scale", latency_edge_scale, "1", 1e-3, 1e3),
 
-    K_ENUM("network", "preset", network_preset, "3g", PRESET_WORDS),
+    K_ENUM("network", "preset", network_preset, "3g", LINK_PRESET_NAMES),
     K_DBL("network", "bandwidth_mbps", network_bandwidth_mbps, "1.1", 1e-3, 1e6),
     K_DBL("network", "rtt_ms", network_rtt_ms, "100", 0, 1e5),
 
@@ -718,6 +719,7 @@ int job_finalize(struct job *job)
     OFFNAS_TRY(parse_layers(job, &desc));
     OFFNAS_TRY(parse_ops(job, &desc));
     OFFNAS_TRY(parse_candidates(job, &desc));
+    desc.shared = !strcmp(job->net_supernet, "shared");
     job->net = desc;
     return 0;
 }

@@ -18,9 +18,6 @@
 
 #include <stdio.h>
 
-/* Old names of the network limits (NET_MAX_* in net.h), still used by latency.*. */
-#define JOB_MAX_LAYERS NET_MAX_LAYERS
-#define JOB_MAX_CANDIDATES NET_MAX_CANDIDATES
 #define JOB_PATH_MAX 512
 #define JOB_TEXT_MAX 2048
 

@@ -5,6 +5,8 @@
 #include "common.h"
 #include "dist.h"
 #include "h5.h"
+#include "latency_measure.h"
+#include "link.h"
 #include "op.h"
 #include "optim.h"
 #include "train.h"
@@ -71,8 +73,8 @@ int search_cost_init(struct arch_cost *cost, const struct job *job,
     cost->edge = edge;
     cost->device_scale = job->latency_device_scale;
     cost->edge_scale = job->latency_edge_scale;
-    OFFNAS_TRY(latency_link_from_job(&cost->link, job));
-    cost->wire_bytes = latency_wire_bytes(job->search_wire);
+    OFFNAS_TRY(link_from_job(&cost->link, job));
+    cost->wire_bytes = link_wire_bytes(job->search_wire);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "job.h"
 #include "latency.h"
+#include "link.h"
 #include "net.h"
 #include "rng.h"
 
@@ -753,8 +754,8 @@ TEST(arch_camera_job_predicts_a_split_inside)
     struct arch_cost cost = {.device = &dev, .edge = &edge,
                              .device_scale = job.latency_device_scale,
                              .edge_scale = job.latency_edge_scale};
-    CU_ASSERT_EQUAL_FATAL(latency_link_from_job(&cost.link, &job), 0);
-    cost.wire_bytes = latency_wire_bytes(job.search_wire);
+    CU_ASSERT_EQUAL_FATAL(link_from_job(&cost.link, &job), 0);
+    cost.wire_bytes = link_wire_bytes(job.search_wire);
     EXPECT_EQ_INT(arch.channels[2], 24);
     for (int o = 0; o < net->layers[0].candidate_count; o++) {
         int ops[NET_MAX_LAYERS];

@@ -3,6 +3,7 @@
 #include "cmd.h"
 #include "common.h"
 #include "dist.h"
+#include "latency_measure.h"
 #include "net.h"
 #include "op.h"
 #include "optim.h"
@@ -20,12 +21,6 @@ static const char BENCH_USAGE[] =
     "Times forward + backward + SGD update of the job's fixed network on synthetic data: S\n"
     "warm-up steps, then W timed windows of S steps. Prints each window and, as the last line,\n"
     "images_per_second: X (the median window). Defaults: threads 1, batch 64, S 30, W 7.\n";
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int bench_train(int argc, char **argv)
 {
@@ -73,7 +68,7 @@ static int bench_train(int argc, char **argv)
             printf("window %d: %.1f images/s\n", w + 1, rate);
         }
     }
-    qsort(rates, (size_t)windows, sizeof(double), compare_double);
+    qsort(rates, (size_t)windows, sizeof(double), offnas_compare_double);
     printf("images_per_second: %.1f\n", rates[windows / 2]);
     free(rates);
     free(x);
@@ -82,6 +77,8 @@ static int bench_train(int argc, char **argv)
     net_free(net);
     return 0;
 }
+
+#define INFER_WARMUP 50 /* untimed forwards before the timed ones */
 
 static const char INFER_USAGE[] =
     "usage: offnas bench infer [--job FILE] [--set K=V ...] [--threads N] [--runs R]\n"
@@ -114,19 +111,10 @@ static int bench_infer(int argc, char **argv)
     rng_seed(&rng, 1, 0);
     for (int i = 0; i < side * side; i++)
         x[i] = (float)rng_normal(&rng);
-    double *ms = offnas_malloc((size_t)runs * sizeof(double));
-    for (int r = -50; r < runs; r++) {
-        double t0 = offnas_now();
-        net_forward(net, x, 1, 0);
-        if (r >= 0)
-            ms[r] = 1e3 * (offnas_now() - t0);
-    }
-    qsort(ms, (size_t)runs, sizeof(double), compare_double);
+    struct timing t = latency_forward_timing(net, x, INFER_WARMUP, runs);
     printf("offnas bench infer: threads %d side %d MACs %.2fM\np10_ms: %.4f\np90_ms: %.4f\n"
            "batch1_latency_ms: %.4f\n",
-           op_get_threads(), side, net_macs_chosen(net) / 1e6, ms[runs / 10],
-           ms[runs * 9 / 10], ms[runs / 2]);
-    free(ms);
+           op_get_threads(), side, net_macs_chosen(net) / 1e6, t.p10, t.p90, t.median);
     free(x);
     net_free(net);
     return 0;

@@ -4,6 +4,8 @@
 #include "cmd.h"
 #include "common.h"
 #include "latency.h"
+#include "latency_fit.h"
+#include "latency_measure.h"
 #include "net.h"
 #include "op.h"
 
