@@ -5,6 +5,7 @@
 #include "common.h"
 #include "data.h"
 #include "h5.h"
+#include "fixture.h"
 #include "testing.h"
 
 #include <dirent.h>
@@ -21,35 +22,6 @@
 #define LABELS_MAGIC 0x00000801u
 
 /* ---- helpers -------------------------------------------------------------------------- */
-
-static char temp_root[64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_temp_root(void)
-{
-    if (temp_root[0])
-        nftw(temp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* A fresh directory temp_root/name for one test; returns its path (static buffer). */
-static const char *test_dir(const char *name)
-{
-    static char dir[256];
-    if (!temp_root[0]) {
-        snprintf(temp_root, sizeof temp_root, "/tmp/offnas_test_data.XXXXXX");
-        CU_ASSERT_FATAL(mkdtemp(temp_root) != NULL);
-        atexit(remove_temp_root);
-        offnas_log_quiet = 1;
-    }
-    snprintf(dir, sizeof dir, "%s/%s", temp_root, name);
-    CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
-    return dir;
-}
 
 static void put_be32(unsigned char *p, uint32_t v)
 {
@@ -227,7 +199,7 @@ static long image_index(const struct dataset *ds, long k)
 
 TEST(idx_reads_gzip_and_plain)
 {
-    const char *dir = test_dir("idx_reads_gzip_and_plain");
+    const char *dir = temp_dir("idx_reads_gzip_and_plain");
     unsigned char payload[3 * 4 * 5];
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (unsigned char)(i * 13);
@@ -263,7 +235,7 @@ TEST(idx_reads_gzip_and_plain)
 
 TEST(idx_refuses_truncated_gzip)
 {
-    const char *dir = test_dir("idx_refuses_truncated_gzip");
+    const char *dir = temp_dir("idx_refuses_truncated_gzip");
     char path[512], full_path[512], buf[1 << 16];
     snprintf(full_path, sizeof full_path, "%s/full.gz", dir);
     snprintf(path, sizeof path, "%s/cut.gz", dir);
@@ -279,7 +251,7 @@ TEST(idx_refuses_truncated_gzip)
 
 TEST(idx_refuses_truncated_header)
 {
-    const char *dir = test_dir("idx_refuses_truncated_header");
+    const char *dir = temp_dir("idx_refuses_truncated_header");
     char path[512];
     snprintf(path, sizeof path, "%s/short", dir);
     const unsigned char bytes[10] = {0, 0, 8, 3, 0, 0, 0, 1, 0, 0};
@@ -291,7 +263,7 @@ TEST(idx_refuses_truncated_header)
 
 TEST(idx_refuses_wrong_magic)
 {
-    const char *dir = test_dir("idx_refuses_wrong_magic");
+    const char *dir = temp_dir("idx_refuses_wrong_magic");
     char path[512];
     snprintf(path, sizeof path, "%s/labels.gz", dir);
     unsigned char labels[3] = {1, 2, 3};
@@ -304,7 +276,7 @@ TEST(idx_refuses_wrong_magic)
 
 TEST(idx_refuses_count_bigger_than_data)
 {
-    const char *dir = test_dir("idx_refuses_count_bigger_than_data");
+    const char *dir = temp_dir("idx_refuses_count_bigger_than_data");
     char path[512];
     snprintf(path, sizeof path, "%s/images.gz", dir);
     unsigned char payload[4 * 2 * 3] = {0};
@@ -318,7 +290,7 @@ TEST(idx_refuses_count_bigger_than_data)
 
 TEST(idx_refuses_count_smaller_than_data)
 {
-    const char *dir = test_dir("idx_refuses_count_smaller_than_data");
+    const char *dir = temp_dir("idx_refuses_count_smaller_than_data");
     char path[512];
     snprintf(path, sizeof path, "%s/labels", dir);
     unsigned char labels[5] = {1, 2, 3, 4, 5};
@@ -333,7 +305,7 @@ TEST(idx_refuses_count_smaller_than_data)
 
 TEST(idx_refuses_missing_file)
 {
-    const char *dir = test_dir("idx_refuses_missing_file");
+    const char *dir = temp_dir("idx_refuses_missing_file");
     char path[512];
     snprintf(path, sizeof path, "%s/nothing.gz", dir);
     expect_idx_error(path, IMAGES_MAGIC, "cannot open");
@@ -343,7 +315,7 @@ TEST(idx_refuses_missing_file)
 
 TEST(import_round_trip)
 {
-    const char *dir = test_dir("import_round_trip");
+    const char *dir = temp_dir("import_round_trip");
     char out[512];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     const int rows = 7, cols = 6;
@@ -396,7 +368,7 @@ TEST(import_round_trip)
 
 TEST(import_refuses_count_mismatch)
 {
-    const char *dir = test_dir("import_refuses_count_mismatch");
+    const char *dir = temp_dir("import_refuses_count_mismatch");
     char out[512], path[512];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     write_fashion_dir(dir, 12, 5, 4, 4);
@@ -413,7 +385,7 @@ TEST(import_refuses_count_mismatch)
 
 TEST(import_refuses_label_out_of_range)
 {
-    const char *dir = test_dir("import_refuses_label_out_of_range");
+    const char *dir = temp_dir("import_refuses_label_out_of_range");
     char out[512], path[512];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     write_fashion_dir(dir, 12, 5, 4, 4);
@@ -428,7 +400,7 @@ TEST(import_refuses_label_out_of_range)
 
 TEST(import_failure_keeps_existing_file)
 {
-    const char *dir = test_dir("import_failure_keeps_existing_file");
+    const char *dir = temp_dir("import_failure_keeps_existing_file");
     char out[512], path[512], buf[64];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     write_bytes(out, 0, (const unsigned char *)"precious\n", 9);
@@ -471,7 +443,7 @@ TEST(import_failure_keeps_existing_file)
 
 TEST(load_refuses_missing_labels)
 {
-    const char *dir = test_dir("load_refuses_missing_labels");
+    const char *dir = temp_dir("load_refuses_missing_labels");
     char path[512];
     snprintf(path, sizeof path, "%s/nolabels.h5", dir);
     hsize_t dims[4] = {4, 1, 3, 3};
@@ -482,7 +454,7 @@ TEST(load_refuses_missing_labels)
 
 TEST(load_refuses_wrong_rank)
 {
-    const char *dir = test_dir("load_refuses_wrong_rank");
+    const char *dir = temp_dir("load_refuses_wrong_rank");
     char path[512];
     snprintf(path, sizeof path, "%s/rank3.h5", dir);
     hsize_t dims[3] = {4, 3, 3};
@@ -492,7 +464,7 @@ TEST(load_refuses_wrong_rank)
 
 TEST(load_refuses_wrong_type)
 {
-    const char *dir = test_dir("load_refuses_wrong_type");
+    const char *dir = temp_dir("load_refuses_wrong_type");
     char path[512];
     snprintf(path, sizeof path, "%s/int32.h5", dir);
     hsize_t dims[4] = {4, 1, 3, 3};
@@ -502,7 +474,7 @@ TEST(load_refuses_wrong_type)
 
 TEST(load_refuses_bad_labels)
 {
-    const char *dir = test_dir("load_refuses_bad_labels");
+    const char *dir = temp_dir("load_refuses_bad_labels");
     char path[512];
     snprintf(path, sizeof path, "%s/big.h5", dir);
     hsize_t dims[4] = {4, 1, 3, 3};
@@ -515,7 +487,7 @@ TEST(load_refuses_bad_labels)
 
 TEST(load_refuses_missing_or_foreign_file)
 {
-    const char *dir = test_dir("load_refuses_missing_or_foreign_file");
+    const char *dir = temp_dir("load_refuses_missing_or_foreign_file");
     char path[512];
     snprintf(path, sizeof path, "%s/absent.h5", dir);
     expect_load_error(path, "train", path, "No such file");
@@ -526,7 +498,7 @@ TEST(load_refuses_missing_or_foreign_file)
 
 TEST(load_hyperslab_matches_full_load)
 {
-    const char *dir = test_dir("load_hyperslab_matches_full_load");
+    const char *dir = temp_dir("load_hyperslab_matches_full_load");
     char out[512];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     write_fashion_dir(dir, 40, 6, 5, 5);
@@ -552,7 +524,7 @@ TEST(load_hyperslab_matches_full_load)
 
 TEST(load_converts_channels_first_to_last)
 {
-    const char *dir = test_dir("load_converts_channels_first_to_last");
+    const char *dir = temp_dir("load_converts_channels_first_to_last");
     char path[512];
     snprintf(path, sizeof path, "%s/rgb.h5", dir);
     hsize_t dims[4] = {3, 3, 2, 4}; /* N, C, H, W */
@@ -735,7 +707,7 @@ TEST(batch_bilinear_matches_hand_computed_values)
 
 TEST(h5_round_trip_and_errors)
 {
-    const char *dir = test_dir("h5_round_trip_and_errors");
+    const char *dir = temp_dir("h5_round_trip_and_errors");
     char path[512], tmp[H5_PATH_MAX];
     snprintf(path, sizeof path, "%s/mixed.h5", dir);
     hid_t file = h5_create_tmp(path, tmp, sizeof tmp);
@@ -825,7 +797,7 @@ TEST(h5_round_trip_and_errors)
 TEST(h5_reads_variable_length_strings)
 {
     /* h5py and other tools write strings as variable length; h5_attr_get_string reads both. */
-    const char *dir = test_dir("h5_reads_variable_length_strings");
+    const char *dir = temp_dir("h5_reads_variable_length_strings");
     char path[512], tmp[H5_PATH_MAX];
     snprintf(path, sizeof path, "%s/vlen.h5", dir);
     hid_t file = h5_create_tmp(path, tmp, sizeof tmp);

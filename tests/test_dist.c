@@ -8,6 +8,7 @@
  * twice (or never) shows up in the log and in the values. */
 #define _POSIX_C_SOURCE 200809L
 #include "testing.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "dist.h"
@@ -214,19 +215,6 @@ TEST(dist_full_bucket_leaves_nothing_pending)
 
 /* ---- a real backward pass --------------------------------------------------------------- */
 
-static struct job tiny_job(void)
-{
-    struct job job;
-    job_defaults(&job);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.layers=6/1, 8/2, 8/1"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k3e1, k5e3, k3e3"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.candidates=k3e1, k5e3, k3e3, skip"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.stem=4"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.head=10"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    return job;
-}
-
 struct used_marks {
     unsigned char *used;
     int ranges;
@@ -249,7 +237,7 @@ static void mark_used(size_t offset, size_t count, void *ctx)
 static void check_hooked_backward(int fixed, size_t bucket)
 {
     op_set_threads(1);
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     int B = 4, side = 9, classes = 5;
     struct net *net = net_create(&job, B, side, 1, classes, fixed, 5);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
@@ -258,13 +246,7 @@ static void check_hooked_backward(int fixed, size_t bucket)
         net->choice[1] = 0; /* k3e1: a gap before it (cand 1, 2 of layer 1 unused) */
         net->choice[2] = 3; /* skip: no range */
     }
-    for (int l = 0; l < net->layer_count; l++) /* residual BN scales 0 would hide the bodies */
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            const struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_BLOCK && blk->residual)
-                for (int c = 0; c < blk->cout; c++)
-                    net->params[blk->bn3.gamma + c] = 1.0f;
-        }
+    net_set_residual_scales(net, 1.0f);
     struct rng rng;
     rng_seed(&rng, 3, 0);
     float x[4 * 81];

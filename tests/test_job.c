@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 #include "job.h"
+#include "fixture.h"
 #include "testing.h"
 
 #include <stdio.h>
@@ -19,11 +20,11 @@ static int load_fixture(struct job *job, const char *path)
     return job_finalize(job);
 }
 
-/* Writes text to a file named after the test in the working directory; returns its path. */
+/* Writes text to name.ini in the temporary folder; returns its path. */
 static const char *write_temp(const char *name, const char *text)
 {
     static char path[256];
-    snprintf(path, sizeof path, "test_job_%s.ini", name);
+    snprintf(path, sizeof path, "%s/%s.ini", temp_root(), name);
     FILE *f = fopen(path, "w");
     CU_ASSERT_FATAL(f != NULL);
     fputs(text, f);

@@ -1,7 +1,9 @@
 /* Tests of the latency module: search-space fingerprints, profile files and the refusals of
  * bad ones, the cost model fitted to a CSV, measurement on a tiny net, network presets. */
 #define _POSIX_C_SOURCE 200809L
+#include "fixture.h"
 #include "testing.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "h5.h"
@@ -16,64 +18,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static char tmp_dir[64];
-
-/* Removes the temporary folder and the files the tests left in it. */
-static void remove_tmp_dir(void)
-{
-    DIR *d = opendir(tmp_dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", tmp_dir, e->d_name);
-            remove(path);
-        }
-    closedir(d);
-    rmdir(tmp_dir);
-}
-
-/* A job of the tiny space used throughout; extra: more "section.key=value" overrides separated
- * by ';', or NULL. */
-static struct job tiny_job(const char *extra)
-{
-    struct job job;
-    job_defaults(&job);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.layers=6/1, 8/2, 8/1"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k3e1, k5e3, k3e3"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.candidates=k3e1, k5e3, k3e3, skip"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.stem=4"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.head=10"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "data.resize=12"), 0);
-    char more[256];
-    snprintf(more, sizeof more, "%s", extra ? extra : "");
-    for (char *save = NULL, *set = strtok_r(more, ";", &save); set; set = strtok_r(NULL, ";", &save))
-        CU_ASSERT_EQUAL_FATAL(job_set(&job, set), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    return job;
-}
-
 static struct net *tiny_net(const char *extra, uint64_t seed)
 {
     struct job job = tiny_job(extra);
     struct net *net = net_create(&job, 1, job.data_resize, 1, 10, 0, seed);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     return net;
-}
-
-/* A fresh file name in a per-process temporary folder. */
-static const char *tmp_path(const char *name)
-{
-    static char path[256];
-    if (!tmp_dir[0]) {
-        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/offnas_test_latency.XXXXXX");
-        CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmp_dir));
-        atexit(remove_tmp_dir);
-    }
-    snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
-    return path;
 }
 
 /* A table for net with distinct, non-round values in every entry. */
@@ -179,7 +129,7 @@ TEST(save_load_round_trip_is_bit_exact)
     fill_table(&t, net);
     t.fit_mape = 7.25;
     t.fit_rmse_ms = 0.0123456789;
-    const char *path = tmp_path("round.h5");
+    const char *path = temp_path("round.h5");
     CU_ASSERT_EQUAL_FATAL(latency_save(&t, path), 0);
     memset(&back, 0xab, sizeof back);
     int rc = latency_load(&back, path, net);
@@ -218,7 +168,7 @@ TEST(save_load_round_trip_is_bit_exact)
 static void expect_refused(const struct latency_table *t, const char *name, const struct net *net,
                            const char *part)
 {
-    const char *path = tmp_path(name);
+    const char *path = temp_path(name);
     char copy[256];
     snprintf(copy, sizeof copy, "%s", path);
     CU_ASSERT_EQUAL_FATAL(latency_save(t, copy), 0);
@@ -287,7 +237,7 @@ TEST(load_refuses_missing_file)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    const char *path = tmp_path("does-not-exist.h5");
+    const char *path = temp_path("does-not-exist.h5");
     CU_ASSERT_EQUAL(latency_load(&t, path, net), -1);
     EXPECT_CONTAINS(offnas_last_error(), path);
     net_free(net);
@@ -298,7 +248,7 @@ TEST(load_refuses_wrong_data_set_lengths)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
     fill_table(&t, net);
-    const char *path = tmp_path("lengths.h5");
+    const char *path = temp_path("lengths.h5");
     char keep[256];
     snprintf(keep, sizeof keep, "%s", path);
     char tmp[H5_PATH_MAX], fp[32];
@@ -405,7 +355,7 @@ static void write_synthetic_csv(const char *path)
 TEST(fit_recovers_known_coefficients)
 {
     char path[256];
-    snprintf(path, sizeof path, "%s", tmp_path("synthetic.csv"));
+    snprintf(path, sizeof path, "%s", temp_path("synthetic.csv"));
     write_synthetic_csv(path);
     struct latency_fit fit;
     int rc = latency_fit_csv(&fit, path);
@@ -431,7 +381,7 @@ TEST(fit_drops_a_negative_coefficient)
     /* latency without any per-byte cost and a negative-leaning offset: the clamped fit must
      * keep every coefficient >= 0 */
     char path[256];
-    snprintf(path, sizeof path, "%s", tmp_path("negative.csv"));
+    snprintf(path, sizeof path, "%s", temp_path("negative.csv"));
     FILE *out = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     fputs(CSV_HEADER, out);
@@ -457,7 +407,7 @@ static void expect_csv_error(const char *name, const char *text, const char *whe
                              const char *part)
 {
     char path[256], want[300];
-    snprintf(path, sizeof path, "%s", tmp_path(name));
+    snprintf(path, sizeof path, "%s", temp_path(name));
     FILE *out = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     fputs(text, out);

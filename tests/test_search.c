@@ -10,7 +10,9 @@
  * Runtimes on 2 cores shared with a training run: search_end_to_end ~18 s,
  * search_lambda_lowers_expected_latency ~33 s. */
 #define _XOPEN_SOURCE 700
+#include "fixture.h"
 #include "testing.h"
+#include "tiny.h"
 
 #include "cmd.h"
 #include "common.h"
@@ -28,37 +30,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FIXTURE_NAME "search"
-#include "fixture.h"
 #define DEVICE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel4.h5"
 #define EDGE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel6.h5"
-
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
 /* The tiny search job: a slice of Fashion-MNIST, 2 epochs (1 of warm-up), shipped profiles,
- * then extra assignments. */
-static void tiny_search_job(struct job *job, const char *extra)
+ * then extra assignments (NULL: none). */
+static struct job tiny_search_job(const char *extra)
 {
-    static const char *const sets[] = {
-        "data.train_limit=1500", "data.val_size=300",        "data.test_limit=300",
-        "train.batch=32",        "train.threads=1",          "train.log_seconds=1000",
-        "search.epochs=2",       "search.warmup_epochs=1",   "latency.device=" DEVICE_PROFILE,
-        "latency.edge=" EDGE_PROFILE,
-    };
-    char set[600];
-    job_defaults(job);
-    snprintf(set, sizeof set, "data.path=%s", fashion_path());
-    CU_ASSERT_EQUAL_FATAL(job_set(job, set), 0);
-    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(sets); i++) {
-        int rc = job_set(job, sets[i]);
-        if (rc)
-            fprintf(stderr, "job_set(%s): %s\n", sets[i], offnas_last_error());
-        CU_ASSERT_EQUAL_FATAL(rc, 0);
-    }
-    if (extra)
-        CU_ASSERT_EQUAL_FATAL(job_set(job, extra), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(job), 0);
+    char sets[1024];
+    snprintf(sets, sizeof sets,
+             "data.train_limit=1500;data.val_size=300;data.test_limit=300;train.batch=32;"
+             "train.threads=1;train.log_seconds=1000;search.epochs=2;search.warmup_epochs=1;"
+             "latency.device=" DEVICE_PROFILE ";latency.edge=" EDGE_PROFILE ";%s",
+             extra ? extra : "");
+    return fashion_job(sets);
 }
 
 static int run_search(const struct job *job, const char *dir)
@@ -123,9 +110,8 @@ static double number_at(json_t *obj, const char *key)
 
 TEST(search_end_to_end)
 {
-    struct job job;
-    tiny_search_job(&job, NULL);
-    const char *run = run_dir("search");
+    struct job job = tiny_search_job(NULL);
+    const char *run = temp_path("search");
     CU_ASSERT_EQUAL_FATAL(run_search(&job, run), 0);
 
     /* log.csv: one row per epoch, E[T] positive and the sum of its parts */
@@ -175,7 +161,7 @@ TEST(search_end_to_end)
     json_decref(arch);
 
     /* train --arch into a second folder, then eval there */
-    const char *derived = run_dir("derived");
+    const char *derived = temp_path("derived");
     char arch_path[512];
     snprintf(arch_path, sizeof arch_path, "%s/arch.json", run);
     struct cmd_job_options opts = {0};
@@ -228,7 +214,7 @@ TEST(search_end_to_end)
     snprintf(arch_path, sizeof arch_path, "%s/arch_split3.json", run);
     CU_ASSERT_FATAL(json_dump_file(arch, arch_path, JSON_INDENT(2)) == 0);
     json_decref(arch);
-    const char *split3 = run_dir("split3");
+    const char *split3 = temp_path("split3");
     opts.sets[opts.set_count++] = "train.steps=5";
     EXPECT_EQ_INT(cmd_train_arch(arch_path, split3, &opts), 0);
     char *eval3_argv[] = {"eval", "--run", (char *)split3, NULL};
@@ -272,10 +258,9 @@ TEST(search_end_to_end)
  * 115.48 ms at lambda 0 and 112.28 ms at lambda 20 (115.63 ms after the warm-up). */
 TEST(search_lambda_lowers_expected_latency)
 {
-    struct job j0, j20;
-    tiny_search_job(&j0, "search.lambda=0");
-    tiny_search_job(&j20, "search.lambda=20");
-    const char *r0 = run_dir("lambda0"), *r20 = run_dir("lambda20");
+    struct job j0 = tiny_search_job("search.lambda=0");
+    struct job j20 = tiny_search_job("search.lambda=20");
+    const char *r0 = temp_path("lambda0"), *r20 = temp_path("lambda20");
     CU_ASSERT_EQUAL_FATAL(run_search(&j0, r0), 0);
     CU_ASSERT_EQUAL_FATAL(run_search(&j20, r20), 0);
     double e0[4], e20[4];
