@@ -14,11 +14,14 @@
 #include "testing.h"
 #include "tiny.h"
 
+#include "arch.h"
 #include "cmd.h"
 #include "common.h"
 #include "data.h"
 #include "h5.h"
 #include "job.h"
+#include "latency.h"
+#include "net.h"
 #include "search.h"
 
 #include <ftw.h>
@@ -32,6 +35,10 @@
 
 #define DEVICE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel4.h5"
 #define EDGE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel6.h5"
+
+/* train --arch for one epoch on 1200 images: test accuracy 0.32-0.38 measured (seeds 1-3);
+ * chance is 0.1 */
+#define MIN_TEST_ACCURACY 0.2
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -106,6 +113,81 @@ static double number_at(json_t *obj, const char *key)
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* The latency model of the shipped tables for the network an arch.json names: the job's net,
+ * the tables and link of the job, and the candidate index of each op of the arch.json. */
+struct table_model {
+    struct net *net;
+    struct arch arch;
+    struct arch_cost cost;
+    int ops[JOB_MAX_LAYERS];
+};
+
+static struct latency_table model_tables[2];
+
+static void model_open(struct table_model *m, const struct job *job, json_t *ops)
+{
+    m->net = net_create(job, 1, job->data_resize, 1, 10, 0, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m->net);
+    CU_ASSERT_EQUAL_FATAL(latency_load(&model_tables[0], DEVICE_PROFILE, m->net), 0);
+    CU_ASSERT_EQUAL_FATAL(latency_load(&model_tables[1], EDGE_PROFILE, m->net), 0);
+    CU_ASSERT_EQUAL_FATAL(search_cost_init(&m->cost, job, &model_tables[0], &model_tables[1]), 0);
+    arch_init(&m->arch, m->net, 0.0f);
+    CU_ASSERT_FATAL(json_array_size(ops) == (size_t)m->net->layer_count);
+    for (int l = 0; l < m->net->layer_count; l++) {
+        const char *want = json_string_value(json_array_get(ops, (size_t)l));
+        m->ops[l] = -1;
+        for (int i = 0; want && i < m->net->layers[l].candidate_count; i++) {
+            char name[16];
+            if (!strcmp(op_spec_name(&m->net->layers[l].cand[i].spec, name), want))
+                m->ops[l] = i;
+        }
+        CU_ASSERT_FATAL(m->ops[l] >= 0);
+    }
+}
+
+static void model_close(struct table_model *m)
+{
+    arch_free(&m->arch);
+    net_free(m->net);
+}
+
+/* The split of the lowest latency by the tables for the model's ops, by brute force over every
+ * split and, at a split inside the network, every number of kept channels. */
+static int model_best_split(const struct table_model *m)
+{
+    int L = m->net->layer_count, best = -1;
+    double best_ms = INFINITY;
+    for (int s = 0; s <= L + 1; s++) {
+        int inner = s >= 1 && s <= L;
+        for (int k = inner ? 1 : 0; k <= (inner ? m->arch.channels[s] : 0); k++) {
+            double ms = arch_network_latency(&m->arch, &m->cost, m->ops, s, k).total;
+            if (ms < best_ms) {
+                best_ms = ms;
+                best = s;
+            }
+        }
+    }
+    return best;
+}
+
+/* Each part of a latency_ms object (eval's summary.json) equals the tables' latency of the
+ * model's network at split with kept channels, and all_device, all_edge those of the same ops
+ * at split L+1 and 0 (relative 1e-9). */
+static void expect_latency(json_t *ms, const struct table_model *m, int split, int kept)
+{
+    CU_ASSERT_FATAL(json_is_object(ms));
+    int L = m->net->layer_count;
+    struct arch_latency want = arch_network_latency(&m->arch, &m->cost, m->ops, split, kept);
+    double all_device = arch_network_latency(&m->arch, &m->cost, m->ops, L + 1, 0).total;
+    double all_edge = arch_network_latency(&m->arch, &m->cost, m->ops, 0, 0).total;
+    EXPECT_NEAR(number_at(ms, "device"), want.device, 1e-9 * (1 + want.device));
+    EXPECT_NEAR(number_at(ms, "transfer"), want.transfer, 1e-9 * (1 + want.transfer));
+    EXPECT_NEAR(number_at(ms, "edge"), want.edge, 1e-9 * (1 + want.edge));
+    EXPECT_NEAR(number_at(ms, "total"), want.total, 1e-9 * (1 + want.total));
+    EXPECT_NEAR(number_at(ms, "all_device"), all_device, 1e-9 * (1 + all_device));
+    EXPECT_NEAR(number_at(ms, "all_edge"), all_edge, 1e-9 * (1 + all_edge));
+}
+
 /* ---- tests ----------------------------------------------------------------------------- */
 
 TEST(search_end_to_end)
@@ -150,7 +232,11 @@ TEST(search_end_to_end)
     CU_ASSERT_FATAL(json_is_integer(split) && json_is_integer(kept) && json_is_integer(total));
     json_int_t s = json_integer_value(split), k = json_integer_value(kept),
                t = json_integer_value(total);
-    CU_ASSERT(s >= 0 && s <= 9);
+    /* the derived split is the one the tables make fastest for the derived ops: with these
+     * tables and the 3g link (100 ms round trip) the whole network on the device */
+    struct table_model tables;
+    model_open(&tables, &job, ops);
+    EXPECT_EQ_INT(s, model_best_split(&tables));
     CU_ASSERT(k >= 0 && k <= t);
     if (s >= 1 && s <= 8) {
         CU_ASSERT(k >= 1 && t > 0);
@@ -179,7 +265,9 @@ TEST(search_end_to_end)
     json_t *sum = load_json(derived, "summary.json");
     CU_ASSERT_FATAL(sum != NULL);
     double acc = number_at(sum, "test_accuracy");
-    CU_ASSERT(acc >= 0 && acc <= 1);
+    if (!(acc > MIN_TEST_ACCURACY))
+        fprintf(stderr, "test accuracy %.4f, bound %.2f\n", acc, MIN_TEST_ACCURACY);
+    CU_ASSERT(acc > MIN_TEST_ACCURACY);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "split_point")), s);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "kept_channels")), k);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "total_channels")), t);
@@ -189,13 +277,12 @@ TEST(search_end_to_end)
     } else {
         CU_ASSERT(bytes > 0);
     }
+    /* eval's latency is the tables' latency of the derived network, and the parts add up to
+     * the total as written in the file */
     json_t *ms = json_object_get(sum, "latency_ms");
-    CU_ASSERT_FATAL(json_is_object(ms));
+    expect_latency(ms, &tables, (int)s, (int)k);
     double d = number_at(ms, "device"), x = number_at(ms, "transfer"), e = number_at(ms, "edge"),
-           tot = number_at(ms, "total"), all_dev = number_at(ms, "all_device"),
-           all_edge = number_at(ms, "all_edge");
-    CU_ASSERT(d >= 0 && x >= 0 && e >= 0 && all_dev > 0 && all_edge > 0);
-    /* The parts must add up to the total as written in the file. */
+           tot = number_at(ms, "total");
     EXPECT_NEAR(tot, d + x + e, 1e-6);
     json_decref(sum);
 
@@ -226,11 +313,10 @@ TEST(search_end_to_end)
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "total_channels")), 24);
     EXPECT_NEAR(number_at(sum, "bytes_sent"), 14 * 14 * 12 * 1 /* int8 */, 0);
     ms = json_object_get(sum, "latency_ms");
-    CU_ASSERT_FATAL(json_is_object(ms));
+    expect_latency(ms, &tables, 3, 12);
     d = number_at(ms, "device"), x = number_at(ms, "transfer"), e = number_at(ms, "edge"),
     tot = number_at(ms, "total");
     CU_ASSERT(d > 0 && x > 0 && e > 0);
-    CU_ASSERT(number_at(ms, "all_device") > 0 && number_at(ms, "all_edge") > 0);
     /* Fails while summary.json is written with 6 significant digits (JSON_REAL_PRECISION(6)
      * in src/cli/cmd_eval.c): total 117.196 against parts adding up to 117.195749. */
     EXPECT_NEAR(tot, d + x + e, 1e-6);
@@ -251,6 +337,7 @@ TEST(search_end_to_end)
     for (hsize_t c = 0; c < n; c++)
         EXPECT_NEAR(mask[c], c < 12 ? 1.0 : 0.0, 0);
     free(mask);
+    model_close(&tables);
 }
 
 /* The latency term pulls E[T] down: same seed, same tiny search, lambda 0 against 20. The warm-up
