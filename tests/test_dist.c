@@ -255,8 +255,7 @@ static void check_hooked_backward(int fixed, size_t bucket)
         net->choice[2] = 3; /* skip: no range */
     }
     net_set_residual_scales(net, 1.0f);
-    struct rng rng;
-    rng_seed(&rng, 3, 0);
+    struct rng rng = test_rng(3);
     float x[4 * 81];
     for (int i = 0; i < B * side * side; i++)
         x[i] = (float)rng_normal(&rng);
@@ -376,8 +375,7 @@ TEST(dist_checksum_sees_one_bit)
 {
     enum { N = 97 };
     float a[N], b[N];
-    struct rng rng;
-    rng_seed(&rng, 9, 0);
+    struct rng rng = test_rng(9);
     for (int i = 0; i < N; i++)
         a[i] = (float)rng_normal(&rng);
     memcpy(b, a, sizeof a);
@@ -463,8 +461,7 @@ TEST(dist_average_of_identical_trainers_is_identity)
 {
     enum { N = 50 };
     float v[N], orig[N];
-    struct rng rng;
-    rng_seed(&rng, 4, 0);
+    struct rng rng = test_rng(4);
     for (int i = 0; i < N; i++)
         v[i] = (float)(rng_normal(&rng) * pow(10.0, (double)(i % 9) - 4.0));
     v[0] = 0.0f;

@@ -48,8 +48,7 @@ static void check_network_gradient(int fixed, int with_mask, int stem_stride)
         for (int c = 0; c < 8; c++)
             net->mask[c] = (c % 3 == 0) ? 0.0f : 1.0f;
     }
-    struct rng rng;
-    rng_seed(&rng, 11, 0);
+    struct rng rng = test_rng(11);
     net_set_residual_scales(net, 1.0f);
     float x[3 * 81];
     for (int i = 0; i < B * side * side; i++)
@@ -134,8 +133,7 @@ TEST(net_stem_stride_2_halves_the_feature_maps)
     EXPECT_NEAR(net_macs_chosen(two), stem2 + blocks2 + 3.0 * 3 * 8 * 10 + 10.0 * 5, 1e-6);
 
     float x[2 * 144];
-    struct rng rng;
-    rng_seed(&rng, 4, 0);
+    struct rng rng = test_rng(4);
     for (int i = 0; i < 2 * 144; i++)
         x[i] = (float)rng_normal(&rng);
     net_forward(two, x, 2, 0);
@@ -216,7 +214,9 @@ TEST(net_step_touches_only_chosen_candidates)
 /* The default fixed network has the size DESIGN.md states: about 7 M MACs per image. */
 TEST(net_default_fixed_network_costs_about_7M_macs)
 {
-    struct job job = test_job(NULL);
+    struct job job;
+    job_defaults(&job);
+    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
     struct net *net = net_create(&job, 1, 28, 1, 10, 1, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     double macs = net_macs_chosen(net);
@@ -244,8 +244,7 @@ static struct net *ghost_net(float *x, unsigned char *labels)
     /* running statistics away from their initial 0 / 1, so the old values matter */
     for (size_t i = 0; i < net->stat_count; i++)
         net->stats[i] += 0.25f + 0.01f * (float)(i % 7);
-    struct rng rng;
-    rng_seed(&rng, 21, 0);
+    struct rng rng = test_rng(21);
     for (int i = 0; i < 2 * GHOST_B * GHOST_SIDE * GHOST_SIDE; i++)
         x[i] = (float)(rng_normal(&rng) * 1.5 + 0.3);
     for (int i = 0; i < 2 * GHOST_B; i++)

@@ -104,6 +104,18 @@ static json_t *load_json(const char *dir, const char *name)
     return root;
 }
 
+/* Runs `name --run dir` through cmd (cmd_derive, cmd_eval), expects status 0, and returns
+ * dir/file (a fatal assertion when it cannot be read). */
+static json_t *run_command(int (*cmd)(int, char **), const char *name, const char *dir,
+                           const char *file)
+{
+    char *argv[] = {(char *)name, "--run", (char *)dir, NULL};
+    EXPECT_EQ_INT(cmd(3, argv), 0);
+    json_t *root = load_json(dir, file);
+    CU_ASSERT_FATAL(root != NULL);
+    return root;
+}
+
 static double number_at(json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
@@ -213,10 +225,7 @@ TEST(search_end_to_end)
     CU_ASSERT(file_exists(run, "lut_edge.h5"));
 
     /* derive: arch.json */
-    char *derive_argv[] = {"derive", "--run", (char *)run, NULL};
-    EXPECT_EQ_INT(cmd_derive(3, derive_argv), 0);
-    json_t *arch = load_json(run, "arch.json");
-    CU_ASSERT_FATAL(arch != NULL);
+    json_t *arch = run_command(cmd_derive, "derive", run, "arch.json");
     json_t *ops = json_object_get(arch, "ops");
     CU_ASSERT_FATAL(json_is_array(ops));
     EXPECT_EQ_INT(json_array_size(ops), 8);
@@ -260,10 +269,7 @@ TEST(search_end_to_end)
     CU_ASSERT(file_exists(derived, "model.h5"));
     CU_ASSERT(file_exists(derived, "arch.json"));
 
-    char *eval_argv[] = {"eval", "--run", (char *)derived, NULL};
-    EXPECT_EQ_INT(cmd_eval(3, eval_argv), 0);
-    json_t *sum = load_json(derived, "summary.json");
-    CU_ASSERT_FATAL(sum != NULL);
+    json_t *sum = run_command(cmd_eval, "eval", derived, "summary.json");
     double acc = number_at(sum, "test_accuracy");
     if (!(acc > MIN_TEST_ACCURACY))
         fprintf(stderr, "test accuracy %.4f, bound %.2f\n", acc, MIN_TEST_ACCURACY);
@@ -304,10 +310,7 @@ TEST(search_end_to_end)
     const char *split3 = temp_path("split3");
     opts.sets[opts.set_count++] = "train.steps=5";
     EXPECT_EQ_INT(cmd_train_arch(arch_path, split3, &opts), 0);
-    char *eval3_argv[] = {"eval", "--run", (char *)split3, NULL};
-    EXPECT_EQ_INT(cmd_eval(3, eval3_argv), 0);
-    sum = load_json(split3, "summary.json");
-    CU_ASSERT_FATAL(sum != NULL);
+    sum = run_command(cmd_eval, "eval", split3, "summary.json");
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "split_point")), 3);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "kept_channels")), 12);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "total_channels")), 24);

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define PATH_BUFFERS 16
+
 static char root[64];
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -39,14 +41,16 @@ const char *temp_root(void)
     return root;
 }
 
-const char *temp_path(const char *name)
+const char *path_in(const char *dir, const char *name)
 {
-    static char path[4][256];
+    static char path[PATH_BUFFERS][512];
     static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, sizeof path[0], "%s/%s", temp_root(), name);
+    char *p = path[next++ % PATH_BUFFERS];
+    snprintf(p, sizeof path[0], "%s/%s", dir, name);
     return p;
 }
+
+const char *temp_path(const char *name) { return path_in(temp_root(), name); }
 
 const char *temp_dir(const char *name)
 {

@@ -16,11 +16,15 @@
 /* The process's temporary folder (made on the first call). */
 const char *temp_root(void);
 
-/* temp_root()/name, not created. Static buffers, four in rotation. */
+/* dir/name, in one of 16 static buffers used in turn: valid for the next 15 calls of
+ * path_in, temp_path and temp_dir. */
+const char *path_in(const char *dir, const char *name);
+
+/* temp_root()/name, not created. The buffers of path_in. */
 const char *temp_path(const char *name);
 
-/* temp_root()/name, created for the test (a fatal assertion when it cannot be). Static
- * buffers, shared with temp_path. */
+/* temp_root()/name, created for the test (a fatal assertion when it cannot be). The buffers
+ * of path_in. */
 const char *temp_dir(const char *name);
 
 /* The Fashion-MNIST HDF5 file, imported on first use (a fatal assertion when it cannot be). */

@@ -65,6 +65,13 @@ struct job fashion_job(const char *sets)
     return job;
 }
 
+struct rng test_rng(uint64_t seed)
+{
+    struct rng rng;
+    rng_seed(&rng, seed, 0);
+    return rng;
+}
+
 void net_set_residual_scales(struct net *net, float value)
 {
     for (int l = 0; l < net->layer_count; l++)

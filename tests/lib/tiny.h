@@ -10,6 +10,7 @@
 
 #include "job.h"
 #include "net.h"
+#include "rng.h"
 
 /* The space of the dist, net and latency tests: layers 6/1, 8/2, 8/1 (stem 4, head 10) with
  * candidates k3e1, k5e3, k3e3, skip (skip only in the last layer, where the shapes allow it),
@@ -26,6 +27,9 @@ struct job tiny_job(const char *extra);
 
 /* A job on the Fashion-MNIST file of fixture.h (data.path) with sets applied after it. */
 struct job fashion_job(const char *sets);
+
+/* A generator seeded with seed (stream 0). */
+struct rng test_rng(uint64_t seed);
 
 /* Sets the scale of the last batch norm of every residual block (every candidate) to value:
  * at their initial 0 they hide the block bodies from a gradient check. */
