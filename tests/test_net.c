@@ -1,6 +1,7 @@
 /* Tests of the supernet: whole-network gradients against finite differences, the parameter
  * layout, and that a step uses (and an optimizer touches) only the chosen candidates. */
 #include "testing.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "job.h"
@@ -9,24 +10,6 @@
 #include "train.h"
 
 #include <stdlib.h>
-
-static struct job tiny_job_with_stem_stride(int stem_stride)
-{
-    struct job job;
-    job_defaults(&job);
-    char stride[32];
-    snprintf(stride, sizeof stride, "net.stem_stride=%d", stem_stride);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, stride), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.layers=6/1, 8/2, 8/1"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k3e1, k5e3, k3e3"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.candidates=k3e1, k5e3, k3e3, skip"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.stem=4"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.head=10"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    return job;
-}
-
-static struct job tiny_job(void) { return tiny_job_with_stem_stride(1); }
 
 /* Loss of the current parameters on (x, labels) in training mode (batch statistics). */
 static double net_loss(struct net *net, const float *x, const unsigned char *labels, int B)
@@ -49,7 +32,9 @@ static double net_loss(struct net *net, const float *x, const unsigned char *lab
 static void check_network_gradient(int fixed, int with_mask, int stem_stride)
 {
     op_set_threads(1);
-    struct job job = tiny_job_with_stem_stride(stem_stride);
+    char stride[32];
+    snprintf(stride, sizeof stride, "net.stem_stride=%d", stem_stride);
+    struct job job = tiny_job(stride);
     int B = 3, side = 9;
     struct net *net = net_create(&job.net, B, side, 1, 5, fixed, 7);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
@@ -63,16 +48,8 @@ static void check_network_gradient(int fixed, int with_mask, int stem_stride)
         for (int c = 0; c < 8; c++)
             net->mask[c] = (c % 3 == 0) ? 0.0f : 1.0f;
     }
-    struct rng rng;
-    rng_seed(&rng, 11, 0);
-    /* residual BN scales start at 0, which would hide the block bodies: start them at 1 */
-    for (int l = 0; l < net->layer_count; l++)
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            const struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_BLOCK && blk->residual)
-                for (int c = 0; c < blk->cout; c++)
-                    net->params[blk->bn3.gamma + c] = 1.0f;
-        }
+    struct rng rng = test_rng(11);
+    net_set_residual_scales(net, 1.0f);
     float x[3 * 81];
     for (int i = 0; i < B * side * side; i++)
         x[i] = (float)rng_normal(&rng);
@@ -136,7 +113,7 @@ TEST(net_gradient_with_stem_stride_2) { check_network_gradient(0, 1, 2); }
  * and the forward fills finite logits. */
 TEST(net_stem_stride_2_halves_the_feature_maps)
 {
-    struct job job1 = tiny_job_with_stem_stride(1), job2 = tiny_job_with_stem_stride(2);
+    struct job job1 = tiny_job("net.stem_stride=1"), job2 = tiny_job("net.stem_stride=2");
     struct net *one = net_create(&job1.net, 2, 12, 1, 5, 1, 3);
     struct net *two = net_create(&job2.net, 2, 12, 1, 5, 1, 3);
     CU_ASSERT_PTR_NOT_NULL_FATAL(one);
@@ -156,8 +133,7 @@ TEST(net_stem_stride_2_halves_the_feature_maps)
     EXPECT_NEAR(net_macs_chosen(two), stem2 + blocks2 + 3.0 * 3 * 8 * 10 + 10.0 * 5, 1e-6);
 
     float x[2 * 144];
-    struct rng rng;
-    rng_seed(&rng, 4, 0);
+    struct rng rng = test_rng(4);
     for (int i = 0; i < 2 * 144; i++)
         x[i] = (float)rng_normal(&rng);
     net_forward(two, x, 2, 0);
@@ -171,7 +147,7 @@ TEST(net_stem_stride_2_halves_the_feature_maps)
  * disjoint contiguous ranges that tile the buffer. */
 TEST(net_layout_is_reverse_layer_order_and_tiles_the_buffer)
 {
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     struct net *net = net_create(&job.net, 2, 9, 1, 5, 0, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     EXPECT_EQ_INT(net->head_offset, 0);
@@ -197,7 +173,7 @@ TEST(net_layout_is_reverse_layer_order_and_tiles_the_buffer)
 TEST(net_step_touches_only_chosen_candidates)
 {
     op_set_threads(1);
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     int B = 2, side = 9;
     struct net *net = net_create(&job.net, B, side, 1, 5, 0, 3);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
@@ -261,21 +237,14 @@ TEST(net_default_fixed_network_costs_about_7M_macs)
 static struct net *ghost_net(float *x, unsigned char *labels)
 {
     op_set_threads(1);
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     struct net *net = net_create(&job.net, 2 * GHOST_B, GHOST_SIDE, 1, 5, 1, 13);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
-    for (int l = 0; l < net->layer_count; l++)
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            const struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_BLOCK && blk->residual)
-                for (int c = 0; c < blk->cout; c++)
-                    net->params[blk->bn3.gamma + c] = 1.0f;
-        }
+    net_set_residual_scales(net, 1.0f);
     /* running statistics away from their initial 0 / 1, so the old values matter */
     for (size_t i = 0; i < net->stat_count; i++)
         net->stats[i] += 0.25f + 0.01f * (float)(i % 7);
-    struct rng rng;
-    rng_seed(&rng, 21, 0);
+    struct rng rng = test_rng(21);
     for (int i = 0; i < 2 * GHOST_B * GHOST_SIDE * GHOST_SIDE; i++)
         x[i] = (float)(rng_normal(&rng) * 1.5 + 0.3);
     for (int i = 0; i < 2 * GHOST_B; i++)
