@@ -402,6 +402,8 @@ static void weight_step(struct search_ctx *c, float tau, struct search_epoch_sum
     rng_seed(&rng, (uint64_t)job->search_seed, 2 * (uint64_t)c->state.step);
     struct arch_sample sample;
     arch_sample(&sample, &c->arch, tau, &rng);
+    if (getenv("OFFNAS_EXP_NOMASK") && !ctx_searching(c))
+        sample.split = net->layer_count + 1;
     arch_apply(&sample, net);
     long step = c->state.step;
     train_shards_fill(&c->td.train_shards, &c->tb, &c->td.train, step / c->per_epoch,
@@ -635,10 +637,12 @@ static void log_progress(const struct search_ctx *c, struct search_progress *p, 
     for (long s = p->start_step; s < c->total; s++)
         *(s < step ? &done_units : &left_units) += s < warm ? 1.0 : 2.0;
     double rate = done_units * job->train_batch / (t - p->t0);
-    offnas_log("epoch %d/%d step %ld/%ld loss %.4f E[T] %.3f ms tau %.2f %.0f img/s left "
-               "%.0f s %s",
+    /* loss and accuracy of the training batches since the last checkpoint */
+    offnas_log("epoch %d/%d step %ld/%ld loss %.4f acc %.3f E[T] %.3f ms tau %.2f %.0f img/s "
+               "left %.0f s %s",
                epoch + 1, job->search_epochs, step, c->total,
                sums->train_images > 0 ? sums->train_loss / sums->train_images : 0.0,
+               sums->train_images > 0 ? sums->train_hits / sums->train_images : 0.0,
                arch_expected_latency(&c->arch, &c->cost, NULL, 0).total, tau, rate,
                left_units * job->train_batch / rate, searching ? "(search)" : "(weights warm-up)");
     p->last_log = t;

@@ -5,36 +5,21 @@
 #
 #   tests/cli.sh BUILD/offnas [SOURCE_DIR]       (ctest: cli.bad_input)
 #
-# Needs the Fashion-MNIST idx files in /usr/share/datasets/fashion-mnist (tests/deps); imports
-# them once into a temporary directory (about 3 s). Prints each case and a summary; exits 1 on
-# any failure.
+# Needs the Fashion-MNIST idx files in /usr/share/datasets/fashion-mnist (tests/deps), imported
+# once per build folder (tests/lib/harness.sh). Prints each case and a summary; exits 1 on any
+# failure.
 set -u
+# shellcheck source=tests/lib/harness.sh
+source "$(dirname "$0")/lib/harness.sh"
 
 offnas=${1:?usage: tests/cli.sh OFFNAS_BINARY [SOURCE_DIR]}
 src=${2:-$(cd "$(dirname "$0")/.." && pwd)}
-fashion=/usr/share/datasets/fashion-mnist
 
 if [[ ! -x $offnas ]]; then
   echo "cli.sh: $offnas is not an executable" >&2
   exit 1
 fi
-tmp=$(mktemp -d /tmp/offnas_cli.XXXXXX) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-failures=()
-
-pass() {
-  passed=$((passed + 1))
-  printf 'ok    %s\n' "$1"
-}
-
-fail() {
-  failed=$((failed + 1))
-  failures+=("$1")
-  printf 'FAIL  %s: %s\n' "$1" "$2"
-}
+harness_start cli
 
 # bad NAME ARGS...: offnas ARGS must exit 1 or 2 with one "offnas: " line on stderr.
 bad() {
@@ -82,25 +67,23 @@ help() {
 
 # ---- a real data set, a search space's profiles, broken files -----------------------------
 
+# a copy of the shared import: the cases below try to overwrite it
+fashion_h5 "$offnas"
 data=$tmp/fashion.h5
-if ! "$offnas" data import fashion-mnist --from "$fashion" --out "$data" >/dev/null 2>"$tmp/import.err"; then
-  echo "cli.sh: cannot import $fashion (tests/deps installs dataset-fashion-mnist):" >&2
-  cat "$tmp/import.err" >&2
-  exit 1
-fi
+cp "$fashion_file" "$data" || die "cannot copy $fashion_file"
 slice=(--set "data.path=$data" --set data.train_limit=1500 --set data.val_size=300
        --set data.test_limit=300 --set train.batch=32 --set train.threads=1)
 
 printf '[train]\nepochz = 3\n' >"$tmp/unknown_key.ini"
 
 mkdir "$tmp/truncated"
-cp "$fashion"/*-ubyte.gz "$tmp/truncated/"
+cp "$FASHION_IDX"/*-ubyte.gz "$tmp/truncated/"
 gz=$tmp/truncated/train-images-idx3-ubyte.gz
 truncate -s $(($(stat -c %s "$gz") / 2)) "$gz"
 
 # the last file an import reads: the failure comes as late as possible
 mkdir "$tmp/truncated_late"
-cp "$fashion"/*-ubyte.gz "$tmp/truncated_late/"
+cp "$FASHION_IDX"/*-ubyte.gz "$tmp/truncated_late/"
 gz=$tmp/truncated_late/t10k-labels-idx1-ubyte.gz
 truncate -s $(($(stat -c %s "$gz") / 2)) "$gz"
 
@@ -198,9 +181,4 @@ help "bench search --help" bench search --help
 help "bench infer --help" bench infer --help
 help "report --help" report --help
 
-echo
-echo "cli.sh: $passed passed, $failed failed"
-for f in "${failures[@]+"${failures[@]}"}"; do
-  echo "  failed: $f"
-done
-((failed == 0))
+finish

@@ -7,6 +7,7 @@
  * with distinct positive entries, and alpha, beta, gamma drawn from N(0, 1). Every reference
  * value is computed here in double from the tables, independently of src/arch.c. */
 #include "testing.h"
+#include "tiny.h"
 
 #include "arch.h"
 #include "common.h"
@@ -31,17 +32,12 @@ struct fixture {
 
 static struct fixture F;
 
-/* Cost configurations: 0 scale 1 wire 1 (int8); 1 device 1.7, edge 1.3, wire 4 (fp32). */
-static void setup(uint64_t seed, int config)
+/* Fills F for seed and a cost configuration: 0 scale 1 wire 1 (int8); 1 device 1.7, edge 1.3,
+ * wire 4 (fp32). Returns &F.arch. */
+static struct arch *setup(uint64_t seed, int config)
 {
-    struct job job;
-    job_defaults(&job);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.layers=4/1, 6/2, 6/1"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k3e1, k3e3, k3e1"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.candidates=k3e1, k3e3, skip"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.stem=4"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.head=8"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
+    struct job job = test_job("net.layers=4/1, 6/2, 6/1;net.ops=k3e1, k3e3, k3e1;"
+                              "net.candidates=k3e1, k3e3, skip;net.stem=4;net.head=8");
     F.net = net_create(&job.net, 1, SIDE, IN_CHANNELS, 10, 0, seed);
     CU_ASSERT_PTR_NOT_NULL_FATAL(F.net);
     F.L = F.net->layer_count;
@@ -71,6 +67,7 @@ static void setup(uint64_t seed, int config)
     arch_init(&F.arch, F.net, 0.0f);
     for (size_t i = 0; i < F.arch.count; i++)
         F.arch.params[i] = (float)rng_normal(&rng);
+    return &F.arch;
 }
 
 static void teardown(void)
@@ -247,8 +244,7 @@ TEST(arch_init_layout)
     }
 
     /* probability accessors on random params */
-    struct rng rng;
-    rng_seed(&rng, 5, 0);
+    struct rng rng = test_rng(5);
     for (size_t i = 0; i < a->count; i++)
         a->params[i] = (float)rng_normal(&rng);
     struct ref_probs r;
@@ -276,8 +272,7 @@ TEST(arch_init_layout)
 TEST(arch_latency_gradient_finite_differences)
 {
     for (int config = 0; config < 2; config++) {
-        setup(11 + config, config);
-        struct arch *a = &F.arch;
+        struct arch *a = setup(11 + config, config);
         float *g = calloc(a->count, sizeof(float));
         float *g2 = malloc(a->count * sizeof(float));
         struct arch_latency e0 = arch_expected_latency(a, &F.cost, NULL, 1.0);
@@ -370,10 +365,8 @@ TEST(arch_latency_matches_enumeration)
 TEST(arch_latency_one_hot_is_exact_network)
 {
     for (int config = 0; config < 2; config++) {
-        setup(31 + config, config);
-        struct arch *a = &F.arch;
-        struct rng rng;
-        rng_seed(&rng, 77 + config, 0);
+        struct arch *a = setup(31 + config, config);
+        struct rng rng = test_rng(77 + config);
         const int splits[3] = {0, 2, 4};
         for (int trial = 0; trial < 4; trial++)
             for (int si = 0; si < 3; si++) {
@@ -426,8 +419,7 @@ TEST(arch_latency_one_hot_is_exact_network)
  * tau recorded. The same seed gives the same samples. */
 TEST(arch_sample_frequencies)
 {
-    setup(41, 0);
-    struct arch *a = &F.arch;
+    struct arch *a = setup(41, 0);
     struct ref_probs r;
     ref_probs(&r);
     const int N = 20000;
@@ -514,8 +506,7 @@ TEST(arch_latency_gradient_signs)
 {
     for (int trial = 0; trial < 10; trial++) {
         int config = trial % 2;
-        setup(51 + trial, config);
-        struct arch *a = &F.arch;
+        struct arch *a = setup(51 + trial, config);
         struct ref_probs r;
         ref_probs(&r);
         float *g = calloc(a->count, sizeof(float));
@@ -562,10 +553,8 @@ TEST(arch_latency_gradient_signs)
  * kept). Gamma at the other splits has the opposite sign, so reading the wrong split fails. */
 TEST(arch_derive_argmax)
 {
-    setup(61, 0);
-    struct arch *a = &F.arch;
-    struct rng rng;
-    rng_seed(&rng, 62, 0);
+    struct arch *a = setup(61, 0);
+    struct rng rng = test_rng(62);
     const int targets[4] = {2, 1, 0, 4};
     for (int k = 0; k < 4; k++) {
         int want_split = targets[k];
@@ -627,10 +616,8 @@ TEST(arch_derive_argmax)
  * (float). For a sample with split 0 or L+1: alpha as above, gamma untouched. */
 TEST(arch_task_gradients_formulas)
 {
-    setup(71, 1);
-    struct arch *a = &F.arch;
-    struct rng rng;
-    rng_seed(&rng, 72, 0);
+    struct arch *a = setup(71, 1);
+    struct rng rng = test_rng(72);
     static struct arch_sample smp;
     const float tau = 0.7f;
     int checked_inner = 0, checked_outer = 0;
@@ -704,10 +691,8 @@ TEST(arch_task_gradients_formulas)
  * of layer s-1 with the sample's mask; no mask for split 0 or L+1. */
 TEST(arch_apply_sets_choices_and_mask)
 {
-    setup(81, 0);
-    struct arch *a = &F.arch;
-    struct rng rng;
-    rng_seed(&rng, 82, 0);
+    struct arch *a = setup(81, 0);
+    struct rng rng = test_rng(82);
     static struct arch_sample smp;
     int seen[ARCH_MAX_SPLITS] = {0};
     for (int n = 0; n < 400; n++) {

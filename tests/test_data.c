@@ -5,6 +5,7 @@
 #include "common.h"
 #include "data.h"
 #include "h5.h"
+#include "fixture.h"
 #include "testing.h"
 
 #include <dirent.h>
@@ -21,35 +22,6 @@
 #define LABELS_MAGIC 0x00000801u
 
 /* ---- helpers -------------------------------------------------------------------------- */
-
-static char temp_root[64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_temp_root(void)
-{
-    if (temp_root[0])
-        nftw(temp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* A fresh directory temp_root/name for one test; returns its path (static buffer). */
-static const char *test_dir(const char *name)
-{
-    static char dir[256];
-    if (!temp_root[0]) {
-        snprintf(temp_root, sizeof temp_root, "/tmp/offnas_test_data.XXXXXX");
-        CU_ASSERT_FATAL(mkdtemp(temp_root) != NULL);
-        atexit(remove_temp_root);
-        offnas_log_quiet = 1;
-    }
-    snprintf(dir, sizeof dir, "%s/%s", temp_root, name);
-    CU_ASSERT_FATAL(mkdir(dir, 0755) == 0);
-    return dir;
-}
 
 static void put_be32(unsigned char *p, uint32_t v)
 {
@@ -227,7 +199,7 @@ static long image_index(const struct dataset *ds, long k)
 
 TEST(idx_reads_gzip_and_plain)
 {
-    const char *dir = test_dir("idx_reads_gzip_and_plain");
+    const char *dir = temp_dir("idx_reads_gzip_and_plain");
     unsigned char payload[3 * 4 * 5];
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (unsigned char)(i * 13);
@@ -263,7 +235,7 @@ TEST(idx_reads_gzip_and_plain)
 
 TEST(idx_refuses_truncated_gzip)
 {
-    const char *dir = test_dir("idx_refuses_truncated_gzip");
+    const char *dir = temp_dir("idx_refuses_truncated_gzip");
     char path[512], full_path[512], buf[1 << 16];
     snprintf(full_path, sizeof full_path, "%s/full.gz", dir);
     snprintf(path, sizeof path, "%s/cut.gz", dir);
@@ -279,7 +251,7 @@ TEST(idx_refuses_truncated_gzip)
 
 TEST(idx_refuses_truncated_header)
 {
-    const char *dir = test_dir("idx_refuses_truncated_header");
+    const char *dir = temp_dir("idx_refuses_truncated_header");
     char path[512];
     snprintf(path, sizeof path, "%s/short", dir);
     const unsigned char bytes[10] = {0, 0, 8, 3, 0, 0, 0, 1, 0, 0};
@@ -291,7 +263,7 @@ TEST(idx_refuses_truncated_header)
 
 TEST(idx_refuses_wrong_magic)
 {
-    const char *dir = test_dir("idx_refuses_wrong_magic");
+    const char *dir = temp_dir("idx_refuses_wrong_magic");
     char path[512];
     snprintf(path, sizeof path, "%s/labels.gz", dir);
     unsigned char labels[3] = {1, 2, 3};
@@ -304,7 +276,7 @@ TEST(idx_refuses_wrong_magic)
 
 TEST(idx_refuses_count_bigger_than_data)
 {
-    const char *dir = test_dir("idx_refuses_count_bigger_than_data");
+    const char *dir = temp_dir("idx_refuses_count_bigger_than_data");
     char path[512];
     snprintf(path, sizeof path, "%s/images.gz", dir);
     unsigned char payload[4 * 2 * 3] = {0};
@@ -318,7 +290,7 @@ TEST(idx_refuses_count_bigger_than_data)
 
 TEST(idx_refuses_count_smaller_than_data)
 {
-    const char *dir = test_dir("idx_refuses_count_smaller_than_data");
+    const char *dir = temp_dir("idx_refuses_count_smaller_than_data");
     char path[512];
     snprintf(path, sizeof path, "%s/labels", dir);
     unsigned char labels[5] = {1, 2, 3, 4, 5};
@@ -333,7 +305,7 @@ TEST(idx_refuses_count_smaller_than_data)
 
 TEST(idx_refuses_missing_file)
 {
-    const char *dir = test_dir("idx_refuses_missing_file");
+    const char *dir = temp_dir("idx_refuses_missing_file");
     char path[512];
     snprintf(path, sizeof path, "%s/nothing.gz", dir);
     expect_idx_error(path, IMAGES_MAGIC, "cannot open");
@@ -343,7 +315,7 @@ TEST(idx_refuses_missing_file)
 
 TEST(import_round_trip)
 {
-    const char *dir = test_dir("import_round_trip");
+    const char *dir = temp_dir("import_round_trip");
     char out[512];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     const int rows = 7, cols = 6;
@@ -394,41 +366,42 @@ TEST(import_round_trip)
     h5_close(file);
 }
 
-TEST(import_refuses_count_mismatch)
+/* Expects importing dir into out to fail with a message naming path and containing part. */
+static void expect_import_error(const char *dir, const char *out, const char *path,
+                                const char *part)
 {
-    const char *dir = test_dir("import_refuses_count_mismatch");
-    char out[512], path[512];
-    snprintf(out, sizeof out, "%s/data.h5", dir);
-    write_fashion_dir(dir, 12, 5, 4, 4);
-    unsigned char labels[11] = {0};
-    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", dir);
-    write_idx(path, 0, LABELS_MAGIC, 11, 0, 0, labels, sizeof labels);
     offnas_error("%s", "");
     EXPECT_EQ_INT(data_import_idx(dir, out), -1);
     EXPECT_CONTAINS(offnas_last_error(), path);
-    EXPECT_CONTAINS(offnas_last_error(), "11 labels");
+    EXPECT_CONTAINS(offnas_last_error(), part);
+}
+
+TEST(import_refuses_count_mismatch)
+{
+    const char *dir = temp_dir("import_refuses_count_mismatch");
+    const char *out = path_in(dir, "data.h5");
+    write_fashion_dir(dir, 12, 5, 4, 4);
+    unsigned char labels[11] = {0};
+    const char *path = path_in(dir, "train-labels-idx1-ubyte");
+    write_idx(path, 0, LABELS_MAGIC, 11, 0, 0, labels, sizeof labels);
+    expect_import_error(dir, out, path, "11 labels");
     CU_ASSERT(access(out, F_OK) != 0);
     EXPECT_EQ_INT(count_tmp_files(dir), 0);
 }
 
 TEST(import_refuses_label_out_of_range)
 {
-    const char *dir = test_dir("import_refuses_label_out_of_range");
-    char out[512], path[512];
-    snprintf(out, sizeof out, "%s/data.h5", dir);
+    const char *dir = temp_dir("import_refuses_label_out_of_range");
     write_fashion_dir(dir, 12, 5, 4, 4);
     unsigned char labels[5] = {0, 1, 10, 2, 3};
-    snprintf(path, sizeof path, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    const char *path = path_in(dir, "t10k-labels-idx1-ubyte.gz");
     write_idx(path, 1, LABELS_MAGIC, 5, 0, 0, labels, sizeof labels);
-    offnas_error("%s", "");
-    EXPECT_EQ_INT(data_import_idx(dir, out), -1);
-    EXPECT_CONTAINS(offnas_last_error(), path);
-    EXPECT_CONTAINS(offnas_last_error(), "label 2 is 10");
+    expect_import_error(dir, path_in(dir, "data.h5"), path, "label 2 is 10");
 }
 
 TEST(import_failure_keeps_existing_file)
 {
-    const char *dir = test_dir("import_failure_keeps_existing_file");
+    const char *dir = temp_dir("import_failure_keeps_existing_file");
     char out[512], path[512], buf[64];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     write_bytes(out, 0, (const unsigned char *)"precious\n", 9);
@@ -469,53 +442,43 @@ TEST(import_failure_keeps_existing_file)
 
 /* ---- loading -------------------------------------------------------------------------- */
 
-TEST(load_refuses_missing_labels)
+/* Data files of the wrong layout are refused with a message naming the file and the data set
+ * (or the counts that disagree), and nothing is loaded. */
+TEST(load_refuses_bad_layouts)
 {
-    const char *dir = test_dir("load_refuses_missing_labels");
-    char path[512];
-    snprintf(path, sizeof path, "%s/nolabels.h5", dir);
-    hsize_t dims[4] = {4, 1, 3, 3};
-    write_h5_data(path, "test", H5_U8, 4, dims, -1, 0);
-    expect_load_error(path, "test", path, "/test/labels");
-    expect_load_error(path, "train", path, "/train/images: missing");
-}
-
-TEST(load_refuses_wrong_rank)
-{
-    const char *dir = test_dir("load_refuses_wrong_rank");
-    char path[512];
-    snprintf(path, sizeof path, "%s/rank3.h5", dir);
-    hsize_t dims[3] = {4, 3, 3};
-    write_h5_data(path, "train", H5_U8, 3, dims, 4, 0);
-    expect_load_error(path, "train", path, "/train/images: expected rank 4, found 3");
-}
-
-TEST(load_refuses_wrong_type)
-{
-    const char *dir = test_dir("load_refuses_wrong_type");
-    char path[512];
-    snprintf(path, sizeof path, "%s/int32.h5", dir);
-    hsize_t dims[4] = {4, 1, 3, 3};
-    write_h5_data(path, "train", H5_I32, 4, dims, 4, 0);
-    expect_load_error(path, "train", path, "/train/images: expected uint8, found int32");
-}
-
-TEST(load_refuses_bad_labels)
-{
-    const char *dir = test_dir("load_refuses_bad_labels");
-    char path[512];
-    snprintf(path, sizeof path, "%s/big.h5", dir);
-    hsize_t dims[4] = {4, 1, 3, 3};
-    write_h5_data(path, "train", H5_U8, 4, dims, 4, 10);
-    expect_load_error(path, "train", path, "/train/labels[0] is 10");
-    snprintf(path, sizeof path, "%s/fewer.h5", dir);
-    write_h5_data(path, "train", H5_U8, 4, dims, 3, 1);
-    expect_load_error(path, "train", "4 images", "3 labels");
+    static const struct {
+        const char *file, *written; /* the split the file holds */
+        enum h5_type type;
+        int rank;
+        hsize_t dims[4];
+        long labels; /* count (-1: no labels) */
+        unsigned char label;
+        const char *loaded, *part1, *part2; /* part1 NULL: the file's path */
+    } cases[] = {
+        {"nolabels.h5", "test", H5_U8, 4, {4, 1, 3, 3}, -1, 0, "test", NULL, "/test/labels"},
+        {"nolabels.h5", "test", H5_U8, 4, {4, 1, 3, 3}, -1, 0, "train", NULL,
+         "/train/images: missing"},
+        {"rank3.h5", "train", H5_U8, 3, {4, 3, 3}, 4, 0, "train", NULL,
+         "/train/images: expected rank 4, found 3"},
+        {"int32.h5", "train", H5_I32, 4, {4, 1, 3, 3}, 4, 0, "train", NULL,
+         "/train/images: expected uint8, found int32"},
+        {"big.h5", "train", H5_U8, 4, {4, 1, 3, 3}, 4, 10, "train", NULL, "/train/labels[0] is 10"},
+        {"fewer.h5", "train", H5_U8, 4, {4, 1, 3, 3}, 3, 1, "train", "4 images", "3 labels"},
+    };
+    const char *dir = temp_dir("load_refuses_bad_layouts");
+    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(cases); i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, cases[i].file);
+        write_h5_data(path, cases[i].written, cases[i].type, cases[i].rank, cases[i].dims,
+                      cases[i].labels, cases[i].label);
+        expect_load_error(path, cases[i].loaded, cases[i].part1 ? cases[i].part1 : path,
+                          cases[i].part2);
+    }
 }
 
 TEST(load_refuses_missing_or_foreign_file)
 {
-    const char *dir = test_dir("load_refuses_missing_or_foreign_file");
+    const char *dir = temp_dir("load_refuses_missing_or_foreign_file");
     char path[512];
     snprintf(path, sizeof path, "%s/absent.h5", dir);
     expect_load_error(path, "train", path, "No such file");
@@ -526,7 +489,7 @@ TEST(load_refuses_missing_or_foreign_file)
 
 TEST(load_hyperslab_matches_full_load)
 {
-    const char *dir = test_dir("load_hyperslab_matches_full_load");
+    const char *dir = temp_dir("load_hyperslab_matches_full_load");
     char out[512];
     snprintf(out, sizeof out, "%s/data.h5", dir);
     write_fashion_dir(dir, 40, 6, 5, 5);
@@ -552,7 +515,7 @@ TEST(load_hyperslab_matches_full_load)
 
 TEST(load_converts_channels_first_to_last)
 {
-    const char *dir = test_dir("load_converts_channels_first_to_last");
+    const char *dir = temp_dir("load_converts_channels_first_to_last");
     char path[512];
     snprintf(path, sizeof path, "%s/rgb.h5", dir);
     hsize_t dims[4] = {3, 3, 2, 4}; /* N, C, H, W */
@@ -735,9 +698,8 @@ TEST(batch_bilinear_matches_hand_computed_values)
 
 TEST(h5_round_trip_and_errors)
 {
-    const char *dir = test_dir("h5_round_trip_and_errors");
-    char path[512], tmp[H5_PATH_MAX];
-    snprintf(path, sizeof path, "%s/mixed.h5", dir);
+    const char *dir = temp_dir("h5_round_trip_and_errors"), *path = path_in(dir, "mixed.h5");
+    char tmp[H5_PATH_MAX];
     hid_t file = h5_create_tmp(path, tmp, sizeof tmp);
     CU_ASSERT_FATAL(file >= 0);
     hid_t group = h5_group(file, "a/b/c");
@@ -825,9 +787,8 @@ TEST(h5_round_trip_and_errors)
 TEST(h5_reads_variable_length_strings)
 {
     /* h5py and other tools write strings as variable length; h5_attr_get_string reads both. */
-    const char *dir = test_dir("h5_reads_variable_length_strings");
-    char path[512], tmp[H5_PATH_MAX];
-    snprintf(path, sizeof path, "%s/vlen.h5", dir);
+    const char *path = path_in(temp_dir("h5_reads_variable_length_strings"), "vlen.h5");
+    char tmp[H5_PATH_MAX];
     hid_t file = h5_create_tmp(path, tmp, sizeof tmp);
     CU_ASSERT_FATAL(file >= 0);
     hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR);
@@ -860,10 +821,7 @@ static const struct test_case TESTS[] = {
     CASE(import_refuses_count_mismatch),
     CASE(import_refuses_label_out_of_range),
     CASE(import_failure_keeps_existing_file),
-    CASE(load_refuses_missing_labels),
-    CASE(load_refuses_wrong_rank),
-    CASE(load_refuses_wrong_type),
-    CASE(load_refuses_bad_labels),
+    CASE(load_refuses_bad_layouts),
     CASE(load_refuses_missing_or_foreign_file),
     CASE(load_hyperslab_matches_full_load),
     CASE(load_converts_channels_first_to_last),

@@ -8,6 +8,7 @@
  * twice (or never) shows up in the log and in the values. */
 #define _POSIX_C_SOURCE 200809L
 #include "testing.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "dist.h"
@@ -187,7 +188,7 @@ TEST(dist_buckets_merge_adjacent_split_long_never_merge_gaps)
 }
 
 /* A bucket that ends exactly at a full bucket leaves nothing pending: finish hands over no
- * empty bucket; one trainer (the local dist) hands over nothing at all. */
+ * empty bucket; one trainer hands over nothing at all and never waits. */
 TEST(dist_full_bucket_leaves_nothing_pending)
 {
     float buf[16] = {0};
@@ -200,32 +201,27 @@ TEST(dist_full_bucket_leaves_nothing_pending)
     EXPECT_EQ_INT(rec_n, 2);
     EXPECT_EQ_INT(rec_waits, 1);
 
-    /* the local dist (size 1): no bucket, no wait, no state */
+    /* one trainer (size 1, the recorder still wired in): no bucket, no wait, no state */
+    struct dist one = fake_dist(4, buf, 16);
+    one.size = one.world_size = 1;
+    dist_grad_ready(&one, buf, 0, 8);
+    dist_grads_finish(&one, net);
+    CU_ASSERT_PTR_NULL(one.pending);
+    EXPECT_EQ_INT(one.pending_count, 0);
+    EXPECT_EQ_INT(one.reduced_bytes, 0);
+    EXPECT_EQ_INT(rec_n, 0);
+    EXPECT_EQ_INT(rec_waits, 0);
+    /* and the local dist itself keeps no state */
     struct dist *local = dist_local();
-    rec_n = rec_waits = 0;
     dist_grad_ready(local, buf, 0, 8);
     dist_grads_finish(local, net);
     CU_ASSERT_PTR_NULL(local->pending);
     EXPECT_EQ_INT(local->pending_count, 0);
     EXPECT_EQ_INT(local->reduced_bytes, 0);
-    EXPECT_EQ_INT(rec_n, 0);
     free(net);
 }
 
 /* ---- a real backward pass --------------------------------------------------------------- */
-
-static struct job tiny_job(void)
-{
-    struct job job;
-    job_defaults(&job);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.layers=6/1, 8/2, 8/1"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k3e1, k5e3, k3e3"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.candidates=k3e1, k5e3, k3e3, skip"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.stem=4"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.head=10"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    return job;
-}
 
 struct used_marks {
     unsigned char *used;
@@ -249,7 +245,7 @@ static void mark_used(size_t offset, size_t count, void *ctx)
 static void check_hooked_backward(int fixed, size_t bucket)
 {
     op_set_threads(1);
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     int B = 4, side = 9, classes = 5;
     struct net *net = net_create(&job.net, B, side, 1, classes, fixed, 5);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
@@ -258,15 +254,8 @@ static void check_hooked_backward(int fixed, size_t bucket)
         net->choice[1] = 0; /* k3e1: a gap before it (cand 1, 2 of layer 1 unused) */
         net->choice[2] = 3; /* skip: no range */
     }
-    for (int l = 0; l < net->layer_count; l++) /* residual BN scales 0 would hide the bodies */
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            const struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_BLOCK && blk->residual)
-                for (int c = 0; c < blk->cout; c++)
-                    net->params[blk->bn3.gamma + c] = 1.0f;
-        }
-    struct rng rng;
-    rng_seed(&rng, 3, 0);
+    net_set_residual_scales(net, 1.0f);
+    struct rng rng = test_rng(3);
     float x[4 * 81];
     for (int i = 0; i < B * side * side; i++)
         x[i] = (float)rng_normal(&rng);
@@ -373,35 +362,47 @@ TEST(dist_grads_finish_reduces_every_used_range_once_supernet)
 
 /* ---- checksums -------------------------------------------------------------------------- */
 
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* FNV-1a 64 of the bytes: equal buffers agree, one flipped bit of one float (every bit of a
- * few floats) or two swapped floats change it, and the value matches FNV-1a computed
+ * few floats, each flip to its own checksum) or two swapped floats change it, and the value matches FNV-1a computed
  * independently (Python) for three little-endian floats and for no bytes. */
 TEST(dist_checksum_sees_one_bit)
 {
     enum { N = 97 };
     float a[N], b[N];
-    struct rng rng;
-    rng_seed(&rng, 9, 0);
+    struct rng rng = test_rng(9);
     for (int i = 0; i < N; i++)
         a[i] = (float)rng_normal(&rng);
     memcpy(b, a, sizeof a);
     uint64_t h = dist_checksum(a, N);
     CU_ASSERT(dist_checksum(b, N) == h);
-    int same = 0, tried = 0;
     static const int which[] = {0, 1, 48, N - 1};
+    enum { FLIPS = OFFNAS_ARRAY_LEN(which) * 32 };
+    uint64_t flipped[FLIPS];
+    int same = 0, n = 0;
     for (size_t k = 0; k < OFFNAS_ARRAY_LEN(which); k++)
         for (int bit = 0; bit < 32; bit++) {
             uint32_t u;
             memcpy(&u, &b[which[k]], 4);
             u ^= 1u << bit;
             memcpy(&b[which[k]], &u, 4);
-            same += dist_checksum(b, N) == h;
-            tried++;
+            flipped[n] = dist_checksum(b, N);
+            same += flipped[n++] == h;
             u ^= 1u << bit;
             memcpy(&b[which[k]], &u, 4);
         }
     EXPECT_EQ_INT(same, 0);
-    EXPECT_EQ_INT(tried, 128);
+    /* and no two of the flips agree: the checksum sees which bit of which float changed */
+    qsort(flipped, FLIPS, sizeof flipped[0], compare_u64);
+    int collisions = 0;
+    for (int i = 1; i < FLIPS; i++)
+        collisions += flipped[i] == flipped[i - 1];
+    EXPECT_EQ_INT(collisions, 0);
     CU_ASSERT(dist_checksum(b, N) == h); /* restored */
     float t = b[3];
     b[3] = b[4];
@@ -454,14 +455,13 @@ TEST(dist_check_same_local_and_two_trainers)
 /* ---- dist_average ----------------------------------------------------------------------- */
 
 /* On the fake two-trainer dist (sum = x2) the mean leaves every value as it was, bit for bit
- * (x2 and x1/2 are exact), with one reduction of the whole buffer and one wait; on the local
- * dist nothing is reduced. */
+ * (x2 and x1/2 are exact), with one reduction of the whole buffer and one wait; with one
+ * trainer nothing is reduced. */
 TEST(dist_average_of_identical_trainers_is_identity)
 {
     enum { N = 50 };
     float v[N], orig[N];
-    struct rng rng;
-    rng_seed(&rng, 4, 0);
+    struct rng rng = test_rng(4);
     for (int i = 0; i < N; i++)
         v[i] = (float)(rng_normal(&rng) * pow(10.0, (double)(i % 9) - 4.0));
     v[0] = 0.0f;
@@ -478,9 +478,12 @@ TEST(dist_average_of_identical_trainers_is_identity)
     EXPECT_EQ_INT(rec_waits, 1);
     EXPECT_EQ_INT(memcmp(v, orig, sizeof v), 0);
 
-    rec_n = rec_waits = 0;
-    dist_average(dist_local(), v, N);
+    /* one trainer (size 1, the recorder still wired in): nothing reduced, nothing scaled */
+    struct dist one = fake_dist(8, v, N);
+    one.size = one.world_size = 1;
+    dist_average(&one, v, N);
     EXPECT_EQ_INT(rec_n, 0);
+    EXPECT_EQ_INT(rec_waits, 0);
     EXPECT_EQ_INT(memcmp(v, orig, sizeof v), 0);
 }
 

@@ -1,8 +1,9 @@
 /* Tests of the latency module: search-space fingerprints, the shape of a table, profile files
  * and the refusals of bad ones. */
 #define _POSIX_C_SOURCE 200809L
+#include "fixture.h"
 #include "testing.h"
-#include "tiny_space.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "h5.h"
@@ -117,7 +118,7 @@ TEST(save_load_round_trip_is_bit_exact)
     fill_table(&t, net);
     t.fit_mape = 7.25;
     t.fit_rmse_ms = 0.0123456789;
-    const char *path = tmp_path("round.h5");
+    const char *path = temp_path("round.h5");
     CU_ASSERT_EQUAL_FATAL(latency_save(&t, path), 0);
     memset(&back, 0xab, sizeof back);
     int rc = latency_load(&back, path, net);
@@ -156,7 +157,7 @@ TEST(save_load_round_trip_is_bit_exact)
 static void expect_refused(const struct latency_table *t, const char *name, const struct net *net,
                            const char *part)
 {
-    const char *path = tmp_path(name);
+    const char *path = temp_path(name);
     char copy[256];
     snprintf(copy, sizeof copy, "%s", path);
     CU_ASSERT_EQUAL_FATAL(latency_save(t, copy), 0);
@@ -225,7 +226,7 @@ TEST(load_refuses_missing_file)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    const char *path = tmp_path("does-not-exist.h5");
+    const char *path = temp_path("does-not-exist.h5");
     CU_ASSERT_EQUAL(latency_load(&t, path, net), -1);
     EXPECT_CONTAINS(offnas_last_error(), path);
     net_free(net);
@@ -236,7 +237,7 @@ TEST(load_refuses_wrong_data_set_lengths)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
     fill_table(&t, net);
-    const char *path = tmp_path("lengths.h5");
+    const char *path = temp_path("lengths.h5");
     char keep[256];
     snprintf(keep, sizeof keep, "%s", path);
     char tmp[H5_PATH_MAX], fp[32];

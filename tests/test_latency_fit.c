@@ -1,8 +1,9 @@
 /* Tests of latency_fit: the cost model fitted to a CSV of per-block measurements, its
  * refusals of malformed files, and the table it evaluates for a search space. */
 #define _POSIX_C_SOURCE 200809L
+#include "fixture.h"
 #include "testing.h"
-#include "tiny_space.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "latency.h"
@@ -57,7 +58,7 @@ static void write_synthetic_csv(const char *path)
 TEST(fit_recovers_known_coefficients)
 {
     char path[256];
-    snprintf(path, sizeof path, "%s", tmp_path("synthetic.csv"));
+    snprintf(path, sizeof path, "%s", temp_path("synthetic.csv"));
     write_synthetic_csv(path);
     struct latency_fit fit;
     int rc = latency_fit_csv(&fit, path);
@@ -83,7 +84,7 @@ TEST(fit_drops_a_negative_coefficient)
     /* latency without any per-byte cost and a negative-leaning offset: the clamped fit must
      * keep every coefficient >= 0 */
     char path[256];
-    snprintf(path, sizeof path, "%s", tmp_path("negative.csv"));
+    snprintf(path, sizeof path, "%s", temp_path("negative.csv"));
     FILE *out = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     fputs(CSV_HEADER, out);
@@ -109,7 +110,7 @@ static void expect_csv_error(const char *name, const char *text, const char *whe
                              const char *part)
 {
     char path[256], want[300];
-    snprintf(path, sizeof path, "%s", tmp_path(name));
+    snprintf(path, sizeof path, "%s", temp_path(name));
     FILE *out = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     fputs(text, out);

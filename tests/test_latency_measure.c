@@ -1,8 +1,9 @@
 /* Tests of latency_measure: a table measured on a tiny net, the end-to-end forward timing and
  * the stamp of a measured table. */
 #define _POSIX_C_SOURCE 200809L
+#include "fixture.h"
 #include "testing.h"
-#include "tiny_space.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "latency.h"

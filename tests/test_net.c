@@ -1,6 +1,7 @@
 /* Tests of the supernet: whole-network gradients against finite differences, the parameter
  * layout, and that a step uses (and an optimizer touches) only the chosen candidates. */
 #include "testing.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "job.h"
@@ -10,26 +11,13 @@
 
 #include <stdlib.h>
 
+/* The tiny space with stem stride and kind of supernet ("separate" or "shared"). */
 static struct job tiny_job_of(int stem_stride, const char *supernet)
 {
-    struct job job;
-    job_defaults(&job);
-    char stride[32], kind[32];
-    snprintf(stride, sizeof stride, "net.stem_stride=%d", stem_stride);
-    snprintf(kind, sizeof kind, "net.supernet=%s", supernet);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, stride), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, kind), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.layers=6/1, 8/2, 8/1"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.ops=k3e1, k5e3, k3e3"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.candidates=k3e1, k5e3, k3e3, skip"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.stem=4"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_set(&job, "net.head=10"), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    return job;
+    char sets[64];
+    snprintf(sets, sizeof sets, "net.stem_stride=%d;net.supernet=%s", stem_stride, supernet);
+    return tiny_job(sets);
 }
-
-/* The separate-weights supernet (each candidate its own parameter range). */
-static struct job tiny_job(void) { return tiny_job_of(1, "separate"); }
 
 /* Loss of the current parameters on (x, labels) in training mode (batch statistics). */
 static double net_loss(struct net *net, const float *x, const unsigned char *labels, int B)
@@ -65,16 +53,8 @@ static void check_path_gradient(int fixed, int with_mask, int stem_stride, const
         for (int c = 0; c < 8; c++)
             net->mask[c] = (c % 3 == 0) ? 0.0f : 1.0f;
     }
-    struct rng rng;
-    rng_seed(&rng, 11, 0);
-    /* residual BN scales start at 0, which would hide the block bodies: start them at 1 */
-    for (int l = 0; l < net->layer_count; l++)
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            const struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_BLOCK && blk->residual)
-                for (int c = 0; c < blk->cout; c++)
-                    net->params[blk->bn3.gamma + c] = 1.0f;
-        }
+    struct rng rng = test_rng(11);
+    net_set_residual_scales(net, 1.0f);
     float x[3 * 81];
     for (int i = 0; i < B * side * side; i++)
         x[i] = (float)rng_normal(&rng);
@@ -296,8 +276,7 @@ TEST(net_stem_stride_2_halves_the_feature_maps)
     EXPECT_NEAR(net_macs_chosen(two), stem2 + blocks2 + 3.0 * 3 * 8 * 10 + 10.0 * 5, 1e-6);
 
     float x[2 * 144];
-    struct rng rng;
-    rng_seed(&rng, 4, 0);
+    struct rng rng = test_rng(4);
     for (int i = 0; i < 2 * 144; i++)
         x[i] = (float)rng_normal(&rng);
     net_forward(two, x, 2, 0);
@@ -311,7 +290,7 @@ TEST(net_stem_stride_2_halves_the_feature_maps)
  * disjoint contiguous ranges that tile the buffer. */
 TEST(net_layout_is_reverse_layer_order_and_tiles_the_buffer)
 {
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     struct net *net = net_create(&job.net, 2, 9, 1, 5, 0, 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
     EXPECT_EQ_INT(net->head_offset, 0);
@@ -337,7 +316,7 @@ TEST(net_layout_is_reverse_layer_order_and_tiles_the_buffer)
 TEST(net_step_touches_only_chosen_candidates)
 {
     op_set_threads(1);
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     int B = 2, side = 9;
     struct net *net = net_create(&job.net, B, side, 1, 5, 0, 3);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
@@ -401,21 +380,14 @@ TEST(net_default_fixed_network_costs_about_7M_macs)
 static struct net *ghost_net(float *x, unsigned char *labels)
 {
     op_set_threads(1);
-    struct job job = tiny_job();
+    struct job job = tiny_job(NULL);
     struct net *net = net_create(&job.net, 2 * GHOST_B, GHOST_SIDE, 1, 5, 1, 13);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
-    for (int l = 0; l < net->layer_count; l++)
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            const struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_BLOCK && blk->residual)
-                for (int c = 0; c < blk->cout; c++)
-                    net->params[blk->bn3.gamma + c] = 1.0f;
-        }
+    net_set_residual_scales(net, 1.0f);
     /* running statistics away from their initial 0 / 1, so the old values matter */
     for (size_t i = 0; i < net->stat_count; i++)
         net->stats[i] += 0.25f + 0.01f * (float)(i % 7);
-    struct rng rng;
-    rng_seed(&rng, 21, 0);
+    struct rng rng = test_rng(21);
     for (int i = 0; i < 2 * GHOST_B * GHOST_SIDE * GHOST_SIDE; i++)
         x[i] = (float)(rng_normal(&rng) * 1.5 + 0.3);
     for (int i = 0; i < 2 * GHOST_B; i++)

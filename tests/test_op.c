@@ -181,9 +181,10 @@ static int ref_out_size(int n, int k, int stride)
     return (n + 2 * pad - k) / stride + 1;
 }
 
-/* out (B,Ho,Wo,Co) = dense conv of in (B,H,W,Ci) with w (k,k,Ci,Co), padding k/2. */
-static void ref_conv(double *out, const double *in, const double *w, int B, int H, int W, int Ci,
-                     int Co, int k, int stride)
+/* out (B,Ho,Wo,Co) = conv of in (B,H,W,Ci), padding k/2: dense with w (k,k,Ci,Co), or depthwise
+ * (Ci = Co) with w (k,k,C), where output channel c reads input channel c alone. */
+static void ref_conv_any(double *out, const double *in, const double *w, int B, int H, int W,
+                         int Ci, int Co, int k, int stride, int depthwise)
 {
     int pad = k / 2, Ho = ref_out_size(H, k, stride), Wo = ref_out_size(W, k, stride);
     for (int b = 0; b < B; b++)
@@ -196,34 +197,28 @@ static void ref_conv(double *out, const double *in, const double *w, int B, int 
                             int iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
                             if (iy < 0 || iy >= H || ix < 0 || ix >= W)
                                 continue;
-                            for (int ci = 0; ci < Ci; ci++)
+                            size_t tap = (size_t)ky * k + kx;
+                            for (int ci = depthwise ? co : 0; ci < (depthwise ? co + 1 : Ci); ci++)
                                 acc += in[(((size_t)b * H + iy) * W + ix) * Ci + ci] *
-                                       w[(((size_t)ky * k + kx) * Ci + ci) * Co + co];
+                                       (depthwise ? w[tap * Ci + ci]
+                                                  : w[(tap * Ci + ci) * Co + co]);
                         }
                     out[(((size_t)b * Ho + oy) * Wo + ox) * Co + co] = acc;
                 }
+}
+
+/* out (B,Ho,Wo,Co) = dense conv of in (B,H,W,Ci) with w (k,k,Ci,Co), padding k/2. */
+static void ref_conv(double *out, const double *in, const double *w, int B, int H, int W, int Ci,
+                     int Co, int k, int stride)
+{
+    ref_conv_any(out, in, w, B, H, W, Ci, Co, k, stride, 0);
 }
 
 /* out (B,Ho,Wo,C) = depthwise conv of in (B,H,W,C) with w (k,k,C), padding k/2. */
 static void ref_depthwise(double *out, const double *in, const double *w, int B, int H, int W,
                           int C, int k, int stride)
 {
-    int pad = k / 2, Ho = ref_out_size(H, k, stride), Wo = ref_out_size(W, k, stride);
-    for (int b = 0; b < B; b++)
-        for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Wo; ox++)
-                for (int c = 0; c < C; c++) {
-                    double acc = 0;
-                    for (int ky = 0; ky < k; ky++)
-                        for (int kx = 0; kx < k; kx++) {
-                            int iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
-                            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                                continue;
-                            acc += in[(((size_t)b * H + iy) * W + ix) * C + c] *
-                                   w[((size_t)ky * k + kx) * C + c];
-                        }
-                    out[(((size_t)b * Ho + oy) * Wo + ox) * C + c] = acc;
-                }
+    ref_conv_any(out, in, w, B, H, W, C, C, k, stride, 1);
 }
 
 /* out (N,Co) = in (N,Ci) @ w (Ci,Co). */
@@ -455,6 +450,69 @@ static const struct conv_shape DW_GRAD_SHAPES[] = {
     {2, 9, 9, 18, 0, 5, 2}, {1, 6, 5, 42, 0, 3, 1}, {1, 5, 5, 40, 0, 7, 2},
 };
 
+/* ---------- conv problems ---------- */
+
+/* The float buffers of one conv (or depthwise) problem of shape s: in, w and, with_dout, R (the
+ * gradient of out) drawn in that order in [-1, 1); out, din and for a dense conv col and dcol
+ * zero. A depthwise shape has Ci channels in and out and w (k,k,Ci). */
+struct conv_bufs {
+    struct conv_shape s;
+    int depthwise;
+    size_t nin, nw, nout, ncol;
+    float *in, *w, *R, *out, *col, *dcol, *din;
+};
+
+static struct conv_bufs conv_bufs_new(struct conv_shape s, int depthwise, int with_dout)
+{
+    struct conv_bufs c = {.s = s, .depthwise = depthwise};
+    int Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
+    c.nin = (size_t)s.B * s.H * s.W * s.Ci;
+    c.nw = (size_t)s.k * s.k * s.Ci * (depthwise ? 1 : s.Co);
+    c.nout = (size_t)s.B * Ho * Wo * (depthwise ? s.Ci : s.Co);
+    c.ncol = depthwise ? 0 : (size_t)s.B * Ho * Wo * s.k * s.k * s.Ci;
+    c.in = frand(c.nin, -1, 1);
+    c.w = frand(c.nw, -1, 1);
+    c.R = with_dout ? frand(c.nout, -1, 1) : NULL;
+    c.out = fnew(c.nout);
+    c.col = depthwise ? NULL : fnew(c.ncol);
+    c.dcol = depthwise ? NULL : fnew(c.ncol);
+    c.din = fnew(c.nin);
+    return c;
+}
+
+static void conv_bufs_free(struct conv_bufs *c)
+{
+    free(c->in), free(c->w), free(c->R), free(c->out), free(c->col), free(c->dcol), free(c->din);
+}
+
+/* "conv B1 H5 W5 Ci2 Co3 k3 s1 PART" (or "depthwise B1 H5 W5 C3 k3 s1 PART"); static buffer. */
+static const char *conv_label(const struct conv_bufs *c, const char *part)
+{
+    static char what[128];
+    struct conv_shape s = c->s;
+    if (c->depthwise)
+        snprintf(what, sizeof what, "depthwise B%d H%d W%d C%d k%d s%d %s", s.B, s.H, s.W, s.Ci,
+                 s.k, s.stride, part);
+    else
+        snprintf(what, sizeof what, "conv B%d H%d W%d Ci%d Co%d k%d s%d %s", s.B, s.H, s.W, s.Ci,
+                 s.Co, s.k, s.stride, part);
+    return what;
+}
+
+/* c's din and dw (the backward's results) against central differences of its reference. */
+static void check_conv_grads(const struct conv_bufs *c, const float *dw)
+{
+    struct conv_shape s = c->s;
+    struct problem p = {.op = c->depthwise ? REF_DEPTHWISE : REF_CONV, .B = s.B, .H = s.H,
+                        .W = s.W, .Ci = s.Ci, .Co = s.Co, .k = s.k, .stride = s.stride,
+                        .in = to_double(c->in, c->nin), .w = to_double(c->w, c->nw),
+                        .R = to_double(c->R, c->nout), .out = dnew(c->nout), .nout = c->nout};
+    double *g_in = numeric_grad(&p, p.in, c->nin), *g_w = numeric_grad(&p, p.w, c->nw);
+    CHECK(close_grad(conv_label(c, "din"), c->din, g_in, c->nin));
+    CHECK(close_grad(conv_label(c, "dw"), dw, g_w, c->nw));
+    free(p.in), free(p.w), free(p.R), free(p.out), free(g_in), free(g_w);
+}
+
 /* ---------- forward tests ---------- */
 
 TEST(conv_out_size_matches_padding_rule)
@@ -472,20 +530,15 @@ TEST(conv_forward_matches_reference)
 {
     rng_seed(101);
     for (size_t t = 0; t < OFFNAS_ARRAY_LEN(CONV_FWD_SHAPES); t++) {
-        struct conv_shape s = CONV_FWD_SHAPES[t];
-        int Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
-        size_t nin = (size_t)s.B * s.H * s.W * s.Ci, nw = (size_t)s.k * s.k * s.Ci * s.Co;
-        size_t nout = (size_t)s.B * Ho * Wo * s.Co, ncol = (size_t)s.B * Ho * Wo * s.k * s.k * s.Ci;
-        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *out = fnew(nout), *col = fnew(ncol);
-        ffill(out, nout, 1e30f);
-        op_conv_forward(out, col, in, w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
-        double *din = to_double(in, nin), *dw = to_double(w, nw), *ref = dnew(nout);
+        struct conv_bufs c = conv_bufs_new(CONV_FWD_SHAPES[t], 0, 0);
+        struct conv_shape s = c.s;
+        ffill(c.out, c.nout, 1e30f);
+        op_conv_forward(c.out, c.col, c.in, c.w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        double *din = to_double(c.in, c.nin), *dw = to_double(c.w, c.nw), *ref = dnew(c.nout);
         ref_conv(ref, din, dw, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
-        char what[128];
-        snprintf(what, sizeof what, "conv B%d H%d W%d Ci%d Co%d k%d s%d out", s.B, s.H, s.W, s.Ci,
-                 s.Co, s.k, s.stride);
-        CHECK(close_fwd(what, out, ref, nout));
-        free(in), free(w), free(out), free(col), free(din), free(dw), free(ref);
+        CHECK(close_fwd(conv_label(&c, "out"), c.out, ref, c.nout));
+        conv_bufs_free(&c);
+        free(din), free(dw), free(ref);
     }
 }
 
@@ -493,20 +546,15 @@ TEST(depthwise_forward_matches_reference)
 {
     rng_seed(102);
     for (size_t t = 0; t < OFFNAS_ARRAY_LEN(DW_FWD_SHAPES); t++) {
-        struct conv_shape s = DW_FWD_SHAPES[t];
-        int C = s.Ci, Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
-        size_t nin = (size_t)s.B * s.H * s.W * C, nw = (size_t)s.k * s.k * C;
-        size_t nout = (size_t)s.B * Ho * Wo * C;
-        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *out = fnew(nout);
-        ffill(out, nout, 1e30f);
-        op_depthwise_forward(out, in, w, s.B, s.H, s.W, C, s.k, s.stride);
-        double *din = to_double(in, nin), *dw = to_double(w, nw), *ref = dnew(nout);
-        ref_depthwise(ref, din, dw, s.B, s.H, s.W, C, s.k, s.stride);
-        char what[128];
-        snprintf(what, sizeof what, "depthwise B%d H%d W%d C%d k%d s%d out", s.B, s.H, s.W, C, s.k,
-                 s.stride);
-        CHECK(close_fwd(what, out, ref, nout));
-        free(in), free(w), free(out), free(din), free(dw), free(ref);
+        struct conv_bufs c = conv_bufs_new(DW_FWD_SHAPES[t], 1, 0);
+        struct conv_shape s = c.s;
+        ffill(c.out, c.nout, 1e30f);
+        op_depthwise_forward(c.out, c.in, c.w, s.B, s.H, s.W, s.Ci, s.k, s.stride);
+        double *din = to_double(c.in, c.nin), *dw = to_double(c.w, c.nw), *ref = dnew(c.nout);
+        ref_depthwise(ref, din, dw, s.B, s.H, s.W, s.Ci, s.k, s.stride);
+        CHECK(close_fwd(conv_label(&c, "out"), c.out, ref, c.nout));
+        conv_bufs_free(&c);
+        free(din), free(dw), free(ref);
     }
 }
 
@@ -783,30 +831,16 @@ TEST(conv_backward_matches_finite_differences)
 {
     rng_seed(201);
     for (size_t t = 0; t < OFFNAS_ARRAY_LEN(CONV_GRAD_SHAPES); t++) {
-        struct conv_shape s = CONV_GRAD_SHAPES[t];
-        int Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
-        size_t nin = (size_t)s.B * s.H * s.W * s.Ci, nw = (size_t)s.k * s.k * s.Ci * s.Co;
-        size_t nout = (size_t)s.B * Ho * Wo * s.Co, ncol = (size_t)s.B * Ho * Wo * s.k * s.k * s.Ci;
-        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
-        float *out = fnew(nout), *col = fnew(ncol), *dcol = fnew(ncol);
-        float *din = fnew(nin), *dw = fnew(nw);
-        ffill(din, nin, 123.0f); /* din is overwritten, not accumulated */
-        op_conv_forward(out, col, in, w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
-        op_conv_backward(din, dw, dcol, R, col, w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
-        struct problem p = {.op = REF_CONV, .B = s.B, .H = s.H, .W = s.W, .Ci = s.Ci, .Co = s.Co,
-                            .k = s.k, .stride = s.stride, .in = to_double(in, nin),
-                            .w = to_double(w, nw), .R = to_double(R, nout), .out = dnew(nout),
-                            .nout = nout};
-        double *g_in = numeric_grad(&p, p.in, nin), *g_w = numeric_grad(&p, p.w, nw);
-        char what[128];
-        snprintf(what, sizeof what, "conv B%d H%d W%d Ci%d Co%d k%d s%d din", s.B, s.H, s.W, s.Ci,
-                 s.Co, s.k, s.stride);
-        CHECK(close_grad(what, din, g_in, nin));
-        snprintf(what, sizeof what, "conv B%d H%d W%d Ci%d Co%d k%d s%d dw", s.B, s.H, s.W, s.Ci,
-                 s.Co, s.k, s.stride);
-        CHECK(close_grad(what, dw, g_w, nw));
-        free(in), free(w), free(R), free(out), free(col), free(dcol), free(din), free(dw);
-        free(p.in), free(p.w), free(p.R), free(p.out), free(g_in), free(g_w);
+        struct conv_bufs c = conv_bufs_new(CONV_GRAD_SHAPES[t], 0, 1);
+        struct conv_shape s = c.s;
+        float *dw = fnew(c.nw);
+        ffill(c.din, c.nin, 123.0f); /* din is overwritten, not accumulated */
+        op_conv_forward(c.out, c.col, c.in, c.w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        op_conv_backward(c.din, dw, c.dcol, c.R, c.col, c.w, s.B, s.H, s.W, s.Ci, s.Co, s.k,
+                         s.stride);
+        check_conv_grads(&c, dw);
+        conv_bufs_free(&c);
+        free(dw);
     }
 }
 
@@ -814,28 +848,15 @@ TEST(depthwise_backward_matches_finite_differences)
 {
     rng_seed(202);
     for (size_t t = 0; t < OFFNAS_ARRAY_LEN(DW_GRAD_SHAPES); t++) {
-        struct conv_shape s = DW_GRAD_SHAPES[t];
-        int C = s.Ci, Ho = ref_out_size(s.H, s.k, s.stride), Wo = ref_out_size(s.W, s.k, s.stride);
-        size_t nin = (size_t)s.B * s.H * s.W * C, nw = (size_t)s.k * s.k * C;
-        size_t nout = (size_t)s.B * Ho * Wo * C;
-        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
-        float *out = fnew(nout), *din = fnew(nin), *dw = fnew(nw);
-        ffill(din, nin, 123.0f);
-        op_depthwise_forward(out, in, w, s.B, s.H, s.W, C, s.k, s.stride);
-        op_depthwise_backward(din, dw, R, in, w, s.B, s.H, s.W, C, s.k, s.stride);
-        struct problem p = {.op = REF_DEPTHWISE, .B = s.B, .H = s.H, .W = s.W, .Ci = C, .k = s.k,
-                            .stride = s.stride, .in = to_double(in, nin), .w = to_double(w, nw),
-                            .R = to_double(R, nout), .out = dnew(nout), .nout = nout};
-        double *g_in = numeric_grad(&p, p.in, nin), *g_w = numeric_grad(&p, p.w, nw);
-        char what[128];
-        snprintf(what, sizeof what, "depthwise B%d H%d W%d C%d k%d s%d din", s.B, s.H, s.W, C, s.k,
-                 s.stride);
-        CHECK(close_grad(what, din, g_in, nin));
-        snprintf(what, sizeof what, "depthwise B%d H%d W%d C%d k%d s%d dw", s.B, s.H, s.W, C, s.k,
-                 s.stride);
-        CHECK(close_grad(what, dw, g_w, nw));
-        free(in), free(w), free(R), free(out), free(din), free(dw);
-        free(p.in), free(p.w), free(p.R), free(p.out), free(g_in), free(g_w);
+        struct conv_bufs c = conv_bufs_new(DW_GRAD_SHAPES[t], 1, 1);
+        struct conv_shape s = c.s;
+        float *dw = fnew(c.nw);
+        ffill(c.din, c.nin, 123.0f);
+        op_depthwise_forward(c.out, c.in, c.w, s.B, s.H, s.W, s.Ci, s.k, s.stride);
+        op_depthwise_backward(c.din, dw, c.R, c.in, c.w, s.B, s.H, s.W, s.Ci, s.k, s.stride);
+        check_conv_grads(&c, dw);
+        conv_bufs_free(&c);
+        free(dw);
     }
 }
 
@@ -1105,34 +1126,31 @@ TEST(backward_accumulates_parameter_gradients)
 {
     rng_seed(301);
     { /* conv */
-        int B = 2, H = 6, W = 5, Ci = 3, Co = 4, k = 3, s = 2;
-        int Ho = ref_out_size(H, k, s), Wo = ref_out_size(W, k, s);
-        size_t nin = (size_t)B * H * W * Ci, nw = (size_t)k * k * Ci * Co;
-        size_t nout = (size_t)B * Ho * Wo * Co, ncol = (size_t)B * Ho * Wo * k * k * Ci;
-        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
-        float *out = fnew(nout), *col = fnew(ncol), *dcol = fnew(ncol), *din = fnew(nin);
+        struct conv_bufs c = conv_bufs_new((struct conv_shape){2, 6, 5, 3, 4, 3, 2}, 0, 1);
+        struct conv_shape s = c.s;
+        size_t nw = c.nw;
         float *g1 = fnew(nw), *g2 = fnew(nw), *pre = frand(nw, -1, 1), *gp = fcopy(pre, nw);
-        op_conv_forward(out, col, in, w, B, H, W, Ci, Co, k, s);
-        op_conv_backward(din, g1, dcol, R, col, w, B, H, W, Ci, Co, k, s);
-        op_conv_backward(din, g2, dcol, R, col, w, B, H, W, Ci, Co, k, s);
-        op_conv_backward(din, g2, dcol, R, col, w, B, H, W, Ci, Co, k, s);
-        op_conv_backward(din, gp, dcol, R, col, w, B, H, W, Ci, Co, k, s);
+        op_conv_forward(c.out, c.col, c.in, c.w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        float *g[4] = {g1, g2, g2, gp};
+        for (int i = 0; i < 4; i++)
+            op_conv_backward(c.din, g[i], c.dcol, c.R, c.col, c.w, s.B, s.H, s.W, s.Ci, s.Co,
+                             s.k, s.stride);
         check_accumulated("conv dw", g1, g2, pre, gp, nw);
-        free(in), free(w), free(R), free(out), free(col), free(dcol), free(din), free(g1);
-        free(g2), free(pre), free(gp);
+        conv_bufs_free(&c);
+        free(g1), free(g2), free(pre), free(gp);
     }
     { /* depthwise */
-        int B = 2, H = 7, W = 7, C = 5, k = 5, s = 1;
-        size_t nin = (size_t)B * H * W * C, nw = (size_t)k * k * C, nout = nin;
-        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
-        float *din = fnew(nin), *g1 = fnew(nw), *g2 = fnew(nw), *pre = frand(nw, -1, 1);
-        float *gp = fcopy(pre, nw);
-        op_depthwise_backward(din, g1, R, in, w, B, H, W, C, k, s);
-        op_depthwise_backward(din, g2, R, in, w, B, H, W, C, k, s);
-        op_depthwise_backward(din, g2, R, in, w, B, H, W, C, k, s);
-        op_depthwise_backward(din, gp, R, in, w, B, H, W, C, k, s);
+        struct conv_bufs c = conv_bufs_new((struct conv_shape){2, 7, 7, 5, 0, 5, 1}, 1, 1);
+        struct conv_shape s = c.s;
+        size_t nw = c.nw;
+        float *g1 = fnew(nw), *g2 = fnew(nw), *pre = frand(nw, -1, 1), *gp = fcopy(pre, nw);
+        float *g[4] = {g1, g2, g2, gp};
+        for (int i = 0; i < 4; i++)
+            op_depthwise_backward(c.din, g[i], c.R, c.in, c.w, s.B, s.H, s.W, s.Ci, s.k,
+                                  s.stride);
         check_accumulated("depthwise dw", g1, g2, pre, gp, nw);
-        free(in), free(w), free(R), free(din), free(g1), free(g2), free(pre), free(gp);
+        conv_bufs_free(&c);
+        free(g1), free(g2), free(pre), free(gp);
     }
     { /* pointwise */
         int N = 20, Ci = 6, Co = 7;
@@ -1234,18 +1252,17 @@ TEST(backward_accepts_null_din)
 {
     rng_seed(303);
     { /* conv */
-        int B = 2, H = 7, W = 5, Ci = 3, Co = 4, k = 3, s = 2;
-        int Ho = ref_out_size(H, k, s), Wo = ref_out_size(W, k, s);
-        size_t nin = (size_t)B * H * W * Ci, nw = (size_t)k * k * Ci * Co;
-        size_t nout = (size_t)B * Ho * Wo * Co, ncol = (size_t)B * Ho * Wo * k * k * Ci;
-        float *in = frand(nin, -1, 1), *w = frand(nw, -1, 1), *R = frand(nout, -1, 1);
-        float *out = fnew(nout), *col = fnew(ncol), *dcol = fnew(ncol), *din = fnew(nin);
-        float *dw1 = fnew(nw), *dw2 = fnew(nw);
-        op_conv_forward(out, col, in, w, B, H, W, Ci, Co, k, s);
-        op_conv_backward(din, dw1, dcol, R, col, w, B, H, W, Ci, Co, k, s);
-        op_conv_backward(NULL, dw2, dcol, R, col, w, B, H, W, Ci, Co, k, s);
-        CHECK(close_same("conv dw with din NULL", dw2, dw1, nw, SAME_RTOL));
-        free(in), free(w), free(R), free(out), free(col), free(dcol), free(din), free(dw1), free(dw2);
+        struct conv_bufs c = conv_bufs_new((struct conv_shape){2, 7, 5, 3, 4, 3, 2}, 0, 1);
+        struct conv_shape s = c.s;
+        float *dw1 = fnew(c.nw), *dw2 = fnew(c.nw);
+        op_conv_forward(c.out, c.col, c.in, c.w, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+        op_conv_backward(c.din, dw1, c.dcol, c.R, c.col, c.w, s.B, s.H, s.W, s.Ci, s.Co, s.k,
+                         s.stride);
+        op_conv_backward(NULL, dw2, c.dcol, c.R, c.col, c.w, s.B, s.H, s.W, s.Ci, s.Co, s.k,
+                         s.stride);
+        CHECK(close_same("conv dw with din NULL", dw2, dw1, c.nw, SAME_RTOL));
+        conv_bufs_free(&c);
+        free(dw1), free(dw2);
     }
     { /* pointwise */
         int N = 30, Ci = 5, Co = 6;

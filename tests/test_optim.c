@@ -48,29 +48,25 @@ static double *to_double(const float *x, size_t n)
     return d;
 }
 
-/* Every element: |got - ref| <= rtol * (1 + |ref|); prints the first few failures. */
-static int close_all(const char *what, const float *got, const double *ref, size_t n, double rtol)
+/* Asserts every element of got against ref: |got - ref| <= STEP_RTOL * (1 + |ref|); prints
+ * the first few failures as "what part: element ...". */
+static void expect_close(const char *what, const char *part, const float *got, const double *ref,
+                         size_t n)
 {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        double tol = rtol * (1 + fabs(ref[i]));
+        double tol = STEP_RTOL * (1 + fabs(ref[i]));
         if (!(fabs((double)got[i] - ref[i]) <= tol)) {
             if (bad < 4)
-                fprintf(stderr, "\n  %s: element %zu of %zu: got %.9g, expected %.9g, tol %.3g",
-                        what, i, n, (double)got[i], ref[i], tol);
+                fprintf(stderr, "\n  %s %s: element %zu of %zu: got %.9g, expected %.9g, tol %.3g",
+                        what, part, i, n, (double)got[i], ref[i], tol);
             bad++;
         }
     }
     if (bad)
-        fprintf(stderr, "\n  %s: %zu of %zu elements wrong\n", what, bad, n);
-    return bad == 0;
+        fprintf(stderr, "\n  %s %s: %zu of %zu elements wrong\n", what, part, bad, n);
+    CU_ASSERT(bad == 0);
 }
-
-#define CHECK(call)       \
-    do {                  \
-        int ok_ = (call); \
-        CU_ASSERT(ok_);   \
-    } while (0)
 
 /* ---------- SGD ---------- */
 
@@ -101,11 +97,8 @@ static void run_sgd(const char *what, size_t n, int with_mask, float lr, float m
         ref_sgd(rp, rg, rbuf, decay, n, lr, momentum, wd);
         free(g), free(rg);
     }
-    char buf_what[128];
-    snprintf(buf_what, sizeof buf_what, "%s params", what);
-    CHECK(close_all(buf_what, p, rp, n, STEP_RTOL));
-    snprintf(buf_what, sizeof buf_what, "%s momentum buffer", what);
-    CHECK(close_all(buf_what, buf, rbuf, n, STEP_RTOL));
+    expect_close(what, "params", p, rp, n);
+    expect_close(what, "momentum buffer", buf, rbuf, n);
     free(p), free(buf), free(decay), free(rp), free(rbuf);
 }
 
@@ -163,13 +156,9 @@ static void run_adam(const char *what, size_t n, float lr, float b1, float b2, f
         ref_adam(rp, rg, rm, rv, n, lr, b1, b2, eps, wd, t);
         free(g), free(rg);
     }
-    char w[128];
-    snprintf(w, sizeof w, "%s params", what);
-    CHECK(close_all(w, p, rp, n, STEP_RTOL));
-    snprintf(w, sizeof w, "%s first moment", what);
-    CHECK(close_all(w, m, rm, n, STEP_RTOL));
-    snprintf(w, sizeof w, "%s second moment", what);
-    CHECK(close_all(w, v, rv, n, STEP_RTOL));
+    expect_close(what, "params", p, rp, n);
+    expect_close(what, "first moment", m, rm, n);
+    expect_close(what, "second moment", v, rv, n);
     free(p), free(m), free(v), free(rp), free(rm), free(rv);
 }
 
@@ -239,12 +228,13 @@ TEST(cosine_lr_without_warmup)
     for (long s = 0; s < total; s++) {
         double a = optim_cosine_lr(base, s, total, 0), b = optim_cosine_lr(base, s + 1, total, 0);
         CU_ASSERT(b <= a);
-        CU_ASSERT(a >= 0 && a <= base);
+        EXPECT_NEAR(a, base * 0.5 * (1 + cos(PI * (double)s / (double)total)), 1e-9 * base);
     }
 }
 
-/* Warm-up rises linearly (slope base/warmup) to base at step warmup; then the cosine runs from
- * base at step warmup to 0 at step total. */
+/* Warm-up rises linearly (slope base/warmup): step s (0-based) gets base * (s + 1) / warmup, so
+ * base is reached at its last step; then the cosine runs from base at step warmup to 0 at step
+ * total. */
 TEST(cosine_lr_with_warmup)
 {
     double base = 0.1;
@@ -252,7 +242,7 @@ TEST(cosine_lr_with_warmup)
     for (long s = 0; s + 1 < warmup; s++) {
         double a = optim_cosine_lr(base, s, total, warmup), b = optim_cosine_lr(base, s + 1, total, warmup);
         EXPECT_NEAR(b - a, base / warmup, 1e-9 * base);
-        CU_ASSERT(a >= 0 && a <= base);
+        EXPECT_NEAR(a, base * (double)(s + 1) / (double)warmup, 1e-9 * base);
     }
     EXPECT_NEAR(optim_cosine_lr(base, warmup, total, warmup), base, 1e-9 * base);
     EXPECT_NEAR(optim_cosine_lr(base, 60, total, warmup), base / 2, 1e-9 * base);

@@ -2,8 +2,10 @@
  * answers (ties included), the neurosurgeon run's two extra rows, a row written to
  * pareto.csv and report.json and read back, optional fields and their defaults, and bad
  * summaries refused with the file and the field named and the output folder left untouched.
- * Run folders are written under a fresh /tmp/offnas_test_report.XXXXXX. */
-#define _XOPEN_SOURCE 700
+ * Each test writes its run folders in a folder of its own inside the test process's temporary
+ * folder (tests/lib/fixture.h), removed at exit. */
+#define _POSIX_C_SOURCE 200809L
+#include "fixture.h"
 #include "testing.h"
 
 #include "cmd.h"
@@ -11,34 +13,17 @@
 #include "report.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-static char temp_root[64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* root/name/summary.json holding text; returns the run folder (static buffer, so root, a
+ * buffer of path_in, stays valid) */
+static const char *write_run(const char *root, const char *name, const char *text)
 {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void make_temp_root(void)
-{
-    snprintf(temp_root, sizeof temp_root, "/tmp/offnas_test_report.XXXXXX");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(temp_root));
-}
-
-static void remove_temp_root(void) { nftw(temp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-/* temp_root/name/summary.json holding text; returns the run folder (static buffer) */
-static const char *write_run(const char *name, const char *text)
-{
-    static char dir[128];
-    char path[192];
-    snprintf(dir, sizeof dir, "%s/%s", temp_root, name);
+    static char dir[192];
+    char path[224];
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
     CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0777), 0);
     snprintf(path, sizeof path, "%s/summary.json", dir);
     FILE *f = fopen(path, "w");
@@ -96,14 +81,15 @@ TEST(report_best_is_fastest_within_half_a_point_of_the_most_accurate)
 
 TEST(report_neurosurgeon_run_adds_all_device_and_all_edge_rows)
 {
-    make_temp_root();
+    const char *root = temp_dir("neurosurgeon");
     const char *dir = write_run(
-        "ns", "{\"method\": \"neurosurgeon\", \"test_accuracy\": 0.848, \"ops\": \"k3e1, skip, "
-              "k3e3\", \"split_point\": 1, \"kept_channels\": 16, \"total_channels\": 16, "
-              "\"bytes_sent\": 12544, \"input_bytes\": 784, \"macs\": 3000000, \"params\": 60000,"
-              " \"latency_ms\": {\"device\": 1, \"transfer\": 50, \"edge\": 1, \"total\": 52, "
-              "\"all_device\": 400, \"all_edge\": 9, \"all_edge_parts\": {\"device\": 0, "
-              "\"transfer\": 8, \"edge\": 1}}}");
+        root, "ns",
+        "{\"method\": \"neurosurgeon\", \"test_accuracy\": 0.848, \"ops\": \"k3e1, skip, "
+        "k3e3\", \"split_point\": 1, \"kept_channels\": 16, \"total_channels\": 16, "
+        "\"bytes_sent\": 12544, \"input_bytes\": 784, \"macs\": 3000000, \"params\": 60000,"
+        " \"latency_ms\": {\"device\": 1, \"transfer\": 50, \"edge\": 1, \"total\": 52, "
+        "\"all_device\": 400, \"all_edge\": 9, \"all_edge_parts\": {\"device\": 0, "
+        "\"transfer\": 8, \"edge\": 1}}}");
     struct report_row rows[REPORT_ROWS_PER_RUN];
     EXPECT_EQ_INT(report_read_run(dir, rows), 3);
     EXPECT_EQ_INT(rows[0].method, REPORT_NEUROSURGEON);
@@ -134,28 +120,28 @@ TEST(report_neurosurgeon_run_adds_all_device_and_all_edge_rows)
     }
 
     /* without the all-edge parts and the input size: the total only */
-    dir = write_run("ns_bare", "{\"method\": \"neurosurgeon\", \"test_accuracy\": 0.8, "
-                               "\"latency_ms\": {\"total\": 52, \"all_device\": 400, "
-                               "\"all_edge\": 9}}");
+    dir = write_run(root, "ns_bare", "{\"method\": \"neurosurgeon\", \"test_accuracy\": 0.8, "
+                                     "\"latency_ms\": {\"total\": 52, \"all_device\": 400, "
+                                     "\"all_edge\": 9}}");
     EXPECT_EQ_INT(report_read_run(dir, rows), 3);
     EXPECT_NEAR(rows[2].latency_ms.total, 9, 0);
     CU_ASSERT(isnan(rows[2].latency_ms.device) && isnan(rows[2].latency_ms.transfer) &&
               isnan(rows[2].latency_ms.edge));
     CU_ASSERT(isnan(rows[2].bytes_sent));
     EXPECT_EQ_INT(rows[1].split_point, REPORT_UNKNOWN); /* no ops: L unknown */
-    remove_temp_root();
 }
 
 TEST(report_reads_optional_fields_and_their_defaults)
 {
-    make_temp_root();
+    const char *root = temp_dir("optional_fields");
     /* what offnas train + eval write: no method, no lambda, "parameters" for params */
     const char *dir = write_run(
-        "eval", "{\"test_accuracy\": 0.8123, \"val_accuracy\": 0.8, \"parameters\": 45678, "
-                "\"macs\": 1234567, \"split_point\": 3, \"kept_channels\": 12, \"total_channels\":"
-                " 24, \"bytes_sent\": 3072.0, \"wire\": \"int8\", \"latency_ms\": {\"device\": "
-                "4.1, \"transfer\": 10.2, \"edge\": 0.5, \"total\": 14.8, \"all_device\": 30.5, "
-                "\"all_edge\": 22.1}, \"network\": {\"name\": \"3G\"}, \"ops\": \"k3e1, skip\"}");
+        root, "eval",
+        "{\"test_accuracy\": 0.8123, \"val_accuracy\": 0.8, \"parameters\": 45678, "
+        "\"macs\": 1234567, \"split_point\": 3, \"kept_channels\": 12, \"total_channels\":"
+        " 24, \"bytes_sent\": 3072.0, \"wire\": \"int8\", \"latency_ms\": {\"device\": "
+        "4.1, \"transfer\": 10.2, \"edge\": 0.5, \"total\": 14.8, \"all_device\": 30.5, "
+        "\"all_edge\": 22.1}, \"network\": {\"name\": \"3G\"}, \"ops\": \"k3e1, skip\"}");
     struct report_row rows[REPORT_ROWS_PER_RUN];
     EXPECT_EQ_INT(report_read_run(dir, rows), 1); /* a search run: no extra rows */
     EXPECT_EQ_INT(rows[0].method, REPORT_SEARCH);
@@ -166,9 +152,9 @@ TEST(report_reads_optional_fields_and_their_defaults)
     EXPECT_EQ_INT(rows[0].kept_channels, 12);
 
     /* a baseline's own fields; "params" wins over "parameters"; nulls are unknown */
-    dir = write_run("prune", "{\"method\": \"prune-split\", \"lambda\": 2, \"params\": 10, "
-                             "\"parameters\": 20, \"macs\": null, \"test_accuracy\": 1, "
-                             "\"latency_ms\": {\"total\": 0}}");
+    dir = write_run(root, "prune", "{\"method\": \"prune-split\", \"lambda\": 2, \"params\": 10, "
+                                   "\"parameters\": 20, \"macs\": null, \"test_accuracy\": 1, "
+                                   "\"latency_ms\": {\"total\": 0}}");
     EXPECT_EQ_INT(report_read_run(dir, rows), 1);
     EXPECT_EQ_INT(rows[0].method, REPORT_PRUNE_SPLIT);
     EXPECT_NEAR(rows[0].lambda, 2, 0);
@@ -176,7 +162,6 @@ TEST(report_reads_optional_fields_and_their_defaults)
     CU_ASSERT(isnan(rows[0].macs) && isnan(rows[0].latency_ms.device));
     EXPECT_EQ_INT(rows[0].split_point, REPORT_UNKNOWN);
     CU_ASSERT_STRING_EQUAL(rows[0].ops, "");
-    remove_temp_root();
 }
 
 /* Splits one CSV line into fields (quoted fields with "" for a quote); returns the count. */
@@ -209,7 +194,6 @@ static int split_csv(char *line, char **fields, int max)
 
 TEST(report_row_round_trips_through_csv_and_json)
 {
-    make_temp_root();
     struct report rep = {.rows = calloc(2, sizeof(struct report_row)), .count = 2, .best = 0};
     rep.rows[0] = make_row(0.8765, 14.8125);
     rep.rows[0].method = REPORT_NAS_THEN_SPLIT;
@@ -220,7 +204,7 @@ TEST(report_row_round_trips_through_csv_and_json)
     rep.rows[1].split_point = REPORT_UNKNOWN;
     report_mark_pareto(rep.rows, rep.count);
     char out[128], path[160];
-    snprintf(out, sizeof out, "%s/R", temp_root);
+    snprintf(out, sizeof out, "%s/R", temp_dir("round_trip"));
     CU_ASSERT_EQUAL_FATAL(report_write(&rep, out, 0), 0);
 
     snprintf(path, sizeof path, "%s/pareto.csv", out);
@@ -275,7 +259,6 @@ TEST(report_row_round_trips_through_csv_and_json)
     CU_ASSERT(json_equal(json_object_get(root, "best"), a));
     json_decref(root);
     free(rep.rows);
-    remove_temp_root();
 }
 
 /* test_report's own one-line check: report_read on [good, bad] fails naming file and field */
@@ -292,10 +275,10 @@ static void expect_refused(const char *good, const char *bad, const char *messag
 
 TEST(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched)
 {
-    make_temp_root();
+    const char *root = temp_dir("refused");
     char good[128], out[128], path[192];
     snprintf(good, sizeof good, "%s",
-             write_run("good", "{\"test_accuracy\": 0.9, \"latency_ms\": {\"total\": 3}}"));
+             write_run(root, "good", "{\"test_accuracy\": 0.9, \"latency_ms\": {\"total\": 3}}"));
     static const struct {
         const char *name, *text, *message;
     } cases[] = {
@@ -322,12 +305,12 @@ TEST(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched
          "latency_ms.all_edge: missing"},
     };
     for (size_t i = 0; i < OFFNAS_ARRAY_LEN(cases); i++)
-        expect_refused(good, write_run(cases[i].name, cases[i].text), cases[i].message);
-    snprintf(path, sizeof path, "%s/no_such_run", temp_root);
+        expect_refused(good, write_run(root, cases[i].name, cases[i].text), cases[i].message);
+    snprintf(path, sizeof path, "%s/no_such_run", root);
     expect_refused(good, path, "no_such_run/summary.json: cannot read");
 
     /* the command: exit 1, the old report kept, nothing else written */
-    snprintf(out, sizeof out, "%s/R", temp_root);
+    snprintf(out, sizeof out, "%s/R", root);
     CU_ASSERT_EQUAL_FATAL(mkdir(out, 0777), 0);
     snprintf(path, sizeof path, "%s/report.md", out);
     FILE *f = fopen(path, "w");
@@ -335,7 +318,7 @@ TEST(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched
     fputs("old report\n", f);
     fclose(f);
     char bad[160];
-    snprintf(bad, sizeof bad, "%s/string", temp_root);
+    snprintf(bad, sizeof bad, "%s/string", root);
     char *argv[] = {"report", "--out", out, good, bad, NULL};
     EXPECT_EQ_INT(cmd_report(5, argv), 1);
     EXPECT_CONTAINS(offnas_last_error(), "string/summary.json: test_accuracy:");
@@ -352,7 +335,6 @@ TEST(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched
         entries += e->d_name[0] != '.';
     closedir(listing);
     EXPECT_EQ_INT(entries, 1);
-    remove_temp_root();
 }
 
 static const struct test_case TESTS[] = {

@@ -10,13 +10,18 @@
  * Runtimes on 2 cores shared with a training run: search_end_to_end ~18 s,
  * search_lambda_lowers_expected_latency ~33 s. */
 #define _XOPEN_SOURCE 700
+#include "fixture.h"
 #include "testing.h"
+#include "tiny.h"
 
+#include "arch.h"
 #include "cmd.h"
 #include "common.h"
 #include "data.h"
 #include "h5.h"
 #include "job.h"
+#include "latency.h"
+#include "net.h"
 #include "search.h"
 
 #include <ftw.h>
@@ -28,37 +33,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FIXTURE_NAME "search"
-#include "fixture.h"
 #define DEVICE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel4.h5"
 #define EDGE_PROFILE OFFNAS_SOURCE_DIR "/profiles/pixel6.h5"
 
+/* train --arch for one epoch on 1200 images: test accuracy 0.32-0.38 measured (seeds 1-3);
+ * chance is 0.1 */
+#define MIN_TEST_ACCURACY 0.2
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
 /* The tiny search job: a slice of Fashion-MNIST, 2 epochs (1 of warm-up), shipped profiles,
- * then extra assignments. */
-static void tiny_search_job(struct job *job, const char *extra)
+ * then extra assignments (NULL: none). */
+static struct job tiny_search_job(const char *extra)
 {
-    static const char *const sets[] = {
-        "data.train_limit=1500", "data.val_size=300",        "data.test_limit=300",
-        "train.batch=32",        "train.threads=1",          "train.log_seconds=1000",
-        "search.epochs=2",       "search.warmup_epochs=1",   "latency.device=" DEVICE_PROFILE,
-        "latency.edge=" EDGE_PROFILE,
-    };
-    char set[600];
-    job_defaults(job);
-    snprintf(set, sizeof set, "data.path=%s", fashion_path());
-    CU_ASSERT_EQUAL_FATAL(job_set(job, set), 0);
-    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(sets); i++) {
-        int rc = job_set(job, sets[i]);
-        if (rc)
-            fprintf(stderr, "job_set(%s): %s\n", sets[i], offnas_last_error());
-        CU_ASSERT_EQUAL_FATAL(rc, 0);
-    }
-    if (extra)
-        CU_ASSERT_EQUAL_FATAL(job_set(job, extra), 0);
-    CU_ASSERT_EQUAL_FATAL(job_finalize(job), 0);
+    char sets[1024];
+    snprintf(sets, sizeof sets,
+             "data.train_limit=1500;data.val_size=300;data.test_limit=300;train.batch=32;"
+             "train.threads=1;train.log_seconds=1000;search.epochs=2;search.warmup_epochs=1;"
+             "latency.device=" DEVICE_PROFILE ";latency.edge=" EDGE_PROFILE ";%s",
+             extra ? extra : "");
+    return fashion_job(sets);
 }
 
 static int run_search(const struct job *job, const char *dir)
@@ -110,6 +104,18 @@ static json_t *load_json(const char *dir, const char *name)
     return root;
 }
 
+/* Runs `name --run dir` through cmd (cmd_derive, cmd_eval), expects status 0, and returns
+ * dir/file (a fatal assertion when it cannot be read). */
+static json_t *run_command(int (*cmd)(int, char **), const char *name, const char *dir,
+                           const char *file)
+{
+    char *argv[] = {(char *)name, "--run", (char *)dir, NULL};
+    EXPECT_EQ_INT(cmd(3, argv), 0);
+    json_t *root = load_json(dir, file);
+    CU_ASSERT_FATAL(root != NULL);
+    return root;
+}
+
 static double number_at(json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
@@ -119,13 +125,87 @@ static double number_at(json_t *obj, const char *key)
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+/* The latency model of the shipped tables for the network an arch.json names: the job's net,
+ * the tables and link of the job, and the candidate index of each op of the arch.json. */
+struct table_model {
+    struct net *net;
+    struct arch arch;
+    struct arch_cost cost;
+    int ops[NET_MAX_LAYERS];
+};
+
+static struct latency_table model_tables[2];
+
+static void model_open(struct table_model *m, const struct job *job, json_t *ops)
+{
+    m->net = net_create(&job->net, 1, job->data_resize, 1, 10, 0, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m->net);
+    CU_ASSERT_EQUAL_FATAL(latency_load(&model_tables[0], DEVICE_PROFILE, m->net), 0);
+    CU_ASSERT_EQUAL_FATAL(latency_load(&model_tables[1], EDGE_PROFILE, m->net), 0);
+    CU_ASSERT_EQUAL_FATAL(search_cost_init(&m->cost, job, &model_tables[0], &model_tables[1]), 0);
+    arch_init(&m->arch, m->net, 0.0f);
+    CU_ASSERT_FATAL(json_array_size(ops) == (size_t)m->net->layer_count);
+    for (int l = 0; l < m->net->layer_count; l++) {
+        const char *want = json_string_value(json_array_get(ops, (size_t)l));
+        m->ops[l] = -1;
+        for (int i = 0; want && i < m->net->layers[l].candidate_count; i++) {
+            char name[16];
+            if (!strcmp(op_spec_name(&m->net->layers[l].cand[i].spec, name), want))
+                m->ops[l] = i;
+        }
+        CU_ASSERT_FATAL(m->ops[l] >= 0);
+    }
+}
+
+static void model_close(struct table_model *m)
+{
+    arch_free(&m->arch);
+    net_free(m->net);
+}
+
+/* The split of the lowest latency by the tables for the model's ops, by brute force over every
+ * split and, at a split inside the network, every number of kept channels. */
+static int model_best_split(const struct table_model *m)
+{
+    int L = m->net->layer_count, best = -1;
+    double best_ms = INFINITY;
+    for (int s = 0; s <= L + 1; s++) {
+        int inner = s >= 1 && s <= L;
+        for (int k = inner ? 1 : 0; k <= (inner ? m->arch.channels[s] : 0); k++) {
+            double ms = arch_network_latency(&m->arch, &m->cost, m->ops, s, k).total;
+            if (ms < best_ms) {
+                best_ms = ms;
+                best = s;
+            }
+        }
+    }
+    return best;
+}
+
+/* Each part of a latency_ms object (eval's summary.json) equals the tables' latency of the
+ * model's network at split with kept channels, and all_device, all_edge those of the same ops
+ * at split L+1 and 0 (relative 1e-9). */
+static void expect_latency(json_t *ms, const struct table_model *m, int split, int kept)
+{
+    CU_ASSERT_FATAL(json_is_object(ms));
+    int L = m->net->layer_count;
+    struct arch_latency want = arch_network_latency(&m->arch, &m->cost, m->ops, split, kept);
+    double all_device = arch_network_latency(&m->arch, &m->cost, m->ops, L + 1, 0).total;
+    double all_edge = arch_network_latency(&m->arch, &m->cost, m->ops, 0, 0).total;
+    EXPECT_NEAR(number_at(ms, "device"), want.device, 1e-9 * (1 + want.device));
+    EXPECT_NEAR(number_at(ms, "transfer"), want.transfer, 1e-9 * (1 + want.transfer));
+    EXPECT_NEAR(number_at(ms, "edge"), want.edge, 1e-9 * (1 + want.edge));
+    EXPECT_NEAR(number_at(ms, "total"), want.total, 1e-9 * (1 + want.total));
+    EXPECT_NEAR(number_at(ms, "all_device"), all_device, 1e-9 * (1 + all_device));
+    EXPECT_NEAR(number_at(ms, "all_edge"), all_edge, 1e-9 * (1 + all_edge));
+}
+
 /* ---- tests ----------------------------------------------------------------------------- */
 
 TEST(search_end_to_end)
 {
-    struct job job;
-    tiny_search_job(&job, NULL);
-    const char *run = run_dir("search");
+    struct job job = tiny_search_job(NULL);
+    const char *run = temp_path("search");
     CU_ASSERT_EQUAL_FATAL(run_search(&job, run), 0);
 
     /* log.csv: one row per epoch, E[T] positive and the sum of its parts */
@@ -145,10 +225,7 @@ TEST(search_end_to_end)
     CU_ASSERT(file_exists(run, "lut_edge.h5"));
 
     /* derive: arch.json */
-    char *derive_argv[] = {"derive", "--run", (char *)run, NULL};
-    EXPECT_EQ_INT(cmd_derive(3, derive_argv), 0);
-    json_t *arch = load_json(run, "arch.json");
-    CU_ASSERT_FATAL(arch != NULL);
+    json_t *arch = run_command(cmd_derive, "derive", run, "arch.json");
     json_t *ops = json_object_get(arch, "ops");
     CU_ASSERT_FATAL(json_is_array(ops));
     EXPECT_EQ_INT(json_array_size(ops), 8);
@@ -164,7 +241,11 @@ TEST(search_end_to_end)
     CU_ASSERT_FATAL(json_is_integer(split) && json_is_integer(kept) && json_is_integer(total));
     json_int_t s = json_integer_value(split), k = json_integer_value(kept),
                t = json_integer_value(total);
-    CU_ASSERT(s >= 0 && s <= 9);
+    /* the derived split is the one the tables make fastest for the derived ops: with these
+     * tables and the 3g link (100 ms round trip) the whole network on the device */
+    struct table_model tables;
+    model_open(&tables, &job, ops);
+    EXPECT_EQ_INT(s, model_best_split(&tables));
     CU_ASSERT(k >= 0 && k <= t);
     if (s >= 1 && s <= 8) {
         CU_ASSERT(k >= 1 && t > 0);
@@ -175,7 +256,7 @@ TEST(search_end_to_end)
     json_decref(arch);
 
     /* train --arch into a second folder, then eval there */
-    const char *derived = run_dir("derived");
+    const char *derived = temp_path("derived");
     char arch_path[512];
     snprintf(arch_path, sizeof arch_path, "%s/arch.json", run);
     struct cmd_job_options opts = {0};
@@ -188,12 +269,11 @@ TEST(search_end_to_end)
     CU_ASSERT(file_exists(derived, "model.h5"));
     CU_ASSERT(file_exists(derived, "arch.json"));
 
-    char *eval_argv[] = {"eval", "--run", (char *)derived, NULL};
-    EXPECT_EQ_INT(cmd_eval(3, eval_argv), 0);
-    json_t *sum = load_json(derived, "summary.json");
-    CU_ASSERT_FATAL(sum != NULL);
+    json_t *sum = run_command(cmd_eval, "eval", derived, "summary.json");
     double acc = number_at(sum, "test_accuracy");
-    CU_ASSERT(acc >= 0 && acc <= 1);
+    if (!(acc > MIN_TEST_ACCURACY))
+        fprintf(stderr, "test accuracy %.4f, bound %.2f\n", acc, MIN_TEST_ACCURACY);
+    CU_ASSERT(acc > MIN_TEST_ACCURACY);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "split_point")), s);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "kept_channels")), k);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "total_channels")), t);
@@ -203,13 +283,12 @@ TEST(search_end_to_end)
     } else {
         CU_ASSERT(bytes > 0);
     }
+    /* eval's latency is the tables' latency of the derived network, and the parts add up to
+     * the total as written in the file */
     json_t *ms = json_object_get(sum, "latency_ms");
-    CU_ASSERT_FATAL(json_is_object(ms));
+    expect_latency(ms, &tables, (int)s, (int)k);
     double d = number_at(ms, "device"), x = number_at(ms, "transfer"), e = number_at(ms, "edge"),
-           tot = number_at(ms, "total"), all_dev = number_at(ms, "all_device"),
-           all_edge = number_at(ms, "all_edge");
-    CU_ASSERT(d >= 0 && x >= 0 && e >= 0 && all_dev > 0 && all_edge > 0);
-    /* The parts must add up to the total as written in the file. */
+           tot = number_at(ms, "total");
     EXPECT_NEAR(tot, d + x + e, 1e-6);
     json_decref(sum);
 
@@ -228,23 +307,19 @@ TEST(search_end_to_end)
     snprintf(arch_path, sizeof arch_path, "%s/arch_split3.json", run);
     CU_ASSERT_FATAL(json_dump_file(arch, arch_path, JSON_INDENT(2)) == 0);
     json_decref(arch);
-    const char *split3 = run_dir("split3");
+    const char *split3 = temp_path("split3");
     opts.sets[opts.set_count++] = "train.steps=5";
     EXPECT_EQ_INT(cmd_train_arch(arch_path, split3, &opts), 0);
-    char *eval3_argv[] = {"eval", "--run", (char *)split3, NULL};
-    EXPECT_EQ_INT(cmd_eval(3, eval3_argv), 0);
-    sum = load_json(split3, "summary.json");
-    CU_ASSERT_FATAL(sum != NULL);
+    sum = run_command(cmd_eval, "eval", split3, "summary.json");
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "split_point")), 3);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "kept_channels")), 12);
     EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "total_channels")), 24);
     EXPECT_NEAR(number_at(sum, "bytes_sent"), 14 * 14 * 12 * 1 /* int8 */, 0);
     ms = json_object_get(sum, "latency_ms");
-    CU_ASSERT_FATAL(json_is_object(ms));
+    expect_latency(ms, &tables, 3, 12);
     d = number_at(ms, "device"), x = number_at(ms, "transfer"), e = number_at(ms, "edge"),
     tot = number_at(ms, "total");
     CU_ASSERT(d > 0 && x > 0 && e > 0);
-    CU_ASSERT(number_at(ms, "all_device") > 0 && number_at(ms, "all_edge") > 0);
     /* Fails while summary.json is written with 6 significant digits (JSON_REAL_PRECISION(6)
      * in src/cli/cmd_eval.c): total 117.196 against parts adding up to 117.195749. */
     EXPECT_NEAR(tot, d + x + e, 1e-6);
@@ -265,6 +340,7 @@ TEST(search_end_to_end)
     for (hsize_t c = 0; c < n; c++)
         EXPECT_NEAR(mask[c], c < 12 ? 1.0 : 0.0, 0);
     free(mask);
+    model_close(&tables);
 }
 
 /* The latency term pulls E[T] down: same seed, same tiny search, lambda 0 against 20. The warm-up
@@ -272,10 +348,9 @@ TEST(search_end_to_end)
  * 115.48 ms at lambda 0 and 112.28 ms at lambda 20 (115.63 ms after the warm-up). */
 TEST(search_lambda_lowers_expected_latency)
 {
-    struct job j0, j20;
-    tiny_search_job(&j0, "search.lambda=0");
-    tiny_search_job(&j20, "search.lambda=20");
-    const char *r0 = run_dir("lambda0"), *r20 = run_dir("lambda20");
+    struct job j0 = tiny_search_job("search.lambda=0");
+    struct job j20 = tiny_search_job("search.lambda=20");
+    const char *r0 = temp_path("lambda0"), *r20 = temp_path("lambda20");
     CU_ASSERT_EQUAL_FATAL(run_search(&j0, r0), 0);
     CU_ASSERT_EQUAL_FATAL(run_search(&j20, r20), 0);
     double e0[4], e20[4];

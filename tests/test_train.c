@@ -10,7 +10,9 @@
  * Runtimes on 2 cores shared with a training run: train_short_run_learns ~30 s,
  * train_is_deterministic ~11 s, train_load_model_restores_accuracy ~11 s. */
 #define _XOPEN_SOURCE 700
+#include "fixture.h"
 #include "testing.h"
+#include "tiny.h"
 
 #include "common.h"
 #include "data.h"
@@ -29,44 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FIXTURE_NAME "train"
-#include "fixture.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
-
-/* A job on a slice of Fashion-MNIST: defaults, data.path, then the given assignments. */
-static void make_job(struct job *job, const char *const *sets, int count)
-{
-    char set[600];
-    job_defaults(job);
-    snprintf(set, sizeof set, "data.path=%s", fashion_path());
-    CU_ASSERT_EQUAL_FATAL(job_set(job, set), 0);
-    for (int i = 0; i < count; i++) {
-        int rc = job_set(job, sets[i]);
-        if (rc)
-            fprintf(stderr, "job_set(%s): %s\n", sets[i], offnas_last_error());
-        CU_ASSERT_EQUAL_FATAL(rc, 0);
-    }
-    CU_ASSERT_EQUAL_FATAL(job_finalize(job), 0);
-}
-
-/* Reads dir/name into a malloc'd string (NULL if missing). */
-static char *read_text(const char *dir, const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    size_t got = fread(text, 1, (size_t)n, f);
-    fclose(f);
-    text[got] = 0;
-    return text;
-}
 
 /* Reads a float data set of a model file (rank 1); count in *n. NULL on error. */
 static float *read_floats(const char *dir, const char *file, const char *name, hsize_t *n)
@@ -91,14 +57,10 @@ static float *read_floats(const char *dir, const char *file, const char *name, h
 
 TEST(train_short_run_learns)
 {
-    static const char *const sets[] = {
-        "data.train_limit=4000", "data.val_size=500",  "data.test_limit=1000",
-        "train.epochs=2",        "train.batch=32",     "train.threads=1",
-        "train.log_seconds=1000",
-    };
-    struct job job;
-    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
-    const char *dir = run_dir("short");
+    struct job job = fashion_job("data.train_limit=4000;data.val_size=500;data.test_limit=1000;"
+                                 "train.epochs=2;train.batch=32;train.threads=1;"
+                                 "train.log_seconds=1000");
+    const char *dir = temp_path("short");
     struct train_result r;
     int rc = train_fixed(&job, NULL, dir, &r);
     if (rc)
@@ -171,14 +133,10 @@ TEST(train_short_run_learns)
  * and logs. */
 TEST(train_is_deterministic)
 {
-    static const char *const sets[] = {
-        "data.train_limit=1200", "data.val_size=200", "data.test_limit=200",
-        "train.epochs=1",        "train.batch=32",    "train.threads=1",
-        "train.steps=25",        "train.log_seconds=1000",
-    };
-    struct job job;
-    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
-    const char *a = run_dir("det_a"), *b = run_dir("det_b");
+    struct job job = fashion_job("data.train_limit=1200;data.val_size=200;data.test_limit=200;"
+                                 "train.epochs=1;train.batch=32;train.threads=1;train.steps=25;"
+                                 "train.log_seconds=1000");
+    const char *a = temp_path("det_a"), *b = temp_path("det_b");
     struct train_result ra, rb;
     CU_ASSERT_EQUAL_FATAL(train_fixed(&job, NULL, a, &ra), 0);
     CU_ASSERT_EQUAL_FATAL(train_fixed(&job, NULL, b, &rb), 0);
@@ -213,7 +171,7 @@ TEST(train_is_deterministic)
     /* a different seed gives different weights (the comparison above is not vacuous) */
     CU_ASSERT_EQUAL_FATAL(job_set(&job, "train.seed=2"), 0);
     CU_ASSERT_EQUAL_FATAL(job_finalize(&job), 0);
-    const char *c = run_dir("det_c");
+    const char *c = temp_path("det_c");
     struct train_result rc_;
     CU_ASSERT_EQUAL_FATAL(train_fixed(&job, NULL, c, &rc_), 0);
     hsize_t na, nc;
@@ -229,14 +187,10 @@ TEST(train_is_deterministic)
  * accuracy train_fixed recorded; a network of another shape refuses it. */
 TEST(train_load_model_restores_accuracy)
 {
-    static const char *const sets[] = {
-        "data.train_limit=2000", "data.val_size=300", "data.test_limit=600",
-        "train.epochs=1",        "train.batch=32",    "train.threads=1",
-        "train.log_seconds=1000",
-    };
-    struct job job;
-    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
-    const char *dir = run_dir("load");
+    struct job job = fashion_job("data.train_limit=2000;data.val_size=300;data.test_limit=600;"
+                                 "train.epochs=1;train.batch=32;train.threads=1;"
+                                 "train.log_seconds=1000");
+    const char *dir = temp_path("load");
     struct train_result r;
     CU_ASSERT_EQUAL_FATAL(train_fixed(&job, NULL, dir, &r), 0);
     CU_ASSERT(r.test_accuracy > 0.3); /* trained: a fresh network is near 0.1 */
@@ -301,6 +255,24 @@ static struct dist fake_trainer(int rank, int size)
     return d;
 }
 
+/* The job's data as one trainer loads it (one) and as trainers 0 and 1 of two do (two). */
+static void load_on_one_and_two(const struct job *job, struct train_data *one,
+                                struct train_data two[2])
+{
+    CU_ASSERT_EQUAL_FATAL(train_data_load(one, job, NULL), 0);
+    for (int r = 0; r < 2; r++) {
+        struct dist d = fake_trainer(r, 2);
+        CU_ASSERT_EQUAL_FATAL(train_data_load(&two[r], job, &d), 0);
+    }
+}
+
+static void free_one_and_two(struct train_data *one, struct train_data two[2])
+{
+    train_data_free(one);
+    train_data_free(&two[0]);
+    train_data_free(&two[1]);
+}
+
 /* Checks that sh->perm holds, for each owned shard, a permutation of its local rows; counts
  * the shards that are not. */
 static int perm_errors(const struct train_shards *sh)
@@ -342,17 +314,10 @@ static int same_shard_perm(const struct train_shards *a, int j, const struct tra
  * holder, different from pass to pass; the steps of a pass draw each row of a shard once. */
 TEST(train_shards_two_trainers_equal_one)
 {
-    static const char *const sets[] = {
-        "data.train_limit=1800", "data.val_size=200", "data.test_limit=200",
-        "data.shards=4",         "train.batch=32",
-    };
-    struct job job;
-    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
-    struct dist r0 = fake_trainer(0, 2), r1 = fake_trainer(1, 2);
+    struct job job = fashion_job("data.train_limit=1800;data.val_size=200;data.test_limit=200;"
+                                 "data.shards=4;train.batch=32");
     struct train_data one, two[2];
-    CU_ASSERT_EQUAL_FATAL(train_data_load(&one, &job, NULL), 0);
-    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[0], &job, &r0), 0);
-    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[1], &job, &r1), 0);
+    load_on_one_and_two(&job, &one, two);
 
     long nt = 1600, nv = 200;
     EXPECT_EQ_INT(one.train_total, nt);
@@ -474,9 +439,7 @@ TEST(train_shards_two_trainers_equal_one)
     train_batch_free(&tb);
     train_batch_free(&tr[0]);
     train_batch_free(&tr[1]);
-    train_data_free(&one);
-    train_data_free(&two[0]);
-    train_data_free(&two[1]);
+    free_one_and_two(&one, two);
 }
 
 /* Shards of unequal size (1791 training rows in 4 shards: 447, 448, 448, 448): the steps per
@@ -485,17 +448,10 @@ TEST(train_shards_two_trainers_equal_one)
  * others never do). */
 TEST(train_shards_steps_agree_with_unequal_shards)
 {
-    static const char *const sets[] = {
-        "data.train_limit=1991", "data.val_size=200", "data.test_limit=100",
-        "data.shards=4",         "train.batch=32",
-    };
-    struct job job;
-    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
-    struct dist r0 = fake_trainer(0, 2), r1 = fake_trainer(1, 2);
+    struct job job = fashion_job("data.train_limit=1991;data.val_size=200;data.test_limit=100;"
+                                 "data.shards=4;train.batch=32");
     struct train_data one, two[2];
-    CU_ASSERT_EQUAL_FATAL(train_data_load(&one, &job, NULL), 0);
-    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[0], &job, &r0), 0);
-    CU_ASSERT_EQUAL_FATAL(train_data_load(&two[1], &job, &r1), 0);
+    load_on_one_and_two(&job, &one, two);
     EXPECT_EQ_INT(one.train_total, 1791);
     EXPECT_EQ_INT(one.train_shards.size[0], 447);
     EXPECT_EQ_INT(one.train_shards.size[3], 448);
@@ -506,9 +462,7 @@ TEST(train_shards_steps_agree_with_unequal_shards)
                 one.train_shards.steps, two[0].train_shards.steps, two[1].train_shards.steps);
     EXPECT_EQ_INT(two[0].train_shards.steps, one.train_shards.steps);
     EXPECT_EQ_INT(two[1].train_shards.steps, one.train_shards.steps);
-    train_data_free(&one);
-    train_data_free(&two[0]);
-    train_data_free(&two[1]);
+    free_one_and_two(&one, two);
 }
 
 /* A global batch that does not divide into the shards is refused with an error naming
@@ -516,12 +470,8 @@ TEST(train_shards_steps_agree_with_unequal_shards)
  * 31 on two); shards that trainers cannot share are refused naming data.shards. */
 TEST(train_data_load_refuses_batch_not_divisible_by_shards)
 {
-    static const char *const sets[] = {
-        "data.train_limit=600", "data.val_size=100", "data.test_limit=100",
-        "data.shards=4",        "train.batch=30",
-    };
-    struct job job;
-    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
+    struct job job = fashion_job("data.train_limit=600;data.val_size=100;data.test_limit=100;"
+                                 "data.shards=4;train.batch=30");
     struct train_data td;
     EXPECT_EQ_INT(train_data_load(&td, &job, NULL), -1);
     EXPECT_CONTAINS(offnas_last_error(), "train.batch");
@@ -555,12 +505,9 @@ TEST(train_data_load_refuses_batch_not_divisible_by_shards)
  * the split, and leaves no model behind. */
 TEST(train_fixed_refuses_batch_larger_than_training_split)
 {
-    static const char *const sets[] = {
-        "data.train_limit=600", "data.val_size=100", "data.test_limit=100", "train.batch=512",
-    };
-    struct job job;
-    make_job(&job, sets, (int)OFFNAS_ARRAY_LEN(sets));
-    const char *dir = run_dir("batch_too_large");
+    struct job job = fashion_job("data.train_limit=600;data.val_size=100;data.test_limit=100;"
+                                 "train.batch=512");
+    const char *dir = temp_path("batch_too_large");
     struct train_result r;
     EXPECT_EQ_INT(train_fixed(&job, NULL, dir, &r), -1);
     EXPECT_CONTAINS(offnas_last_error(), "train.batch: 512 is larger than the 500 training images");

@@ -14,24 +14,19 @@
 #   steps), so the check is after a few steps.
 # - reruns, resumed runs: bit for bit (h5diff with no tolerance) in deterministic mode.
 set -uo pipefail
+# shellcheck source=tests/lib/harness.sh
+source "$(dirname "$0")/../lib/harness.sh"
 
 offnas=${1:?usage: tests/mpi/mpi.sh OFFNAS_BINARY CASE}
 case_name=${2:?usage: tests/mpi/mpi.sh OFFNAS_BINARY CASE}
 offnas=$(readlink -f "$offnas")
-fashion=/usr/share/datasets/fashion-mnist
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 # ranks are never more than cores allow here: yield instead of spinning while waiting
 export OMPI_MCA_mpi_yield_when_idle=1
 
-tmp=$(mktemp -d /tmp/offnas_mpi.XXXXXX) || exit 1
-trap 'rm -rf "$tmp"' EXIT
+harness_start "mpi.$case_name"
 cd "$tmp" || exit 1
-
-die() {
-  echo "FAIL $case_name: $*" >&2
-  exit 1
-}
 
 # run LOG CMD...: runs CMD with a time limit, its output in LOG; returns its status.
 run() {
@@ -40,19 +35,9 @@ run() {
   timeout -k 5 240 "$@" >"$log" 2>&1
 }
 
-# The data set, imported once per build folder and shared by the cases (flock: ctest -j).
-data_file() {
-  local cache
-  cache=$(dirname "$offnas")/tests/fashion-mnist-test.h5
-  mkdir -p "$(dirname "$cache")"
-  (
-    flock 9
-    [[ -s $cache ]] || "$offnas" data import fashion-mnist --from "$fashion" --out "$cache" >/dev/null
-  ) 9>"$cache.lock" || die "cannot import Fashion-MNIST (tests/deps installs it)"
-  echo "$cache"
-}
-
-data=$(data_file)
+# The data set, imported once per build folder and shared by the cases.
+fashion_h5 "$offnas"
+data=$fashion_file
 cat >job.ini <<EOF
 [data]
 path = $data
@@ -88,6 +73,11 @@ profiles() {
     die "offnas profile failed"
 }
 FILES=(--set latency.device=dev.h5 --set latency.edge=edge.h5)
+
+# checkpoint_step FILE: the step attribute of a checkpoint (nothing when it cannot be read).
+checkpoint_step() {
+  h5dump -a /step "$1" 2>/dev/null | sed -n 's/.*(0): \([0-9]*\).*/\1/p'
+}
 
 # same_within TOL A B PATH...: every listed data set of A and B agrees within TOL.
 same_within() {
@@ -214,18 +204,37 @@ test_resume_after_kill() {
   setsid mpirun -np 2 "$offnas" search --job job.ini --out cut "${s[@]}" >cut.log 2>&1 &
   local pid=$! step=0
   for _ in $(seq 1 1200); do
-    step=$(h5dump -a /step cut/checkpoint.h5 2>/dev/null | sed -n 's/.*(0): \([0-9]*\).*/\1/p')
+    step=$(checkpoint_step cut/checkpoint.h5)
     [[ ${step:-0} -ge 30 ]] && break
     sleep 0.02
   done
-  kill -9 -- -"$pid" 2>/dev/null
+  # all processes of the run's session at once: mpirun, and the ranks, which Open MPI starts in
+  # process groups of their own (killing mpirun's group alone leaves them running for seconds,
+  # writing more checkpoints); then wait until none is left before looking at what they left
+  local session
+  mapfile -t session < <(ps -o pid= -s "$pid")
+  kill -9 "${session[@]}" 2>/dev/null
   wait "$pid" 2>/dev/null
+  for _ in $(seq 1 500); do
+    [[ -z $(ps -o pid= -s "$pid") ]] && break
+    sleep 0.02
+  done
+  [[ -z $(ps -o pid= -s "$pid") ]] || die "processes of the killed run still alive: $(ps -o pid=,args= -s "$pid")"
   [[ ${step:-0} -ge 30 && ${step:-0} -lt 384 ]] || die "did not catch the run mid-way (step ${step:-none})"
+  # the resumed run starts at the step of the newest checkpoint on disk (the run may have written
+  # one more after the look above; the previous one when the kill came between its renames:
+  # search_save_checkpoint moves checkpoint.h5 aside before renaming the new one into place)
+  local saved=cut/checkpoint.h5 saved_step
+  [[ -e $saved ]] || saved=cut/checkpoint.prev.h5
+  saved_step=$(checkpoint_step "$saved")
+  [[ -n $saved_step ]] || die "no readable checkpoint after the kill"
+  ((saved_step >= step)) || die "$saved holds step $saved_step, before the step $step seen"
   run resume.log mpirun -np 2 "$offnas" search --resume --out cut || die "resume: $(tail -n 2 resume.log)"
-  grep -q "resuming at step $step" resume.log || grep -q "resuming at step" resume.log || die "no resume message"
+  grep -q "resuming at step $saved_step of " resume.log ||
+    die "did not resume at $saved's step $saved_step: $(grep -a 'resuming' resume.log | head -n 2)"
   identical full/checkpoint.h5 cut/checkpoint.h5 /weights/params /weights/momentum /weights/running_stats /arch/params /arch/adam_m /arch/adam_v
   cmp -s <(cut -d, -f1-16 full/log.csv) <(cut -d, -f1-16 cut/log.csv) || die "log.csv differs after resume"
-  echo "ok: killed at step $step (kill -9), resumed: bit-identical to the uninterrupted run"
+  echo "ok: killed after step $step (kill -9), resumed at step $saved_step: bit-identical to the uninterrupted run"
 }
 
 # A truncated newest checkpoint is reported and the previous one used.
@@ -236,7 +245,7 @@ test_truncated_checkpoint() {
   cp -r full part
   [[ -s part/checkpoint.prev.h5 ]] || die "no previous checkpoint kept"
   local prev_step
-  prev_step=$(h5dump -a /step part/checkpoint.prev.h5 | sed -n 's/.*(0): \([0-9]*\).*/\1/p')
+  prev_step=$(checkpoint_step part/checkpoint.prev.h5)
   truncate -s 2000 part/checkpoint.h5
   run res.log "$offnas" search --resume --out part "${s[@]}" || die "resume: $(tail -n 2 res.log)"
   grep -q "resuming from the previous checkpoint" res.log || die "the damaged checkpoint was not reported: $(head -n 3 res.log)"

@@ -2,10 +2,13 @@
 # Shared by the tests/slurm/test_*.sh scripts (sourced). They run inside tests/slurm/cluster.sh
 # (SLURM_CONF set) and are called as
 #   test_X.sh OFFNAS_BINARY SOURCE_DIR
-# Defines: offnas, src, tmp (removed at exit; OFFNAS_SLURM_KEEP=1 keeps it), pass, fail,
-# finish, fashion (the Fashion-MNIST HDF5, imported once and cached beside the binary),
-# tiny_job FILE [EXTRA INI LINES], submit, wait_job, job_field.
+# Defines: offnas, src, name, fashion (the Fashion-MNIST HDF5, imported once and cached beside
+# the binary), tiny_job FILE [EXTRA INI LINES], submit, wait_job, job_field, expect_completed,
+# expect_all_on_device, show_output; and from tests/lib/harness.sh tmp (removed at exit; OFFNAS_SLURM_KEEP=1 keeps
+# it), pass, fail, check, finish.
 set -u
+# shellcheck source=tests/lib/harness.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
 offnas=${1:?usage: test_X.sh OFFNAS_BINARY SOURCE_DIR}
 src=${2:?usage: test_X.sh OFFNAS_BINARY SOURCE_DIR}
@@ -22,52 +25,7 @@ if [[ -z ${SLURM_CONF:-} ]]; then
   exit 1
 fi
 
-tmp=$(mktemp -d "/tmp/offnas_slurm_${name}.XXXXXX") || exit 1
-cleanup() {
-  if [[ ${OFFNAS_SLURM_KEEP:-0} == 1 ]]; then
-    echo "$name: kept $tmp" >&2
-  else
-    rm -rf "$tmp"
-  fi
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-failures=()
-started=$SECONDS
-
-pass() {
-  passed=$((passed + 1))
-  printf 'ok    %s\n' "$1"
-}
-
-fail() {
-  failed=$((failed + 1))
-  failures+=("$1")
-  printf 'FAIL  %s: %s\n' "$1" "$2"
-}
-
-# check NAME COMMAND...: pass when COMMAND succeeds, else fail with its output.
-check() {
-  local what=$1 out
-  shift
-  if out=$("$@" 2>&1); then
-    pass "$what"
-  else
-    fail "$what" "$(printf '%s' "$out" | head -c 600)"
-  fi
-}
-
-finish() {
-  echo
-  echo "$name: $passed passed, $failed failed ($((SECONDS - started)) s)"
-  local f
-  for f in "${failures[@]+"${failures[@]}"}"; do
-    echo "  failed: $f"
-  done
-  ((failed == 0))
-}
+harness_start "slurm_$name"
 
 # show_output FILE: a job's output file, indented, for the log of a failed test.
 show_output() {
@@ -78,15 +36,8 @@ show_output() {
 
 # ---- data and job files -----------------------------------------------------------------
 
-fashion=$(dirname "$offnas")/tests/slurm-fashion-mnist.h5
-if [[ ! -f $fashion ]]; then
-  mkdir -p "$(dirname "$fashion")"
-  if ! "$offnas" data import fashion-mnist --out "$fashion" >"$tmp/import.log" 2>&1; then
-    echo "$name: cannot import Fashion-MNIST (tests/deps installs dataset-fashion-mnist):" >&2
-    cat "$tmp/import.log" >&2
-    exit 1
-  fi
-fi
+fashion_h5 "$offnas"
+fashion=$fashion_file
 
 # tiny_job FILE [LINE...]: a search job small enough for seconds on one core: 600 training
 # images, 2 search epochs (1 warm-up), the default network with the shipped phone profiles.
@@ -154,4 +105,27 @@ wait_job() {
 # one value per line (one line per array task or het component).
 job_field() {
   scontrol show job "$1" 2>/dev/null | grep -o "\b$2=[^ ]*" | cut -d= -f2
+}
+
+# expect_completed ID OUT: job ID ended COMPLETED with exit 0:0 (else its output OUT is shown).
+expect_completed() {
+  local state code
+  state=$(job_field "$1" JobState)
+  code=$(job_field "$1" ExitCode)
+  if [[ $state == COMPLETED && $code == 0:0 ]]; then
+    pass "job state COMPLETED, exit 0:0"
+  else
+    fail "job state COMPLETED, exit 0:0" "state $state, exit $code"
+    show_output "$2"
+  fi
+}
+
+# expect_all_on_device ARCH_JSON: the network derived from a tiny_job search has 8 ops and runs
+# all on the device (split 9), the split its tables make fastest: any other split sends data
+# over the job's 3g link and pays its 100 ms round trip, more than the whole network takes on
+# the device.
+expect_all_on_device() {
+  check "arch.json: 8 ops, all on the device (split 9), faster than the 3g round trip" \
+    jq -e '(.ops | length) == 8 and .split_point == 9 and .predicted_latency_ms.total == .all_device_ms
+           and .all_device_ms < 100' "$1"
 }

@@ -28,15 +28,8 @@ id=$(submit --constraint=xeon --output="$tmp/profile-%j.out" --export=ALL,PROFIL
 out=$tmp/profile-$id.out
 if wait_job "$id" 120; then pass "profile job $id ended"; else fail "profile job $id ended" "timeout"; fi
 
-state=$(job_field "$id" JobState)
-code=$(job_field "$id" ExitCode)
+expect_completed "$id" "$out"
 nodes=$(job_field "$id" NodeList)
-if [[ $state == COMPLETED && $code == 0:0 ]]; then
-  pass "job state COMPLETED, exit 0:0"
-else
-  fail "job state COMPLETED, exit 0:0" "state $state, exit $code"
-  show_output "$out"
-fi
 if [[ $nodes == n2 ]]; then pass "--constraint=xeon ran on n2"; else fail "--constraint=xeon ran on n2" "ran on $nodes"; fi
 
 file=$tmp/profiles/edge-xeon-n2.h5

@@ -5,22 +5,10 @@
 #
 #   tests/slurm/test_scripts.sh [SOURCE_DIR]     (ctest: slurm.scripts)
 set -u
+# shellcheck source=tests/lib/harness.sh
+source "$(dirname "$0")/../lib/harness.sh"
 src=${1:-$(cd "$(dirname "$0")/../.." && pwd)}
-tmp=$(mktemp -d /tmp/offnas_slurm_test_scripts.XXXXXX) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-failures=()
-pass() {
-  passed=$((passed + 1))
-  printf 'ok    %s\n' "$1"
-}
-fail() {
-  failed=$((failed + 1))
-  failures+=("$1")
-  printf 'FAIL  %s: %s\n' "$1" "$2"
-}
+harness_start slurm_test_scripts
 
 scripts=(search.sbatch search-het.sbatch profile.sbatch sweep.sbatch)
 for s in "${scripts[@]}"; do
@@ -70,9 +58,4 @@ while read -r preset lambda rest; do
 done < <(grep -Ev '^[[:space:]]*(#|$)' "$src/jobs/sweep.list")
 pass "jobs/sweep.list entries are PRESET LAMBDA"
 
-echo
-echo "test_scripts: $passed passed, $failed failed"
-for f in "${failures[@]+"${failures[@]}"}"; do
-  echo "  failed: $f"
-done
-((failed == 0))
+finish

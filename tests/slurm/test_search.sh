@@ -12,14 +12,7 @@ id=$(submit --ntasks=1 --cpus-per-task=1 --output="$tmp/search-%j.out" \
 out=$tmp/search-$id.out
 if wait_job "$id" 180; then pass "search job $id ended"; else fail "search job $id ended" "timeout"; fi
 
-state=$(job_field "$id" JobState)
-code=$(job_field "$id" ExitCode)
-if [[ $state == COMPLETED && $code == 0:0 ]]; then
-  pass "job state COMPLETED, exit 0:0"
-else
-  fail "job state COMPLETED, exit 0:0" "state $state, exit $code"
-  show_output "$out"
-fi
+expect_completed "$id" "$out"
 
 check "output logs the job id" grep -q "^job: *$id" "$out"
 check "output logs nodes" grep -q "^nodes: *n[12]" "$out"
@@ -29,8 +22,7 @@ check "first run does not resume" bash -c "! grep -q -- '--resume' '$out'"
 rows=$(($(wc -l <"$tmp/run/log.csv" 2>/dev/null || echo 1) - 1))
 if ((rows == 2)); then pass "log.csv has 2 epoch rows"; else fail "log.csv has 2 epoch rows" "$rows rows"; fi
 check "checkpoint.h5 written" test -s "$tmp/run/checkpoint.h5"
-check "arch.json: 8 ops, a split point in 0..9" \
-  jq -e '(.ops | length) == 8 and (.split_point >= 0 and .split_point <= 9)' "$tmp/run/arch.json"
+expect_all_on_device "$tmp/run/arch.json"
 
 # a missing job file fails the job with one clear line, not a search with the defaults
 id=$(submit --output="$tmp/missing-%j.out" "$src/slurm/search.sbatch" "$tmp/no_such.ini" "$tmp/run2")

@@ -42,8 +42,13 @@ fi
 for i in 0 1; do
   read -r preset lambda <<<"$([[ $i == 0 ]] && echo "3g 0.5" || echo "wifi 2")"
   summary=$tmp/sweep/task-$i-$preset-l$lambda/derived/summary.json
-  check "task $i: summary.json with accuracy and latency, network $preset" jq -e --arg p "$preset" \
-    '(.test_accuracy >= 0 and .test_accuracy <= 1) and .latency_ms.total > 0 and (.network.name | ascii_downcase | contains($p))' "$summary"
+  # 12 training steps leave the accuracy at chance (0.08-0.19 measured, seeds 1-3), so it is
+  # checked as a count of the 200 test images; all on the device is the split the tables make
+  # fastest when the whole network takes less than one round trip of the entry's link
+  check "task $i: summary.json: accuracy a count of 200 test images, all on the device (faster than the $preset round trip)" \
+    jq -e --arg p "$preset" '((.test_accuracy * 200) - (.test_accuracy * 200 | round) | fabs) < 1e-6
+      and .split_point == 9 and .latency_ms.total == .latency_ms.all_device
+      and .latency_ms.all_device < .network.rtt_ms and (.network.name | ascii_downcase | contains($p))' "$summary"
 done
 
 table=$tmp/sweep/sweep.tsv

@@ -1,4 +1,4 @@
-/* testing: the tiny harness around CUnit that every tests/test_<module>.c uses.
+/* testing: the tiny harness around CUnit that every tests/test_<module>.c uses (tests/lib).
  *
  * A test file defines its tests with TEST(name) and lists them in a TESTS table:
  *
@@ -59,30 +59,14 @@ struct test_case {
         CU_ASSERT(ok_);                                                                         \
     } while (0)
 
-static inline int test_main(const char *suite_name, const struct test_case *tests, size_t count,
-                            int argc, char **argv)
-{
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 2;
-    CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
-    size_t added = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
-            continue;
-        CU_add_test(suite, tests[i].name, tests[i].fn);
-        added++;
-    }
-    if (added == 0) {
-        fprintf(stderr, "no test named '%s' in suite %s\n", argc > 1 ? argv[1] : "", suite_name);
-        CU_cleanup_registry();
-        return 2;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-    CU_cleanup_registry();
-    return failed ? 1 : 0;
-}
+/* Registers the tests of the table (only the one named argv[1] when given) in one CUnit suite
+ * and runs them; returns the exit status: 0 when all passed, 1 when any failed, 2 for an
+ * unknown test name. The suite name also names the temporary folder of fixture.h. */
+int test_main(const char *suite_name, const struct test_case *tests, size_t count, int argc,
+              char **argv);
+
+/* The suite being run (NULL before test_main). */
+extern const char *test_suite_name;
 
 #define TEST_MAIN(suite_name, table)                                                            \
     int main(int argc, char **argv)                                                             \
