@@ -57,6 +57,7 @@ struct job {
     /* [search] */
     int search_epochs;
     int search_warmup_epochs;  /* weights only before the architecture is trained */
+    double search_lr;          /* peak SGD learning rate of the supernet weights (0: train.lr) */
     double search_lambda;
     char search_loss[16];      /* "additive" or "multiplicative" */
     double search_t_ref_ms;    /* reference latency (0: latency of the initial supernet) */

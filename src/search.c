@@ -410,7 +410,8 @@ static void weight_step(struct search_ctx *c, float tau, struct search_epoch_sum
                       step % c->per_epoch, job->train_flip);
     net->want_gate_grad = 0;
     net->grad_ready = dist_grad_ready;
-    struct train_hparams hp = {(float)optim_cosine_lr(job->train_lr, step, c->total, 0),
+    double lr = job->search_lr > 0 ? job->search_lr : job->train_lr;
+    struct train_hparams hp = {(float)optim_cosine_lr(lr, step, c->total, 0),
                                (float)job->train_momentum, (float)job->train_weight_decay, 0.0f};
     int correct = 0;
     float loss = train_step(net, c->mom, c->tb.x, c->tb.labels, c->B, &hp, c->d, &correct);

@@ -15,6 +15,7 @@
 #include "tiny.h"
 
 #include "arch.h"
+#include "baseline.h"
 #include "cmd.h"
 #include "common.h"
 #include "data.h"
@@ -362,7 +363,121 @@ TEST(search_lambda_lowers_expected_latency)
     CU_ASSERT(e20[1] < e20[0]);
 }
 
+/* derive's rule for the derived ops, on a link where splits inside the network can win (a
+ * phone 100x slower than the pixel4, an edge 100x faster than the pixel6, 1 Mbit/s, 1 ms
+ * round trip: the input costs 6.3 ms to send, a channel of layer 2's 14x14 map 1.6 ms): the recorded choice is the
+ * fastest by the tables among every split's admitted channel count (recomputed here from the
+ * tables), each admitted count keeps the supernet's accuracy within the tolerance, every split
+ * derive skipped was slower with one channel than the choice, and the paper's argmax rule is
+ * recorded beside it; --mode argmax makes that the choice. */
+TEST(derive_picks_the_fastest_admitted_split_for_the_derived_ops)
+{
+    struct job job = tiny_search_job("latency.device_scale=100;latency.edge_scale=0.01;"
+                                     "network.preset=custom;network.bandwidth_mbps=1;"
+                                     "network.rtt_ms=1");
+    const char *run = temp_path("derive");
+    CU_ASSERT_EQUAL_FATAL(run_search(&job, run), 0);
+    json_t *arch = run_command(cmd_derive, "derive", run, "arch.json");
+    struct table_model m;
+    model_open(&m, &job, json_object_get(arch, "ops"));
+    json_t *d = json_object_get(arch, "derive");
+    CU_ASSERT_FATAL(json_is_object(d));
+    double drop = number_at(d, "max_accuracy_drop"), full = number_at(d, "unmasked_supernet_accuracy");
+    EXPECT_NEAR(drop, 0.005, 0);
+    json_t *splits = json_object_get(d, "splits");
+    int L = m.net->layer_count, measured = 0;
+    CU_ASSERT_FATAL(json_array_size(splits) == (size_t)L + 2);
+    double best = INFINITY;
+    int best_split = -1;
+    double chosen = number_at(json_object_get(arch, "predicted_latency_ms"), "total");
+    for (int s = 0; s <= L + 1; s++) {
+        json_t *row = json_array_get(splits, (size_t)s);
+        int kept = (int)json_integer_value(json_object_get(row, "kept_channels"));
+        int skipped = json_is_true(json_object_get(row, "skipped"));
+        int inner = s >= 1 && s <= L;
+        if (skipped) {
+            CU_ASSERT(arch_network_latency(&m.arch, &m.cost, m.ops, s, 1).total >= chosen - 1e-9);
+            continue;
+        }
+        if (inner && kept == 0)
+            continue; /* no count within the tolerance */
+        if (inner) {
+            measured++;
+            CU_ASSERT(number_at(row, "supernet_accuracy") >= full - drop - 1e-12);
+        }
+        double ms = arch_network_latency(&m.arch, &m.cost, m.ops, s, kept).total;
+        if (ms < best) {
+            best = ms;
+            best_split = s;
+        }
+    }
+    EXPECT_EQ_INT(json_integer_value(json_object_get(arch, "split_point")), best_split);
+    EXPECT_NEAR(chosen, best, 1e-9 * (1 + best));
+    CU_ASSERT(measured >= 1); /* this link makes derive measure inside the network */
+    json_t *argmax = json_object_get(d, "argmax_rule");
+    CU_ASSERT_FATAL(json_is_object(argmax));
+    int argmax_split = (int)json_integer_value(json_object_get(argmax, "split_point"));
+    json_decref(arch);
+
+    char *argv[] = {"derive", "--run", (char *)run, "--mode", "argmax", NULL};
+    EXPECT_EQ_INT(cmd_derive(5, argv), 0);
+    arch = load_json(run, "arch.json");
+    CU_ASSERT_FATAL(arch != NULL);
+    EXPECT_EQ_INT(json_integer_value(json_object_get(arch, "split_point")), argmax_split);
+    CU_ASSERT(!strcmp(json_string_value(json_object_get(arch, "rule")), "argmax"));
+    json_decref(arch);
+    model_close(&m);
+}
+
+/* The neurosurgeon baseline: the job's fixed ops at the split the tables make fastest with
+ * every channel sent (brute force here), trained and evaluated, method recorded; and
+ * search.split=device (the search of nas-then-split) keeps p(all on the device) at 1. */
+TEST(baseline_neurosurgeon_and_the_device_only_search)
+{
+    struct job job = tiny_search_job("train.epochs=1;latency.edge_scale=0.01;"
+                                     "network.preset=custom;network.bandwidth_mbps=100;"
+                                     "network.rtt_ms=1");
+    const char *out = temp_path("neurosurgeon");
+    struct eval_result r;
+    CU_ASSERT_EQUAL_FATAL(baseline_run(BASELINE_NEUROSURGEON, &job, out, &r), 0);
+    json_t *sum = load_json(out, "summary.json");
+    CU_ASSERT_FATAL(sum != NULL);
+    CU_ASSERT(!strcmp(json_string_value(json_object_get(sum, "method")), "neurosurgeon"));
+    json_t *ops = json_array();
+    for (int l = 0; l < job.net.layer_count; l++) {
+        char name[16];
+        json_array_append_new(ops, json_string(op_spec_name(&job.net.fixed_ops[l], name)));
+    }
+    struct table_model m;
+    model_open(&m, &job, ops);
+    int L = m.net->layer_count, best = 0;
+    for (int s = 1; s <= L + 1; s++) {
+        int all = s <= L ? m.arch.channels[s] : 0;
+        int b_all = best >= 1 && best <= L ? m.arch.channels[best] : 0;
+        if (arch_network_latency(&m.arch, &m.cost, m.ops, s, all).total <
+            arch_network_latency(&m.arch, &m.cost, m.ops, best, b_all).total)
+            best = s;
+    }
+    EXPECT_EQ_INT(json_integer_value(json_object_get(sum, "split_point")), best);
+    EXPECT_EQ_INT(r.kept, r.total);
+    int kept = best >= 1 && best <= L ? m.arch.channels[best] : 0;
+    expect_latency(json_object_get(sum, "latency_ms"), &m, best, kept);
+    json_decref(ops);
+    json_decref(sum);
+    model_close(&m);
+
+    struct job device = tiny_search_job("search.split=device");
+    const char *run = temp_path("device-only");
+    CU_ASSERT_EQUAL_FATAL(run_search(&device, run), 0);
+    double p[4];
+    EXPECT_EQ_INT(log_column(run, "p_split_9", p, 4), 2);
+    EXPECT_NEAR(p[0], 1.0, 1e-9);
+    EXPECT_NEAR(p[1], 1.0, 1e-9);
+}
+
 static const struct test_case TESTS[] = {
+    CASE(derive_picks_the_fastest_admitted_split_for_the_derived_ops),
+    CASE(baseline_neurosurgeon_and_the_device_only_search),
     CASE(search_end_to_end),
     CASE(search_lambda_lowers_expected_latency),
 };
