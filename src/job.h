@@ -58,6 +58,8 @@ struct job {
     int search_epochs;
     int search_warmup_epochs;  /* weights only before the architecture is trained */
     double search_lr;          /* peak SGD learning rate of the supernet weights (0: train.lr) */
+    double search_warmup_largest; /* share of the warm-up over which layers train their
+                                   * largest candidate, with a probability falling 1 -> 0 */
     double search_lambda;
     char search_loss[16];      /* "additive" or "multiplicative" */
     double search_t_ref_ms;    /* reference latency (0: latency of the initial supernet) */

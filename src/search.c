@@ -257,6 +257,7 @@ struct search_ctx {
     int B;                  /* images per step on this trainer */
     long per_epoch, total;  /* weight steps per epoch, in the run */
     long arch_total;        /* architecture steps in the run */
+    int largest[NET_MAX_LAYERS]; /* each layer's candidate of the most multiply-adds */
 };
 
 static void ctx_close(struct search_ctx *c)
@@ -348,6 +349,10 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
     OFFNAS_TRY(search_costs(&c->tables[0], &c->tables[1], &c->cost, job, c->net,
                             d->rank == 0 ? out_dir : NULL));
     arch_init(&c->arch, c->net, 2.0f);
+    for (int l = 0; l < c->net->layer_count; l++)
+        for (int i = 0; i < c->net->layers[l].candidate_count; i++)
+            if (net_block_macs(c->net, l, i) > net_block_macs(c->net, l, c->largest[l]))
+                c->largest[l] = i;
     if (!strcmp(job->search_split, "device"))
         arch_fix_split(&c->arch, c->arch.split_count - 1);
     c->mom = offnas_calloc(c->net->param_count, sizeof(float));
@@ -394,6 +399,20 @@ static int ctx_searching(const struct search_ctx *c)
 
 /* One weight step: training batch, an architecture sampled from (seed, 2*step), gradients
  * summed over the trainers in buckets during backward, SGD over the ops used. */
+/* The share of layers that train their largest candidate at this step: from 1 at the start
+ * of the warm-up falling linearly to 0 after search.warmup_largest of it (a short form of
+ * Once-for-All's progressive shrinking: the superkernel first learns as one network, then
+ * every slice is drawn uniformly). 0 once the architecture is searched. */
+static double warmup_largest_share(const struct search_ctx *c)
+{
+    long warm = c->per_epoch * c->job->search_warmup_epochs;
+    double span = c->job->search_warmup_largest * (double)warm;
+    if (c->state.step >= warm || span <= 0)
+        return 0.0;
+    double share = 1.0 - (double)c->state.step / span;
+    return share > 0 ? share : 0.0;
+}
+
 static void weight_step(struct search_ctx *c, float tau, struct search_epoch_sums *sums)
 {
     const struct job *job = c->job;
@@ -402,8 +421,10 @@ static void weight_step(struct search_ctx *c, float tau, struct search_epoch_sum
     rng_seed(&rng, (uint64_t)job->search_seed, 2 * (uint64_t)c->state.step);
     struct arch_sample sample;
     arch_sample(&sample, &c->arch, tau, &rng);
-    if (getenv("OFFNAS_EXP_NOMASK") && !ctx_searching(c))
-        sample.split = net->layer_count + 1;
+    double p_largest = warmup_largest_share(c);
+    for (int l = 0; l < net->layer_count; l++)
+        if (p_largest > 0 && rng_uniform(&rng) < p_largest)
+            sample.ops[l] = c->largest[l];
     arch_apply(&sample, net);
     long step = c->state.step;
     train_shards_fill(&c->td.train_shards, &c->tb, &c->td.train, step / c->per_epoch,
