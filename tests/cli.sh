@@ -130,6 +130,22 @@ bad "train --arch with a missing arch.json" train --arch "$tmp/no_such_arch.json
 printf '{"ops": [' >"$tmp/broken_arch.json"
 bad "train --arch with a broken arch.json" train --arch "$tmp/broken_arch.json" --out "$tmp/o_arch"
 
+bad "baseline without a method" baseline
+exits "baseline without a method" 2
+bad "baseline with an unknown method" baseline frobnicate --out "$tmp/o"
+exits "baseline with an unknown method" 2
+bad "baseline without --out" baseline neurosurgeon
+exits "baseline without --out" 2
+bad "baseline with a missing job file" baseline prune-split --job "$tmp/no_such_job.ini" --out "$tmp/o"
+exits "baseline with a missing job file" 1
+bad "derive with an unknown mode" derive --run "$tmp/empty_run" --mode best
+exits "derive with an unknown mode" 2
+bad "job with an unknown key" job --key train.epochz
+exits "job with an unknown key" 1
+bad "job with a key that is not SECTION.KEY" job --key epochs
+exits "job with a key that is not SECTION.KEY" 1
+"$offnas" job --set search.lambda=7 --key search.lambda >"$tmp/stdout" 2>&1
+if [[ $(cat "$tmp/stdout") == 7 ]]; then pass "job --key prints the value in effect"; else fail "job --key prints the value in effect" "$(head -c 200 "$tmp/stdout")"; fi
 bad "report without arguments" report
 exits "report without arguments" 2
 bad "report without run folders" report --out "$tmp/report"
@@ -172,6 +188,8 @@ help "train --help" train --help
 help "search --help" search --help
 help "derive --help" derive --help
 help "eval --help" eval --help
+help "baseline --help" baseline --help
+help "job --help" job --help
 help "bench --help" bench --help
 help "bench train --help" bench train --help
 help "profile --help" profile --help
