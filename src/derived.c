@@ -75,7 +75,7 @@ int derived_job(struct job *job, const struct derived *d, const char *dir,
     return 0;
 }
 
-static json_t *latency_object(const struct arch_latency *l)
+json_t *derived_latency_json(const struct arch_latency *l)
 {
     json_t *o = json_object();
     json_object_set_new(o, "device", json_real(l->device));
@@ -102,7 +102,7 @@ static json_t *choice_object(const struct derive_choice *c)
     json_object_set_new(o, "total_channels", json_integer(c->total));
     json_object_set_new(o, "channels", chans);
     json_object_set_new(o, "bytes_sent", json_real(c->bytes));
-    json_object_set_new(o, "predicted_latency_ms", latency_object(&c->latency));
+    json_object_set_new(o, "predicted_latency_ms", derived_latency_json(&c->latency));
     json_object_set_new(o, "supernet_accuracy", number_or_null(c->accuracy));
     return o;
 }

@@ -37,6 +37,9 @@ struct derived_record {
     double max_accuracy_drop;
 };
 
+/* A latency breakdown as the JSON object {device, transfer, edge, total} (new reference). */
+json_t *derived_latency_json(const struct arch_latency *l);
+
 /* Writes arch.json at path (temporary file, renamed). Returns 0 or -1 with an error. */
 int derived_write(const char *path, const struct derived_record *rec);
 

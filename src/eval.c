@@ -63,16 +63,6 @@ static void eval_close(struct eval_state *s)
     train_data_free(&s->td);
 }
 
-static json_t *latency_object(const struct arch_latency *l)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "device", json_real(l->device));
-    json_object_set_new(o, "transfer", json_real(l->transfer));
-    json_object_set_new(o, "edge", json_real(l->edge));
-    json_object_set_new(o, "total", json_real(l->total));
-    return o;
-}
-
 /* Adds the figures of r to summary (the fields `offnas report` reads, docs/formats.md). */
 static void summary_fill(json_t *summary, const struct eval_state *s, const struct eval_result *r)
 {
@@ -87,10 +77,10 @@ static void summary_fill(json_t *summary, const struct eval_state *s, const stru
     json_object_set_new(summary, "bytes_sent", json_real(r->bytes_sent));
     json_object_set_new(summary, "input_bytes", json_real(s->arch.input_bytes));
     json_object_set_new(summary, "wire", json_string(job->search_wire));
-    json_t *ms = latency_object(&r->latency);
+    json_t *ms = derived_latency_json(&r->latency);
     json_object_set_new(ms, "all_device", json_real(r->all_device.total));
     json_object_set_new(ms, "all_edge", json_real(r->all_edge.total));
-    json_object_set_new(ms, "all_edge_parts", latency_object(&r->all_edge));
+    json_object_set_new(ms, "all_edge_parts", derived_latency_json(&r->all_edge));
     json_object_set_new(summary, "latency_ms", ms);
     json_t *net = json_object();
     json_object_set_new(net, "name", json_string(s->cost.link.name));

@@ -101,7 +101,7 @@ static const struct job_key KEYS[] = {
     K_INT("search", "epochs", search_epochs, "10", 0, BIG),
     K_INT("search", "warmup_epochs", search_warmup_epochs, "2", 0, BIG),
     K_DBL("search", "lr", search_lr, "0.2", 0, 100),
-    K_DBL("search", "warmup_largest", search_warmup_largest, "0.5", 0, 1),
+    K_DBL("search", "warmup_largest", search_warmup_largest, "1", 0, 1),
     K_DBL("search", "lambda", search_lambda, "0.5", 0, 1e6),
     K_ENUM("search", "loss", search_loss, "additive", LOSS_WORDS),
     K_DBL("search", "t_ref_ms", search_t_ref_ms, "0", 0, 1e9),

@@ -30,6 +30,20 @@ static double net_loss(struct net *net, const float *x, const unsigned char *lab
     return op_softmax_xent_forward(net->probs, NULL, net->logits, labels, B, net->classes, 0.0f);
 }
 
+/* The gradient checks' batch: 3 images of 9x9 drawn from rng into x, labels 1, 4, 2; then one
+ * training forward and backward of net on it (gradients in net->grads). */
+static void gradient_batch(struct net *net, float *x, unsigned char *labels, struct rng *rng)
+{
+    int B = 3, side = 9;
+    for (int i = 0; i < B * side * side; i++)
+        x[i] = (float)rng_normal(rng);
+    labels[0] = 1, labels[1] = 4, labels[2] = 2;
+    net_zero_grads(net);
+    net_loss(net, x, labels, B);
+    op_softmax_xent_backward(net->probs, net->probs, labels, B, net->classes, 0.0f);
+    net_backward(net, net->probs, B);
+}
+
 /* The analytic gradient of the whole network (fixed and supernet with a channel mask) agrees
  * with central differences along random directions of all parameters (h = 3e-4 along a
  * unit-RMS direction). The forward is float32 and ReLU6 has kinks that a finite step can
@@ -53,17 +67,11 @@ static void check_path_gradient(int fixed, int with_mask, int stem_stride, const
         for (int c = 0; c < 8; c++)
             net->mask[c] = (c % 3 == 0) ? 0.0f : 1.0f;
     }
-    struct rng rng = test_rng(11);
     net_set_residual_scales(net, 1.0f);
     float x[3 * 81];
-    for (int i = 0; i < B * side * side; i++)
-        x[i] = (float)rng_normal(&rng);
-    unsigned char labels[3] = {1, 4, 2};
-
-    net_zero_grads(net);
-    net_loss(net, x, labels, B);
-    op_softmax_xent_backward(net->probs, net->probs, labels, B, net->classes, 0.0f);
-    net_backward(net, net->probs, B);
+    unsigned char labels[3];
+    struct rng rng = test_rng(11);
+    gradient_batch(net, x, labels, &rng);
 
     size_t P = net->param_count;
     float *base = malloc(P * sizeof(float)), *dir = malloc(P * sizeof(float));
@@ -135,23 +143,13 @@ static void check_shared_path(int stem_stride, const int *choice)
     int B = 3, side = 9;
     struct net *net = net_create(&job.net, B, side, 1, 5, 0, 7);
     CU_ASSERT_PTR_NOT_NULL_FATAL(net);
-    for (int l = 0; l < net->layer_count; l++) {
+    for (int l = 0; l < net->layer_count; l++)
         net->choice[l] = choice[l];
-        const struct net_block *sb = &net->layers[l].super;
-        if (sb->residual) /* residual BN scales start at 0, hiding the body: start them at 1 */
-            for (int c = 0; c < sb->cout; c++)
-                net->params[sb->bn3.gamma + c] = 1.0f;
-    }
-    struct rng rng;
-    rng_seed(&rng, 11, 0);
+    net_set_residual_scales(net, 1.0f);
     float x[3 * 81];
-    for (int i = 0; i < B * side * side; i++)
-        x[i] = (float)rng_normal(&rng);
-    unsigned char labels[3] = {1, 4, 2};
-    net_zero_grads(net);
-    net_loss(net, x, labels, B);
-    op_softmax_xent_backward(net->probs, net->probs, labels, B, net->classes, 0.0f);
-    net_backward(net, net->probs, B);
+    unsigned char labels[3];
+    struct rng rng = test_rng(11);
+    gradient_batch(net, x, labels, &rng);
     unsigned char *used = calloc(net->param_count, 1);
     for (int l = 0; l < net->layer_count; l++) {
         const struct net_block *blk = &net->layers[l].cand[choice[l]];
@@ -213,8 +211,7 @@ TEST(net_shared_candidates_slice_one_superkernel)
         EXPECT_EQ_INT(layer->cand[i].count, sb->count);
     }
     EXPECT_EQ_INT(layer->cand[3].count, 0);
-    for (int c = 0; c < sb->cout; c++) /* residual BN scale 0 would hide the block body */
-        net->params[sb->bn3.gamma + c] = 1.0f;
+    net_set_residual_scales(net, 1.0f);
     float x[2 * 81], base[2 * 5];
     for (int i = 0; i < B * side * side; i++)
         x[i] = (float)((i * 37) % 11) / 5.0f - 1.0f;
