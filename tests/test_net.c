@@ -30,6 +30,19 @@ static double net_loss(struct net *net, const float *x, const unsigned char *lab
     return op_softmax_xent_forward(net->probs, NULL, net->logits, labels, B, net->classes, 0.0f);
 }
 
+/* d loss / d *value by a central difference of step h on the batch (x, labels). */
+static double central_difference(struct net *net, float *value, double h, const float *x,
+                                 const unsigned char *labels)
+{
+    float v0 = *value;
+    *value = v0 + (float)h;
+    double lp = net_loss(net, x, labels, 3);
+    *value = v0 - (float)h;
+    double lm = net_loss(net, x, labels, 3);
+    *value = v0;
+    return (lp - lm) / (2 * h);
+}
+
 /* The gradient checks' batch: 3 images of 9x9 drawn from rng into x, labels 1, 4, 2; then one
  * training forward and backward of net on it (gradients in net->grads). */
 static void gradient_batch(struct net *net, float *x, unsigned char *labels, struct rng *rng)
@@ -100,14 +113,7 @@ static void check_path_gradient(int fixed, int with_mask, int stem_stride, const
     if (with_mask) {
         /* mask gradient: d loss / d mask[c] by central differences on the mask itself */
         for (int c = 0; c < 8; c++) {
-            float m0 = net->mask[c];
-            double h = 1e-2;
-            net->mask[c] = m0 + (float)h;
-            double lp = net_loss(net, x, labels, B);
-            net->mask[c] = m0 - (float)h;
-            double lm = net_loss(net, x, labels, B);
-            net->mask[c] = m0;
-            double numeric = (lp - lm) / (2 * h);
+            double numeric = central_difference(net, &net->mask[c], 1e-2, x, labels);
             EXPECT_NEAR(net->mask_grad[c], numeric, 0.03 * fmax(fabs(numeric), 0.05));
         }
     }
@@ -163,14 +169,7 @@ static void check_shared_path(int stem_stride, const int *choice)
             stray += net->grads[i] != 0.0f;
             continue;
         }
-        float p0 = net->params[i];
-        double h = 1e-3;
-        net->params[i] = p0 + (float)h;
-        double lp = net_loss(net, x, labels, B);
-        net->params[i] = p0 - (float)h;
-        double lm = net_loss(net, x, labels, B);
-        net->params[i] = p0;
-        double numeric = (lp - lm) / (2 * h);
+        double numeric = central_difference(net, &net->params[i], 1e-3, x, labels);
         off += fabs(net->grads[i] - numeric) > 0.1 * fmax(fabs(numeric), 0.01);
     }
     EXPECT_EQ_INT(stray, 0);

@@ -363,18 +363,21 @@ TEST(search_lambda_lowers_expected_latency)
     CU_ASSERT(e20[1] < e20[0]);
 }
 
-/* derive's rule for the derived ops, on a link where splits inside the network can win (a
- * phone 100x slower than the pixel4, an edge 100x faster than the pixel6, 1 Mbit/s, 1 ms
- * round trip: the input costs 6.3 ms to send, a channel of layer 2's 14x14 map 1.6 ms): the recorded choice is the
+/* A regime where splits inside the network can win: a phone 100x slower than the pixel4, an
+ * edge 100x faster than the pixel6, 1 Mbit/s, 1 ms round trip (the input costs 6.3 ms to
+ * send, a channel of layer 2's 14x14 map 1.6 ms). */
+#define INNER_SPLIT_REGIME                                                                       \
+    "latency.device_scale=100;latency.edge_scale=0.01;network.preset=custom;"                   \
+    "network.bandwidth_mbps=1;network.rtt_ms=1"
+
+/* derive's rule for the derived ops, in INNER_SPLIT_REGIME: the recorded choice is the
  * fastest by the tables among every split's admitted channel count (recomputed here from the
  * tables), each admitted count keeps the supernet's accuracy within the tolerance, every split
  * derive skipped was slower with one channel than the choice, and the paper's argmax rule is
  * recorded beside it; --mode argmax makes that the choice. */
 TEST(derive_picks_the_fastest_admitted_split_for_the_derived_ops)
 {
-    struct job job = tiny_search_job("latency.device_scale=100;latency.edge_scale=0.01;"
-                                     "network.preset=custom;network.bandwidth_mbps=1;"
-                                     "network.rtt_ms=1");
+    struct job job = tiny_search_job(INNER_SPLIT_REGIME);
     const char *run = temp_path("derive");
     CU_ASSERT_EQUAL_FATAL(run_search(&job, run), 0);
     json_t *arch = run_command(cmd_derive, "derive", run, "arch.json");
@@ -434,9 +437,7 @@ TEST(derive_picks_the_fastest_admitted_split_for_the_derived_ops)
  * search.split=device (the search of nas-then-split) keeps p(all on the device) at 1. */
 TEST(baseline_neurosurgeon_and_the_device_only_search)
 {
-    struct job job = tiny_search_job("train.epochs=1;latency.edge_scale=0.01;"
-                                     "network.preset=custom;network.bandwidth_mbps=100;"
-                                     "network.rtt_ms=1");
+    struct job job = tiny_search_job(INNER_SPLIT_REGIME ";train.epochs=1");
     const char *out = temp_path("neurosurgeon");
     struct eval_result r;
     CU_ASSERT_EQUAL_FATAL(baseline_run(BASELINE_NEUROSURGEON, &job, out, &r), 0);

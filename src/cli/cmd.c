@@ -83,7 +83,7 @@ int cmd_parse(int argc, char **argv, const char *command, const char *usage,
         if (!o || i + 1 >= argc)
             return cmd_usage_error("%s: unknown or incomplete option '%s'", command, argv[i]);
         const char *value = argv[++i];
-        if (o->kind == CMD_STRING) {
+        if (o->kind == CMD_STRING || o->kind == CMD_NEEDED) {
             *(const char **)o->target = value;
             continue;
         }
@@ -93,7 +93,20 @@ int cmd_parse(int argc, char **argv, const char *command, const char *usage,
             return cmd_usage_error("%s: %s: '%s' is not a valid count", command, o->name, value);
         *(int *)o->target = (int)v;
     }
+    for (int k = 0; k < count; k++)
+        if (options[k].kind == CMD_NEEDED && !*(const char **)options[k].target)
+            return cmd_usage_error("%s: %s is required", command, options[k].name);
     return CMD_CONTINUE;
+}
+
+int cmd_parse_job(struct job *job, int argc, char **argv, const char *command, const char *usage,
+                  const struct cmd_option *options, int count)
+{
+    struct cmd_job_options opts = {0};
+    int status = cmd_parse(argc, argv, command, usage, &opts, options, count);
+    if (status != CMD_CONTINUE)
+        return status;
+    return cmd_load_job(job, &opts) ? 1 : CMD_CONTINUE;
 }
 
 int cmd_join_ranks(const struct job *job, const char *profiler_device, int uses_tables)

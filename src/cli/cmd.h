@@ -36,9 +36,9 @@ int cmd_load_job(struct job *job, const struct cmd_job_options *o);
 /* offnas train --arch FILE: retrains a derived network with its split and channel mask. */
 int cmd_train_arch(const char *arch_path, const char *out, const struct cmd_job_options *opts);
 
-/* One option of a command: --name VALUE stored as a string, or as an int count checked against
- * [min, max]. */
-enum cmd_option_kind { CMD_STRING, CMD_COUNT, CMD_FLAG };
+/* One option of a command: --name VALUE stored as a string (CMD_NEEDED: one the command cannot
+ * run without), or as an int count checked against [min, max]. */
+enum cmd_option_kind { CMD_STRING, CMD_NEEDED, CMD_COUNT, CMD_FLAG };
 struct cmd_option {
     const char *name;          /* "--out" */
     enum cmd_option_kind kind;
@@ -48,12 +48,18 @@ struct cmd_option {
 };
 
 /* Parses argv[1..] of command (e.g. "bench train"): --help/-h prints usage to stdout, --job and
- * --set go to job (when job is non-NULL), the rest must be in options. Returns CMD_CONTINUE when
- * the command should run, or the exit status (0 after --help, 2 after a usage error, printed as
- * one line naming the command and the option). */
+ * --set go to job (when job is non-NULL), the rest must be in options, and every CMD_NEEDED
+ * option must be given. Returns CMD_CONTINUE when the command should run, or the exit status
+ * (0 after --help, 2 after a usage error, printed as one line naming the command and the
+ * option). */
 #define CMD_CONTINUE (-1)
 int cmd_parse(int argc, char **argv, const char *command, const char *usage,
               struct cmd_job_options *job, const struct cmd_option *options, int count);
+
+/* cmd_parse with --job and --set, then cmd_load_job into job: CMD_CONTINUE when the command
+ * should run, else the exit status (1 after a job error, printed). */
+int cmd_parse_job(struct job *job, int argc, char **argv, const char *command, const char *usage,
+                  const struct cmd_option *options, int count);
 
 /* Joins the job's MPI ranks (dist_setup; uses_tables: the command takes tables from profiler
  * ranks). Returns CMD_CONTINUE on a trainer, else the exit status to return: a profiler

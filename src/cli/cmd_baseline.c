@@ -25,29 +25,23 @@ static const char BASELINE_USAGE[] =
 
 int cmd_baseline(int argc, char **argv)
 {
-    struct cmd_job_options opts = {0};
     const char *out = NULL;
-    const struct cmd_option options[] = {{"--out", CMD_STRING, &out, 0, 0}};
-    if (argc < 2 || argv[1][0] == '-') {
-        int status = cmd_parse(argc, argv, "baseline", BASELINE_USAGE, &opts, options, 1);
-        return status == CMD_CONTINUE ? cmd_usage_error("baseline: name a method "
-                                                        "(neurosurgeon, nas-then-split, "
-                                                        "prune-split)")
-                                      : status;
-    }
+    const struct cmd_option options[] = {{"--out", CMD_NEEDED, &out, 0, 0}};
+    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+    if (help)
+        fputs(BASELINE_USAGE, stdout);
+    if (help || argc < 2 || argv[1][0] == '-')
+        return help ? 0 : cmd_usage_error("baseline: name a method first (neurosurgeon, "
+                                          "nas-then-split, prune-split)");
     int method = baseline_parse(argv[1]);
     if (method < 0)
         return cmd_usage_error("baseline: unknown method '%s' (neurosurgeon, nas-then-split, "
                                "prune-split)",
                                argv[1]);
-    int status = cmd_parse(argc - 1, argv + 1, "baseline", BASELINE_USAGE, &opts, options, 1);
+    struct job job;
+    int status = cmd_parse_job(&job, argc - 1, argv + 1, "baseline", BASELINE_USAGE, options, 1);
     if (status != CMD_CONTINUE)
         return status;
-    if (!out)
-        return cmd_usage_error("baseline: --out DIR is required");
-    struct job job;
-    if (cmd_load_job(&job, &opts))
-        return 1;
     struct eval_result r;
     if (baseline_run((enum baseline_method)method, &job, out, &r)) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());

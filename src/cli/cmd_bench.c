@@ -24,18 +24,15 @@ static const char BENCH_USAGE[] =
 
 static int bench_train(int argc, char **argv)
 {
-    struct cmd_job_options opts = {0};
     int threads = 1, batch = 64, steps = 30, windows = 7;
     const struct cmd_option options[] = {{"--threads", CMD_COUNT, &threads, 0, 100000},
                                          {"--batch", CMD_COUNT, &batch, 1, 100000},
                                          {"--steps", CMD_COUNT, &steps, 1, 100000},
                                          {"--windows", CMD_COUNT, &windows, 1, 100000}};
-    int status = cmd_parse(argc, argv, "bench train", BENCH_USAGE, &opts, options, 4);
+    struct job job;
+    int status = cmd_parse_job(&job, argc, argv, "bench train", BENCH_USAGE, options, 4);
     if (status != CMD_CONTINUE)
         return status;
-    struct job job;
-    if (cmd_load_job(&job, &opts))
-        return 1;
     op_set_threads(threads);
     int side = job.data_resize, classes = 10;
     struct net *net = net_create(&job.net, batch, side, 1, classes, 1, (uint64_t)job.train_seed);
@@ -89,16 +86,13 @@ static const char INFER_USAGE[] =
 
 static int bench_infer(int argc, char **argv)
 {
-    struct cmd_job_options opts = {0};
     int threads = 1, runs = 500;
     const struct cmd_option options[] = {{"--threads", CMD_COUNT, &threads, 0, 1000000},
                                          {"--runs", CMD_COUNT, &runs, 1, 1000000}};
-    int status = cmd_parse(argc, argv, "bench infer", INFER_USAGE, &opts, options, 2);
+    struct job job;
+    int status = cmd_parse_job(&job, argc, argv, "bench infer", INFER_USAGE, options, 2);
     if (status != CMD_CONTINUE)
         return status;
-    struct job job;
-    if (cmd_load_job(&job, &opts))
-        return 1;
     op_set_threads(threads);
     int side = job.data_resize;
     struct net *net = net_create(&job.net, 1, side, 1, 10, 1, (uint64_t)job.train_seed);
@@ -131,16 +125,13 @@ static const char SEARCH_BENCH_USAGE[] =
 
 static int bench_search(int argc, char **argv)
 {
-    struct cmd_job_options opts = {0};
     int steps = 20, warmup = 3;
     const struct cmd_option options[] = {{"--steps", CMD_COUNT, &steps, 1, 1000000},
                                          {"--warmup", CMD_COUNT, &warmup, 0, 1000000}};
-    int status = cmd_parse(argc, argv, "bench search", SEARCH_BENCH_USAGE, &opts, options, 2);
+    struct job job;
+    int status = cmd_parse_job(&job, argc, argv, "bench search", SEARCH_BENCH_USAGE, options, 2);
     if (status != CMD_CONTINUE)
         return status;
-    struct job job;
-    if (cmd_load_job(&job, &opts))
-        return 1;
     status = cmd_join_ranks(&job, NULL, 1);
     if (status != CMD_CONTINUE)
         return status;

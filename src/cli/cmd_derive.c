@@ -29,13 +29,11 @@ static void print_choice(const char *what, const struct derive_choice *c)
 int cmd_derive(int argc, char **argv)
 {
     const char *run = NULL, *mode = "accuracy";
-    const struct cmd_option options[] = {{"--run", CMD_STRING, &run, 0, 0},
+    const struct cmd_option options[] = {{"--run", CMD_NEEDED, &run, 0, 0},
                                          {"--mode", CMD_STRING, &mode, 0, 0}};
     int status = cmd_parse(argc, argv, "derive", DERIVE_USAGE, NULL, options, 2);
     if (status != CMD_CONTINUE)
         return status;
-    if (!run)
-        return cmd_usage_error("derive: --run DIR is required");
     if (strcmp(mode, "accuracy") && strcmp(mode, "argmax"))
         return cmd_usage_error("derive: --mode must be accuracy or argmax, not '%s'", mode);
     int argmax_only = !strcmp(mode, "argmax");

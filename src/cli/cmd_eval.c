@@ -18,13 +18,11 @@ int cmd_eval(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     const char *run = NULL, *network = NULL;
-    const struct cmd_option options[] = {{"--run", CMD_STRING, &run, 0, 0},
+    const struct cmd_option options[] = {{"--run", CMD_NEEDED, &run, 0, 0},
                                          {"--network", CMD_STRING, &network, 0, 0}};
     int status = cmd_parse(argc, argv, "eval", EVAL_USAGE, &opts, options, 2);
     if (status != CMD_CONTINUE)
         return status;
-    if (!run)
-        return cmd_usage_error("eval: --run DIR is required");
     char set[64];
     if (network) {
         snprintf(set, sizeof set, "network.preset=%s", network);

@@ -14,15 +14,12 @@ static const char JOB_USAGE[] =
 
 int cmd_job(int argc, char **argv)
 {
-    struct cmd_job_options opts = {0};
     const char *name = NULL;
     const struct cmd_option options[] = {{"--key", CMD_STRING, &name, 0, 0}};
-    int status = cmd_parse(argc, argv, "job", JOB_USAGE, &opts, options, 1);
+    struct job job;
+    int status = cmd_parse_job(&job, argc, argv, "job", JOB_USAGE, options, 1);
     if (status != CMD_CONTINUE)
         return status;
-    struct job job;
-    if (cmd_load_job(&job, &opts))
-        return 1;
     if (!name) {
         job_write(&job, stdout);
         return 0;

@@ -15,17 +15,14 @@ static const char PROFILER_USAGE[] =
 
 int cmd_profiler(int argc, char **argv)
 {
-    struct cmd_job_options opts = {0};
     const char *device = NULL;
     const struct cmd_option options[] = {{"--device", CMD_STRING, &device, 0, 0}};
-    int status = cmd_parse(argc, argv, "profiler", PROFILER_USAGE, &opts, options, 1);
+    struct job job;
+    int status = cmd_parse_job(&job, argc, argv, "profiler", PROFILER_USAGE, options, 1);
     if (status != CMD_CONTINUE)
         return status;
     if (!device || (strcmp(device, "mobile") && strcmp(device, "edge")))
         return cmd_usage_error("profiler: --device mobile or --device edge is required");
-    struct job job;
-    if (cmd_load_job(&job, &opts))
-        return 1;
     status = cmd_join_ranks(&job, device, 0);
     return status == CMD_CONTINUE ? 0 : status;
 }

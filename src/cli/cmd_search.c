@@ -67,13 +67,11 @@ int cmd_search(int argc, char **argv)
     struct cmd_job_options opts = {0};
     const char *out = NULL;
     int resume = 0;
-    const struct cmd_option options[] = {{"--out", CMD_STRING, &out, 0, 0},
+    const struct cmd_option options[] = {{"--out", CMD_NEEDED, &out, 0, 0},
                                          {"--resume", CMD_FLAG, &resume, 0, 0}};
     int status = cmd_parse(argc, argv, "search", SEARCH_USAGE, &opts, options, 2);
     if (status != CMD_CONTINUE)
         return status;
-    if (!out)
-        return cmd_usage_error("search: --out DIR is required");
     struct job job;
     if (resume && !opts.job_path) {
         if (job_from_checkpoint(&job, out, &opts)) {

@@ -31,13 +31,11 @@ int cmd_train(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     const char *out = NULL, *arch = NULL;
-    const struct cmd_option options[] = {{"--out", CMD_STRING, &out, 0, 0},
+    const struct cmd_option options[] = {{"--out", CMD_NEEDED, &out, 0, 0},
                                          {"--arch", CMD_STRING, &arch, 0, 0}};
     int status = cmd_parse(argc, argv, "train", TRAIN_USAGE, &opts, options, 2);
     if (status != CMD_CONTINUE)
         return status;
-    if (!out)
-        return cmd_usage_error("train: --out DIR is required");
     if (arch) {
         if (opts.job_path)
             return cmd_usage_error("train: --arch takes its job from arch.json; use --set");
