@@ -108,8 +108,11 @@ static int smallest_count(struct derive_split *sp, struct net *net, const int *o
         int mid = lo + (hi - lo) / 2;
         fill_choice(c, arch, cost, ops, s, order, mid);
         apply_choice(net, c);
-        double a = measure(net, data, o, tb);
+        double t0 = offnas_now(), a = measure(net, data, o, tb);
         sp->evaluated++;
+        offnas_log("derive: split %d with %d of %d channels: supernet accuracy %.4f (floor %.4f, "
+                   "%.1f s)",
+                   s, mid, arch->channels[s], a, floor, offnas_now() - t0);
         if (a >= floor) {
             found = mid;
             found_accuracy = a;
@@ -155,6 +158,7 @@ int derive_split_for(struct derive_result *r, struct net *net, const struct arch
     apply_choice(net, &r->chosen);
     r->unmasked_accuracy = measure(net, data, o, &tb);
     r->measurements = 1;
+    offnas_log("derive: derived ops, no mask: supernet accuracy %.4f", r->unmasked_accuracy);
     struct derive_choice device;
     fill_choice(&device, arch, cost, r->ops, L + 1, order, 0);
     if (device.latency.total < r->chosen.latency.total)
