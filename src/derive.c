@@ -208,7 +208,6 @@ int derive_split_for(struct derive_result *r, struct net *net, const struct arch
     }
     free(c);
     apply_choice(net, &r->chosen);
-    recalibrate(net, data, o, &tb);
     train_batch_free(&tb);
     return 0;
 }

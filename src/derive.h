@@ -60,8 +60,9 @@ struct derive_data {
 };
 
 /* Runs the rule on the supernet net (built for arch's space, weights loaded; batch >= 1),
- * writing into r. Leaves net's choices and mask set to r->chosen and its batch-norm running
- * statistics re-estimated for it. Returns 0, or -1 with an error (empty data). */
+ * writing into r. Leaves net's choices and mask set to r->chosen (its batch-norm running
+ * statistics are those of the last measurement; both callers discard the net). Returns 0, or
+ * -1 with an error (empty data). */
 int derive_for_ops(struct derive_result *r, struct net *net, const struct arch *arch,
                    const struct arch_cost *cost, const struct derive_data *data,
                    const struct derive_options *options);
