@@ -173,7 +173,7 @@ static int nas_then_split(const struct job *job, const char *out_dir, struct eva
     struct job *device_job = offnas_malloc(sizeof *device_job);
     *device_job = *job;
     snprintf(device_job->search_split, sizeof device_job->search_split, "device");
-    int rc = search_run(device_job, run, 0) == SEARCH_DONE ? 0 : -1;
+    int rc = search_run(device_job, run, 0, 0) == SEARCH_DONE ? 0 : -1;
     free(device_job);
     struct derive_result *r = offnas_calloc(1, sizeof *r);
     if (!rc)

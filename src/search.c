@@ -489,10 +489,15 @@ static void arch_step(struct search_ctx *c, float tau, struct search_epoch_sums 
     sums->arch_loss += arch_loss * c->B;
 }
 
+static void log_epoch(FILE *log, struct search_ctx *c, float tau, int epoch);
+
 /* Collective: averages the trainers' running statistics, sums the epoch figures into
- * state.epoch_sums, and trainer 0 writes DIR/checkpoint.h5. */
+ * state.epoch_sums, at an epoch's end writes its log line (to log on trainer 0) and starts the next
+ * epoch's sums, and trainer 0 writes DIR/checkpoint.h5 (after the reset: a run resumed from an
+ * epoch's end must not count that epoch's figures again). */
 static int ctx_checkpoint(struct search_ctx *c, const char *out_dir,
-                          struct search_epoch_sums *sums)
+                          struct search_epoch_sums *sums, int epoch_end, FILE *log,
+                          float tau)
 {
     dist_average(c->d, c->net->stats, c->net->stat_count);
     double all[SEARCH_EPOCH_SUMS], epoch[SEARCH_EPOCH_SUMS];
@@ -503,6 +508,10 @@ static int ctx_checkpoint(struct search_ctx *c, const char *out_dir,
         epoch[i] = epoch[i] + all[i];
     sums_unpack(&c->state.epoch_sums, epoch);
     memset(sums, 0, sizeof *sums);
+    if (epoch_end) {
+        log_epoch(log, c, tau, c->state.epoch);
+        memset(&c->state.epoch_sums, 0, sizeof c->state.epoch_sums);
+    }
     long failed = 0;
     if (c->d->rank == 0) {
         char path[JOB_PATH_MAX * 2];
@@ -702,12 +711,7 @@ static int checkpoint_if_due(struct search_ctx *c, const char *out_dir, FILE *lo
         return 0;
     if (epoch_end)
         c->state.epoch = epoch + 1;
-    OFFNAS_TRY(ctx_checkpoint(c, out_dir, sums));
-    if (epoch_end) {
-        log_epoch(log, c, tau, epoch + 1);
-        memset(&c->state.epoch_sums, 0, sizeof c->state.epoch_sums);
-    }
-    return 0;
+    return ctx_checkpoint(c, out_dir, sums, epoch_end, log, tau);
 }
 
 /* Every trainer states what it derived: equal on all of them, or the checksums would have
@@ -727,7 +731,7 @@ static void print_derived(const struct search_ctx *c)
     fflush(stdout);
 }
 
-int search_run(const struct job *job, const char *out_dir, int resume)
+int search_run(const struct job *job, const char *out_dir, int resume, int until_epoch)
 {
     struct search_ctx c;
     FILE *log = NULL;
@@ -758,6 +762,14 @@ int search_run(const struct job *job, const char *out_dir, int resume)
             goto done;
         }
         log_progress(&c, &progress, epoch, tau, searching, &sums);
+        if (until_epoch > 0 && c.state.step < c.total &&
+            c.state.step == c.per_epoch * until_epoch) {
+            offnas_log("search: stopped after epoch %d of %d as asked, with a checkpoint in %s; "
+                       "continue with: offnas search --resume --out %s",
+                       until_epoch, job->search_epochs, out_dir, out_dir);
+            rc = SEARCH_PAUSED;
+            goto done;
+        }
     }
     print_derived(&c);
     rc = SEARCH_DONE;

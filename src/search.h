@@ -26,13 +26,14 @@ int search_cost_init(struct arch_cost *cost, const struct job *job,
                      const struct latency_table *device, const struct latency_table *edge);
 
 /* How a search run ended. */
-enum search_end { SEARCH_DONE = 0, SEARCH_FAILED = -1, SEARCH_STOPPED = 1 };
+enum search_end { SEARCH_DONE = 0, SEARCH_FAILED = -1, SEARCH_STOPPED = 1, SEARCH_PAUSED = 2 };
 
 /* Runs the search of job into out_dir on the trainers of dist_get(): from scratch, or with
- * resume from out_dir's newest readable checkpoint. Returns SEARCH_DONE, SEARCH_STOPPED (a
- * stop signal arrived: a checkpoint was written and the run can resume) or SEARCH_FAILED with
- * an error. */
-int search_run(const struct job *job, const char *out_dir, int resume);
+ * resume from out_dir's newest readable checkpoint. until_epoch > 0 ends the run after that
+ * epoch (of job's search.epochs, so the schedules are the whole run's). Returns SEARCH_DONE,
+ * SEARCH_PAUSED (until_epoch reached first), SEARCH_STOPPED (a stop signal arrived; in both
+ * cases a checkpoint was written and the run can resume) or SEARCH_FAILED with an error. */
+int search_run(const struct job *job, const char *out_dir, int resume, int until_epoch);
 
 /* Times `steps` search steps (weight step + architecture step each) of job, after `warmup`
  * untimed ones; fills the figures trainer 0 prints. Collective over the trainers. */

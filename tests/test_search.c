@@ -58,7 +58,7 @@ static struct job tiny_search_job(const char *extra)
 
 static int run_search(const struct job *job, const char *dir)
 {
-    int rc = search_run(job, dir, 0);
+    int rc = search_run(job, dir, 0, 0);
     if (rc)
         fprintf(stderr, "search_run(%s): %s\n", dir, offnas_last_error());
     return rc;
@@ -363,6 +363,29 @@ TEST(search_lambda_lowers_expected_latency)
     CU_ASSERT(e20[1] < e20[0]);
 }
 
+/* jobs/compare's lambda sweep shares one warm-up: a search stopped after the warm-up epoch
+ * (--until-epoch 1, at lambda 0) and resumed with lambda 20 is, row for row of log.csv, the
+ * search run at lambda 20 from the start (deterministic mode: exact equality). */
+TEST(search_paused_after_the_warmup_resumes_with_another_lambda)
+{
+    struct job full = tiny_search_job("search.lambda=20;search.deterministic=1");
+    struct job warm = tiny_search_job("search.lambda=0;search.deterministic=1");
+    const char *rf = temp_path("sweep_full"), *rw = temp_path("sweep_warm");
+    CU_ASSERT_EQUAL_FATAL(run_search(&full, rf), 0);
+    CU_ASSERT_EQUAL_FATAL(search_run(&warm, rw, 0, 1), SEARCH_PAUSED);
+    double paused[4];
+    EXPECT_EQ_INT(log_column(rw, "expected_ms", paused, 4), 1);
+    CU_ASSERT_EQUAL_FATAL(search_run(&full, rw, 1, 0), SEARCH_DONE);
+    const char *columns[] = {"train_loss", "train_acc", "val_loss", "val_acc", "expected_ms"};
+    for (size_t i = 0; i < sizeof columns / sizeof *columns; i++) {
+        double a[4], b[4];
+        EXPECT_EQ_INT(log_column(rf, columns[i], a, 4), 2);
+        EXPECT_EQ_INT(log_column(rw, columns[i], b, 4), 2);
+        EXPECT_NEAR(a[0], b[0], 0);
+        EXPECT_NEAR(a[1], b[1], 0);
+    }
+}
+
 /* A regime where splits inside the network can win: a phone 100x slower than the pixel4, an
  * edge 100x faster than the pixel6, 1 Mbit/s, 1 ms round trip (the input costs 6.3 ms to
  * send, a channel of layer 2's 14x14 map 1.6 ms). */
@@ -481,6 +504,7 @@ static const struct test_case TESTS[] = {
     CASE(baseline_neurosurgeon_and_the_device_only_search),
     CASE(search_end_to_end),
     CASE(search_lambda_lowers_expected_latency),
+    CASE(search_paused_after_the_warmup_resumes_with_another_lambda),
 };
 
 TEST_MAIN("search", TESTS)

@@ -14,6 +14,7 @@
 static const char SEARCH_USAGE[] =
     "usage: offnas search --job FILE --out DIR [--set SECTION.KEY=VALUE ...]\n"
     "       offnas search --resume --out DIR [--job FILE] [--set ...]\n"
+    "       [--until-epoch N]\n"
     "\n"
     "Searches ops, split point and sent channels together: weights with SGD on the training\n"
     "split, alpha/beta/gamma with Adam on the validation split, loss = CE + latency term from\n"
@@ -21,7 +22,10 @@ static const char SEARCH_USAGE[] =
     "epoch: E[T] and its parts, split distribution, kept channels, table versions),\n"
     "DIR/checkpoint.h5 (every cluster.checkpoint_every steps and each epoch; the previous one\n"
     "kept as checkpoint.prev.h5), DIR/lut_device.h5 and DIR/lut_edge.h5.\n"
-    "--resume continues from the newest readable checkpoint (its job, unless --job is given).\n"
+    "--resume continues from the newest readable checkpoint (its job, unless --job is given;\n"
+    "--set may change keys of the steps still to come, e.g. search.lambda after the warm-up).\n"
+    "--until-epoch N ends the run after epoch N with a checkpoint (the schedules stay those of\n"
+    "search.epochs): one weights warm-up, then --resume into copies of DIR for a lambda sweep.\n"
     "SIGTERM or SIGUSR1: writes a checkpoint and exits with status 3. Under mpirun or srun the\n"
     "ranks are data-parallel trainers, and the last ones profilers when cluster.profilers\n"
     "names them. Then: offnas derive --run DIR.\n";
@@ -66,10 +70,11 @@ int cmd_search(int argc, char **argv)
 {
     struct cmd_job_options opts = {0};
     const char *out = NULL;
-    int resume = 0;
+    int resume = 0, until_epoch = 0;
     const struct cmd_option options[] = {{"--out", CMD_NEEDED, &out, 0, 0},
-                                         {"--resume", CMD_FLAG, &resume, 0, 0}};
-    int status = cmd_parse(argc, argv, "search", SEARCH_USAGE, &opts, options, 2);
+                                         {"--resume", CMD_FLAG, &resume, 0, 0},
+                                         {"--until-epoch", CMD_COUNT, &until_epoch, 1, 1000000}};
+    int status = cmd_parse(argc, argv, "search", SEARCH_USAGE, &opts, options, 3);
     if (status != CMD_CONTINUE)
         return status;
     struct job job;
@@ -84,13 +89,15 @@ int cmd_search(int argc, char **argv)
     status = cmd_join_ranks(&job, NULL, 1);
     if (status != CMD_CONTINUE)
         return status;
-    int end = search_run(&job, out, resume);
+    int end = search_run(&job, out, resume, until_epoch);
     if (end == SEARCH_FAILED) {
         fprintf(stderr, "offnas: %s\n", offnas_last_error());
         return 1;
     }
     if (end == SEARCH_STOPPED)
         return DIST_EXIT_STOPPED;
+    if (end == SEARCH_PAUSED)
+        return 0;
     if (dist_get()->rank == 0)
         printf("search: done; next: offnas derive --run %s\n", out);
     return 0;
