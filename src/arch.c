@@ -272,9 +272,9 @@ static void soft_pick_grad(float *grads, const float *soft, int n, int k, double
 }
 
 void arch_task_gradients(struct arch *arch, const struct arch_sample *sample,
-                         const struct net *net)
+                         const struct net *net, int with_ops)
 {
-    for (int l = 0; l < arch->layer_count; l++)
+    for (int l = 0; with_ops && l < arch->layer_count; l++)
         soft_pick_grad(arch->grads + arch->alpha[l], sample->op_soft[l], arch->op_count[l],
                        sample->ops[l], net->gate_grad[l], sample->tau);
     int s = sample->split;
@@ -289,6 +289,18 @@ void arch_task_gradients(struct arch *arch, const struct arch_sample *sample,
     for (int c = 0; c < arch->channels[s]; c++) {
         double q = arch_keep_prob(arch, s, c);
         arch->grads[arch->gamma[s] + c] += (float)(net->mask_grad[c] * q * (1.0 - q));
+    }
+}
+
+void arch_paired_op_gradients(struct arch *arch, const struct arch_sample *a, double la,
+                              const struct arch_sample *b, double lb)
+{
+    float half = (float)(0.5 * (la - lb));
+    for (int l = 0; l < arch->layer_count; l++) {
+        if (a->ops[l] == b->ops[l])
+            continue;
+        arch->grads[arch->alpha[l] + a->ops[l]] += half;
+        arch->grads[arch->alpha[l] + b->ops[l]] -= half;
     }
 }
 

@@ -101,9 +101,17 @@ void arch_apply(const struct arch_sample *sample, struct net *net);
 
 /* After net_backward of a forward with the sample applied: ADDS the straight-through
  * gradients of the task loss to arch->grads, from net->gate_grad (d loss / d op gate per
- * layer), net->split_gate_grad (d loss / d split gate) and net->mask_grad (d loss / d mask). */
+ * layer; only with with_ops), net->split_gate_grad (d loss / d split gate) and net->mask_grad
+ * (d loss / d mask). */
 void arch_task_gradients(struct arch *arch, const struct arch_sample *sample,
-                         const struct net *net);
+                         const struct net *net, int with_ops);
+
+/* The paired score-function estimate of d E[loss] / d alpha from two paths a and b drawn from
+ * pi = softmax(alpha) and evaluated on the same batch (losses la, lb): ADDS (la - lb) / 2 to
+ * the logit of a's op and subtracts it from b's in every layer where they differ (the
+ * two-sample leave-one-out form of REINFORCE: (la - lb)/2 (d log pi(a) - d log pi(b))). */
+void arch_paired_op_gradients(struct arch *arch, const struct arch_sample *a, double la,
+                              const struct arch_sample *b, double lb);
 
 /* Argmax op per layer, argmax split, and channels with q > 0.5 at that split (mask 0/1 into
  * mask, count returned in *kept). */

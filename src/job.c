@@ -48,6 +48,7 @@ struct job_key {
 static const char *const LOSS_WORDS[] = { "additive", "multiplicative", NULL };
 static const char *const SUPERNET_WORDS[] = { "shared", "separate", NULL };
 static const char *const SPLIT_WORDS[] = { "search", "device", NULL };
+static const char *const OP_GRADIENT_WORDS[] = { "paired", "gate", NULL };
 /* The words of search.wire and network.preset are link.h's LINK_WIRE_NAMES and
  * LINK_PRESET_NAMES: a new wire format or preset is one entry there. */
 
@@ -114,6 +115,7 @@ static const struct job_key KEYS[] = {
     K_INT("search", "seed", search_seed, "1", 0, INT_MAX),
     K_BOOL("search", "deterministic", search_deterministic, "0"),
     K_ENUM("search", "split", search_split, "search", SPLIT_WORDS),
+    K_ENUM("search", "op_gradient", search_op_gradient, "paired", OP_GRADIENT_WORDS),
 
     K_DBL("derive", "max_accuracy_drop", derive_max_accuracy_drop, "0.005", 0, 1),
     K_INT("derive", "bn_batches", derive_bn_batches, "20", 1, 100000),

@@ -72,6 +72,8 @@ struct job {
     int search_seed;
     int search_deterministic;
     char search_split[16];     /* "search": learn the split; "device": everything on the device */
+    char search_op_gradient[8]; /* alpha's task gradient: "paired" (two paths, score function)
+                                 * or "gate" (straight-through gate gradient) */
 
     /* [derive] */
     double derive_max_accuracy_drop; /* channels kept: accuracy within this of unmasked */

@@ -441,6 +441,24 @@ static void weight_step(struct search_ctx *c, float tau, struct search_epoch_sum
     sums->train_images += c->B;
 }
 
+/* The paired estimate of alpha's task gradient: a second path with the ops drawn again (split
+ * and channel mask kept, so the two losses differ by the ops alone) on the same validation
+ * batch, forward only. */
+static void paired_op_step(struct search_ctx *c, const struct arch_sample *a, float la,
+                           struct rng *rng)
+{
+    struct arch_sample b = *a, redraw;
+    arch_sample(&redraw, &c->arch, a->tau, rng);
+    memcpy(b.ops, redraw.ops, sizeof b.ops);
+    memcpy(b.op_soft, redraw.op_soft, sizeof b.op_soft);
+    arch_apply(&b, c->net);
+    net_forward(c->net, c->vb.x, c->B, 1);
+    int correct = 0;
+    float lb = op_softmax_xent_forward(c->net->probs, &correct, c->net->logits, c->vb.labels,
+                                       c->B, c->net->classes, 0.0f);
+    arch_paired_op_gradients(&c->arch, a, la, &b, lb);
+}
+
 /* One architecture step: validation batch, a sample from (seed, 2*step+1), gradients of the
  * task loss in alpha beta gamma averaged over the trainers, then the latency term (the same
  * on every trainer), Adam. */
@@ -463,7 +481,10 @@ static void arch_step(struct search_ctx *c, float tau, struct search_epoch_sums 
     net->grad_ready = NULL; /* the weight gradients of this batch are not used */
     int correct = 0;
     float vloss = train_forward_backward(net, c->vb.x, c->vb.labels, c->B, 0.0f, &correct);
-    arch_task_gradients(arch, &sample, net);
+    int paired = !strcmp(job->search_op_gradient, "paired");
+    arch_task_gradients(arch, &sample, net, !paired);
+    if (paired)
+        paired_op_step(c, &sample, vloss, &rng);
     /* the mean validation loss over the trainers enters the multiplicative form */
     double mean[2] = {vloss, 1.0};
     c->d->sum_doubles(c->d, mean, 2);

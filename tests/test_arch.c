@@ -607,6 +607,53 @@ TEST(arch_derive_argmax)
     teardown();
 }
 
+/* The paired op gradient is unbiased: for a loss that is a sum over layers of a fixed cost per
+ * op, L(path) = sum_l c[l][op_l], the mean of arch_paired_op_gradients over every pair of
+ * paths (a, b), each weighted pi(a) pi(b), is the exact gradient of E_pi[L] in alpha:
+ * pi_lo (c[l][o] - sum_o' pi_lo' c[l][o']). One layer at a time (the other layers' ops the same
+ * in a and b, which the estimate must ignore); float64 sums, tolerance 1e-5 (float adds). */
+TEST(arch_paired_op_gradients_are_unbiased)
+{
+    struct arch *a = setup(81, 0);
+    struct rng rng = test_rng(82);
+    double cost[NET_MAX_LAYERS][NET_MAX_CANDIDATES];
+    for (int l = 0; l < F.L; l++)
+        for (int o = 0; o < a->op_count[l]; o++)
+            cost[l][o] = rng_normal(&rng);
+    static struct arch_sample pa, pb;
+    for (int l = 0; l < F.L; l++) {
+        int n = a->op_count[l];
+        double pi[NET_MAX_CANDIDATES], mean_cost = 0.0, got[NET_MAX_CANDIDATES] = {0};
+        arch_op_probs(a, l, pi);
+        for (int o = 0; o < n; o++)
+            mean_cost += pi[o] * cost[l][o];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                memset(&pa, 0, sizeof pa);
+                memset(&pb, 0, sizeof pb);
+                pa.ops[l] = i;
+                pb.ops[l] = j;
+                for (size_t k = 0; k < a->count; k++)
+                    a->grads[k] = 0.0f;
+                /* the other layers' costs are common to both paths */
+                double common = 1.5;
+                arch_paired_op_gradients(a, &pa, common + cost[l][i], &pb, common + cost[l][j]);
+                for (int m = 0; m < F.L; m++)
+                    for (int o = 0; m != l && o < a->op_count[m]; o++)
+                        CU_ASSERT_EQUAL(a->grads[a->alpha[m] + o], 0.0f);
+                for (int o = 0; o < n; o++)
+                    got[o] += pi[i] * pi[j] * a->grads[a->alpha[l] + o];
+            }
+        for (int o = 0; o < n; o++) {
+            double want = pi[o] * (cost[l][o] - mean_cost);
+            if (!(fabs(got[o] - want) <= 1e-5))
+                fprintf(stderr, "  layer %d op %d: got %.9g want %.9g\n", l, o, got[o], want);
+            CU_ASSERT(fabs(got[o] - want) <= 1e-5);
+        }
+    }
+    teardown();
+}
+
 /* arch_task_gradients ADDS the straight-through gradients (buffer prefilled with 0.5):
  *   alpha[l][o] += gate_grad[l] * y_k (delta_ko - y_o) / tau, y = op_soft[l], k = ops[l];
  *   gamma[s][c] += mask_grad[c] * q (1 - q) at the sampled split s (nothing elsewhere);
@@ -637,7 +684,7 @@ TEST(arch_task_gradients_formulas)
                 F.net->mask_grad[c] = (float)rng_normal(&rng);
         for (size_t i = 0; i < a->count; i++)
             a->grads[i] = 0.5f;
-        arch_task_gradients(a, &smp, F.net);
+        arch_task_gradients(a, &smp, F.net, 1);
 
         for (int l = 0; l < F.L; l++) {
             int k = smp.ops[l];
@@ -768,6 +815,7 @@ static const struct test_case TESTS[] = {
     CASE(arch_latency_gradient_signs),
     CASE(arch_derive_argmax),
     CASE(arch_task_gradients_formulas),
+    CASE(arch_paired_op_gradients_are_unbiased),
     CASE(arch_apply_sets_choices_and_mask),
     CASE(arch_camera_job_predicts_a_split_inside),
 };
