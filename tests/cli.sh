@@ -162,6 +162,22 @@ else
   pass "failed reports write nothing"
 fi
 
+bad "search --until-epoch 0" search --until-epoch 0 --out "$tmp/o_search"
+exits "search --until-epoch 0" 2
+
+# jobs/compare's own argument errors: exit 2, one line naming the problem, nothing run.
+for args in "nosuch_regime $tmp/o_compare" "jobs/camera.ini" "jobs/camera.ini $tmp/o_compare --frobnicate"; do
+  # shellcheck disable=SC2086
+  (cd "$src" && OFFNAS="$offnas" jobs/compare $args) >"$tmp/stdout" 2>"$tmp/stderr"
+  rc=$?
+  if ((rc == 2)) && [[ $(wc -l <"$tmp/stderr") == 1 ]] && grep -q '^jobs/compare: ' "$tmp/stderr" &&
+    [[ ! -e $tmp/o_compare ]]; then
+    pass "jobs/compare $args"
+  else
+    fail "jobs/compare $args" "exit $rc: $(head -c 300 "$tmp/stderr")"
+  fi
+done
+
 # A failed import must not touch an existing output file.
 before=$(sha256sum <"$data")
 bad "import over an existing file fails" data import fashion-mnist --from "$tmp/truncated" --out "$data"
