@@ -671,7 +671,7 @@ static void log_start(const struct search_ctx *c, int resume)
 /* When this run started, for the progress line. */
 struct search_progress {
     double t0, last_log;
-    long start_step;
+    long start_step, end_step; /* end_step: the last step of this run (--until-epoch) */
 };
 
 /* Every train.log_seconds: the progress line after a step of epoch (0-based), with the mean
@@ -686,7 +686,7 @@ static void log_progress(const struct search_ctx *c, struct search_progress *p, 
     /* a search step runs two batches (weights, then architecture) */
     long step = c->state.step, warm = c->per_epoch * job->search_warmup_epochs;
     double done_units = 0, left_units = 0;
-    for (long s = p->start_step; s < c->total; s++)
+    for (long s = p->start_step; s < p->end_step; s++)
         *(s < step ? &done_units : &left_units) += s < warm ? 1.0 : 2.0;
     double rate = done_units * job->train_batch / (t - p->t0);
     /* loss and accuracy of the training batches since the last checkpoint */
@@ -763,7 +763,9 @@ int search_run(const struct job *job, const char *out_dir, int resume, int until
     if (open_outputs(&c, out_dir, resume, &log))
         goto done;
     log_start(&c, resume);
-    struct search_progress progress = {offnas_now(), 0, c.state.step};
+    long end_step = until_epoch > 0 && c.per_epoch * until_epoch < c.total
+                        ? c.per_epoch * until_epoch : c.total;
+    struct search_progress progress = {offnas_now(), 0, c.state.step, end_step};
     progress.last_log = progress.t0;
     struct search_epoch_sums sums = {0};
     while (c.state.step < c.total) {
