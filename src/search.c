@@ -785,8 +785,7 @@ int search_run(const struct job *job, const char *out_dir, int resume, int until
             goto done;
         }
         log_progress(&c, &progress, epoch, tau, searching, &sums);
-        if (until_epoch > 0 && c.state.step < c.total &&
-            c.state.step == c.per_epoch * until_epoch) {
+        if (end_step < c.total && c.state.step == end_step) {
             offnas_log("search: stopped after epoch %d of %d as asked, with a checkpoint in %s; "
                        "continue with: offnas search --resume --out %s",
                        until_epoch, job->search_epochs, out_dir, out_dir);
