@@ -45,7 +45,7 @@ struct job_key {
     const char *const *words;  /* allowed words of an enum key, NULL-terminated */
 };
 
-static const char *const LOSS_WORDS[] = { "additive", "multiplicative", NULL };
+static const char *const LOSS_WORDS[] = { "additive", "log", "multiplicative", NULL };
 static const char *const SUPERNET_WORDS[] = { "shared", "separate", NULL };
 static const char *const SPLIT_WORDS[] = { "search", "device", NULL };
 static const char *const OP_GRADIENT_WORDS[] = { "paired", "gate", NULL };

@@ -61,7 +61,7 @@ struct job {
     double search_warmup_largest; /* share of the warm-up over which layers train their
                                    * largest candidate, with a probability falling 1 -> 0 */
     double search_lambda;
-    char search_loss[16];      /* "additive" or "multiplicative" */
+    char search_loss[16];      /* "additive", "log" or "multiplicative" */
     double search_t_ref_ms;    /* reference latency (0: latency of the initial supernet) */
     double search_w;           /* exponent of the multiplicative loss */
     double search_arch_lr;     /* Adam learning rate of alpha, beta, gamma */

@@ -90,6 +90,12 @@ double search_latency_loss(const struct job *job, double ce, double expected_ms,
         return ce * w * pow(ratio, w - 1.0) / (lr * expected_ms);
     }
     *task_scale = 1.0;
+    if (!strcmp(job->search_loss, "log")) {
+        /* CE + lambda * ln(E / T_ref): a fraction of the time saved is worth the same at 80 ms
+         * as at 1 ms, where the additive form's weight stays at the initial supernet's T_ref */
+        *loss = ce + job->search_lambda * log(expected_ms / t_ref_ms);
+        return job->search_lambda / expected_ms;
+    }
     *loss = ce + job->search_lambda * (expected_ms - t_ref_ms) / t_ref_ms;
     return job->search_lambda / t_ref_ms;
 }

@@ -47,6 +47,7 @@ struct search_bench {
 int search_bench(const struct job *job, int warmup, int steps, struct search_bench *out);
 
 /* Architecture loss factor pieces: for the additive form returns lambda / T_ref (dLoss/dE[T])
+ * and sets *task_scale = 1; for the log form CE + lambda * ln(E / T_ref) returns lambda / E
  * and sets *task_scale = 1; for the multiplicative form CE * (log E / log T_ref)^w (times in
  * microseconds) returns dLoss/dE[T] and sets *task_scale = (log E / log T_ref)^w. *loss gets
  * the latency-aware loss value. */

@@ -27,6 +27,7 @@
 
 #include <ftw.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -502,7 +503,39 @@ TEST(baseline_neurosurgeon_and_the_device_only_search)
     EXPECT_NEAR(p[1], 1.0, 1e-9);
 }
 
+/* search_latency_loss, each form: the returned dLoss/dE[T] is the central difference of the
+ * loss value in float64 (relative 1e-6), the value is CE at E = T_ref, and the log form's
+ * weight grows as E falls (lambda / E) where the additive one stays lambda / T_ref. */
+TEST(latency_loss_forms_and_their_gradients)
+{
+    static const char *const FORMS[] = { "additive", "log", "multiplicative" };
+    for (size_t f = 0; f < sizeof FORMS / sizeof *FORMS; f++) {
+        struct job job;
+        job_defaults(&job);
+        char set[64];
+        snprintf(set, sizeof set, "search.loss=%s", FORMS[f]);
+        CU_ASSERT_EQUAL_FATAL(job_set(&job, set), 0);
+        CU_ASSERT_EQUAL_FATAL(job_set(&job, "search.lambda=0.7"), 0);
+        const double ce = 1.3, t_ref = 80.0;
+        double scale, at_ref;
+        search_latency_loss(&job, ce, t_ref, t_ref, &scale, &at_ref);
+        EXPECT_NEAR(at_ref, ce, 1e-12);
+        for (double e = 0.5; e < 200; e *= 3.7) {
+            double lp, lm, loss, h = 1e-6 * e;
+            double g = search_latency_loss(&job, ce, e, t_ref, &scale, &loss);
+            search_latency_loss(&job, ce, e + h, t_ref, &scale, &lp);
+            search_latency_loss(&job, ce, e - h, t_ref, &scale, &lm);
+            EXPECT_NEAR(g, (lp - lm) / (2 * h), 1e-6 * fabs(g));
+            if (!strcmp(FORMS[f], "log"))
+                EXPECT_NEAR(g, 0.7 / e, 1e-12);
+            if (!strcmp(FORMS[f], "additive"))
+                EXPECT_NEAR(g, 0.7 / t_ref, 1e-12);
+        }
+    }
+}
+
 static const struct test_case TESTS[] = {
+    CASE(latency_loss_forms_and_their_gradients),
     CASE(derive_picks_the_fastest_admitted_split_for_the_derived_ops),
     CASE(baseline_neurosurgeon_and_the_device_only_search),
     CASE(search_end_to_end),
