@@ -339,3 +339,38 @@ void arch_fix_split(struct arch *arch, int split)
     for (int s = 0; s < arch->split_count; s++)
         beta[s] = s == split ? ARCH_FIXED_LOGIT : 0.0f;
 }
+
+int arch_pinned_split(const struct arch *arch)
+{
+    const float *beta = arch->params + arch->beta;
+    for (int s = 0; s < arch->split_count; s++)
+        if (beta[s] == ARCH_FIXED_LOGIT)
+            return s;
+    return -1;
+}
+
+double arch_fastest_split_latency(const struct arch *arch, const struct arch_cost *cost,
+                                  int *split_out)
+{
+    struct arch pinned = *arch;
+    pinned.params = offnas_malloc(arch->count * sizeof(float));
+    pinned.grads = pinned.adam_m = pinned.adam_v = NULL;
+    int pinned_split = arch_pinned_split(arch);
+    double best = INFINITY;
+    int best_split = -1;
+    for (int s = 0; s < arch->split_count; s++) {
+        if (pinned_split >= 0 && s != pinned_split)
+            continue;
+        memcpy(pinned.params, arch->params, arch->count * sizeof(float));
+        arch_fix_split(&pinned, s);
+        double t = arch_expected_latency(&pinned, cost, NULL, 0).total;
+        if (t < best) {
+            best = t;
+            best_split = s;
+        }
+    }
+    free(pinned.params);
+    if (split_out)
+        *split_out = best_split;
+    return best;
+}

@@ -76,6 +76,15 @@ struct arch_latency arch_network_latency(const struct arch *arch, const struct a
 #define ARCH_FIXED_LOGIT 60.0f
 void arch_fix_split(struct arch *arch, int split);
 
+/* The split arch_fix_split pinned, or -1 when the split is searched. */
+int arch_pinned_split(const struct arch *arch);
+
+/* min over splits s of T(s) for the current pi and q (only the pinned split when there is
+ * one): the expected latency of the fastest split of the supernet, its split in *split_out
+ * (may be NULL). The reference T_ref of search.t_ref = fastest. */
+double arch_fastest_split_latency(const struct arch *arch, const struct arch_cost *cost,
+                                  int *split_out);
+
 /* Bytes sent at split s with kept_channels channels: the raw input for s = 0, the kept
  * channels of layer s's output in the wire format for s in 1..L, nothing for s = L+1. */
 double arch_bytes_sent(const struct arch *arch, const struct arch_cost *cost, int split,

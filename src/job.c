@@ -47,6 +47,7 @@ struct job_key {
 
 static const char *const LOSS_WORDS[] = { "additive", "log", "multiplicative", NULL };
 static const char *const SUPERNET_WORDS[] = { "shared", "separate", NULL };
+static const char *const T_REF_WORDS[] = { "initial", "fastest", NULL };
 static const char *const SPLIT_WORDS[] = { "search", "device", NULL };
 static const char *const OP_GRADIENT_WORDS[] = { "paired", "gate", NULL };
 /* The words of search.wire and network.preset are link.h's LINK_WIRE_NAMES and
@@ -105,6 +106,7 @@ static const struct job_key KEYS[] = {
     K_DBL("search", "warmup_largest", search_warmup_largest, "1", 0, 1),
     K_DBL("search", "lambda", search_lambda, "0.5", 0, 1e6),
     K_ENUM("search", "loss", search_loss, "additive", LOSS_WORDS),
+    K_ENUM("search", "t_ref", search_t_ref, "initial", T_REF_WORDS),
     K_DBL("search", "t_ref_ms", search_t_ref_ms, "0", 0, 1e9),
     K_DBL("search", "w", search_w, "0.6", 0, 100),
     K_DBL("search", "arch_lr", search_arch_lr, "3e-3", 0, 100),

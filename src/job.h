@@ -62,7 +62,9 @@ struct job {
                                    * largest candidate, with a probability falling 1 -> 0 */
     double search_lambda;
     char search_loss[16];      /* "additive", "log" or "multiplicative" */
-    double search_t_ref_ms;    /* reference latency (0: latency of the initial supernet) */
+    char search_t_ref[16];     /* T_ref when t_ref_ms is 0: "initial" E[T] of the supernet, or
+                                * "fastest": its fastest split's T(s) */
+    double search_t_ref_ms;    /* reference latency (0: from search_t_ref) */
     double search_w;           /* exponent of the multiplicative loss */
     double search_arch_lr;     /* Adam learning rate of alpha, beta, gamma */
     double search_arch_weight_decay;

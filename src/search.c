@@ -371,7 +371,9 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
         OFFNAS_TRY(ctx_resume(c, out_dir));
     ctx_broadcast(c);
     if (c->state.t_ref_ms <= 0)
-        c->state.t_ref_ms = arch_expected_latency(&c->arch, &c->cost, NULL, 0).total;
+        c->state.t_ref_ms = !strcmp(job->search_t_ref, "fastest")
+                                ? arch_fastest_split_latency(&c->arch, &c->cost, NULL)
+                                : arch_expected_latency(&c->arch, &c->cost, NULL, 0).total;
 
     c->per_epoch = sh->steps;
     if (c->per_epoch == 0 || c->td.val_shards.steps == 0)

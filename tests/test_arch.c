@@ -806,7 +806,42 @@ TEST(arch_camera_job_predicts_a_split_inside)
     net_free(net);
 }
 
+/* search.t_ref = fastest: arch_fastest_split_latency is min over s of the reference T(s) in
+ * expectation over pi and q (relative 1e-9) at the split that attains it, and with the split
+ * pinned (search.split = device) it is that split's T(s) whatever the others cost. */
+TEST(arch_fastest_split_latency_is_the_minimum_over_splits)
+{
+    for (int config = 0; config < 2; config++) {
+        setup(41 + config, config);
+        struct ref_probs r;
+        ref_probs(&r);
+        double want = INFINITY;
+        int want_split = -1;
+        for (int s = 0; s <= F.L + 1; s++)
+            if (ref_split_T(&r, s) < want) {
+                want = ref_split_T(&r, s);
+                want_split = s;
+            }
+        int split;
+        double got = arch_fastest_split_latency(&F.arch, &F.cost, &split);
+        expect_rel(got, want, 1e-9, "fastest", config, want_split);
+        EXPECT_EQ_INT(split, want_split);
+        EXPECT_EQ_INT(arch_pinned_split(&F.arch), -1);
+        int slowest = 0;
+        for (int s = 0; s <= F.L + 1; s++)
+            if (ref_split_T(&r, s) > ref_split_T(&r, slowest))
+                slowest = s;
+        arch_fix_split(&F.arch, slowest);
+        EXPECT_EQ_INT(arch_pinned_split(&F.arch), slowest);
+        got = arch_fastest_split_latency(&F.arch, &F.cost, &split);
+        expect_rel(got, ref_split_T(&r, slowest), 1e-9, "pinned", config, slowest);
+        EXPECT_EQ_INT(split, slowest);
+        teardown();
+    }
+}
+
 static const struct test_case TESTS[] = {
+    CASE(arch_fastest_split_latency_is_the_minimum_over_splits),
     CASE(arch_init_layout),
     CASE(arch_latency_gradient_finite_differences),
     CASE(arch_latency_matches_enumeration),
