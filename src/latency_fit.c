@@ -185,13 +185,20 @@ static int csv_row(struct csv_rows *rows, struct latency_fit *fit, char **fields
         if (parse_long(fields[col[c]], &v[c]))
             return offnas_error("%s:%d: %s: '%.40s' is not an integer", path, line,
                                 COLUMN_NAMES[c], fields[col[c]]);
+    /* the plausible range of each shape column (expand_ratio: blocks only; -1 on stems) */
+    static const struct {
+        int column;
+        long lo, hi;
+    } ranges[] = {{COL_INPUT_H, 1, 100000}, {COL_IN_C, 1, 100000}, {COL_OUT_C, 1, 100000},
+                  {COL_KERNEL, 1, 15},      {COL_STRIDE, 1, 8},     {COL_EXPAND, 1, 64}};
+    for (size_t r = 0; r < OFFNAS_ARRAY_LEN(ranges); r++) {
+        long x = v[ranges[r].column];
+        if ((is_block || ranges[r].column != COL_EXPAND) && (x < ranges[r].lo || x > ranges[r].hi))
+            return offnas_error("%s:%d: %s: %ld is not in %ld..%ld", path, line,
+                                COLUMN_NAMES[ranges[r].column], x, ranges[r].lo, ranges[r].hi);
+    }
     long hin = v[COL_INPUT_H], cin = v[COL_IN_C], cout = v[COL_OUT_C], k = v[COL_KERNEL],
          s = v[COL_STRIDE], e = v[COL_EXPAND];
-    if (hin < 1 || hin > 100000 || cin < 1 || cin > 100000 || cout < 1 || cout > 100000 ||
-        k < 1 || k > 15 || s < 1 || s > 8 || (is_block && (e < 1 || e > 64)))
-        return offnas_error("%s:%d: shape out of range (input_h %ld, in %ld, out %ld, expand "
-                            "%ld, kernel %ld, stride %ld)",
-                            path, line, hin, cin, cout, e, k, s);
     int hout = (int)(hin / s) > 0 ? (int)(hin / s) : 1; /* nn-Meter: hw // stride */
     if (is_block) {
         if (v[COL_SE] != 0)
@@ -226,9 +233,11 @@ static int find_columns(int col[COL_COUNT], char **fields, int n, const char *pa
  * field. */
 static int check_fields(char **fields, int n, int columns, const char *path, int line)
 {
+    if (n > CSV_MAX_FIELDS)
+        return offnas_error("%s:%d: more than %d fields, the header has %d", path, line,
+                            CSV_MAX_FIELDS, columns);
     if (n != columns)
-        return offnas_error("%s:%d: %d fields, the header has %d", path, line,
-                            n > CSV_MAX_FIELDS ? n - 1 : n, columns);
+        return offnas_error("%s:%d: %d fields, the header has %d", path, line, n, columns);
     for (int i = 0; i < n; i++)
         if (!fields[i][0])
             return offnas_error("%s:%d: field %d is empty", path, line, i + 1);
