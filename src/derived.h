@@ -12,10 +12,12 @@
 #include <jansson.h>
 
 struct derived {
+    char path[JOB_PATH_MAX * 2]; /* the file, for the messages of derived_job */
     json_t *root;          /* the whole file; the strings below point into it */
     const char *job_text;  /* the search's job (INI text) */
     char ops[JOB_TEXT_MAX]; /* "k3e1, skip, ...": one op per layer, as net.ops */
     struct train_split split; /* split point, kept channels and their 0/1 mask */
+    int total_channels;    /* channels of the feature map at the split (0 at 0 and L + 1) */
     const char *lut_device, *lut_edge; /* the tables the search used ("" when absent) */
     const char *method;    /* "search" (absent), "neurosurgeon", "nas-then-split", "prune-split" */
 };
@@ -43,13 +45,17 @@ json_t *derived_latency_json(const struct arch_latency *l);
 /* Writes arch.json at path (temporary file, renamed). Returns 0 or -1 with an error. */
 int derived_write(const char *path, const struct derived_record *rec);
 
-/* Reads arch.json at path into d. Returns 0, or -1 with an error naming the file and the
- * field; d->root is the caller's to json_decref either way. */
+/* Reads arch.json at path into d and checks what it can without the job: every field there
+ * with its JSON type, op names offnas parses, integers in range before they are narrowed,
+ * channel indices below total_channels and listed once, kept_channels their count. Returns 0,
+ * or -1 with an error "PATH: FIELD: what is wrong"; d->root is the caller's to json_decref
+ * either way. */
 int derived_load(struct derived *d, const char *path);
 
 /* Builds the job of a derived network: the search's job (written to dir/search-job.ini), its
- * ops as net.ops, then the overrides sets[0..set_count). Checks the split against the layers.
- * Returns 0, or -1 with an error. */
+ * ops as net.ops, then the overrides sets[0..set_count). Checks the split against the layers
+ * and total_channels against the layer's channels there. Returns 0, or -1 with an error naming
+ * d->path (except for a bad override). */
 int derived_job(struct job *job, const struct derived *d, const char *dir,
                 const char *const *sets, int set_count);
 

@@ -3,10 +3,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "latency.h"
 
+#include "check.h"
 #include "common.h"
 #include "h5.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -132,8 +134,53 @@ static void rows_of_table(struct table_rows *r, const struct latency_table *t)
         }
 }
 
+/* Refuses an entry latency_load would refuse: a time that is not a number of ms in
+ * [0, CHECK_MAX_LATENCY_MS], or negative repeats. Fields are named "median_ms (slot S, op I)". */
+static int check_entry(const char *path, int s, int i, double median, double p10, double p90,
+                       int repeats)
+{
+    const char *names[3] = {"median_ms", "p10_ms", "p90_ms"};
+    double values[3] = {median, p10, p90};
+    char field[64];
+    for (int k = 0; k < 3; k++) {
+        snprintf(field, sizeof field, "%s (slot %d, op %d)", names[k], s, i);
+        OFFNAS_TRY(check_double(path, field, values[k], 0.0, CHECK_MAX_LATENCY_MS));
+    }
+    if (repeats < 0)
+        return offnas_error("%s: repeats (slot %d, op %d): %d is negative", path, s, i, repeats);
+    return 0;
+}
+
+/* Refuses a held-out error figure (name: fit_mape or fit_rmse_ms) that is not in [0, hi]. */
+static int check_fit_error(const char *path, const char *name, double value, double hi)
+{
+    return check_double(path, name, value, 0.0, hi);
+}
+
+/* Refuses a table that latency_load would refuse once written: threads, version, the fit
+ * errors (-1: not a fit) and every entry. path names the file in the message. */
+static int check_table(const struct latency_table *t, const char *path)
+{
+    int ignored;
+    OFFNAS_TRY(check_int64(path, "threads", t->threads, 1, LATENCY_MAX_THREADS, &ignored));
+    OFFNAS_TRY(check_int64(path, "version", t->version, 0, INT32_MAX, &ignored));
+    if (t->fit_mape != -1.0)
+        OFFNAS_TRY(check_fit_error(path, "fit_mape", t->fit_mape, LATENCY_MAX_FIT_MAPE));
+    if (t->fit_rmse_ms != -1.0)
+        OFFNAS_TRY(check_fit_error(path, "fit_rmse_ms", t->fit_rmse_ms, CHECK_MAX_LATENCY_MS));
+    OFFNAS_TRY(check_int64(path, "slot_count", t->slot_count, 2, LATENCY_MAX_SLOTS, &ignored));
+    for (int s = 0; s < t->slot_count; s++) {
+        OFFNAS_TRY(check_int64(path, "op_count", t->op_count[s], 1, NET_MAX_CANDIDATES, &ignored));
+        for (int i = 0; i < t->op_count[s]; i++)
+            OFFNAS_TRY(check_entry(path, s, i, t->median[s][i], t->p10[s][i], t->p90[s][i],
+                                   t->repeats[s][i]));
+    }
+    return 0;
+}
+
 int latency_save(const struct latency_table *t, const char *path)
 {
+    OFFNAS_TRY(check_table(t, path));
     struct table_rows rows;
     rows_of_table(&rows, t);
     char fingerprint[32];
@@ -151,8 +198,8 @@ int latency_save(const struct latency_table *t, const char *path)
             h5_attr_set_int(f, "threads", t->threads) ||
             h5_attr_set_int(f, "version", t->version) ||
             h5_attr_set_int(f, "slot_count", t->slot_count) ||
-            (t->fit_mape >= 0 && h5_attr_set_double(f, "fit_mape", t->fit_mape)) ||
-            (t->fit_rmse_ms >= 0 && h5_attr_set_double(f, "fit_rmse_ms", t->fit_rmse_ms)) ||
+            (t->fit_mape != -1.0 && h5_attr_set_double(f, "fit_mape", t->fit_mape)) ||
+            (t->fit_rmse_ms != -1.0 && h5_attr_set_double(f, "fit_rmse_ms", t->fit_rmse_ms)) ||
             h5_write(f, "slot", H5_I32, 1, dims, rows.slot, 0) ||
             h5_write(f, "op", H5_I32, 1, dims, rows.op, 0) ||
             h5_write(f, "median_ms", H5_F64, 1, dims, rows.median, 0) ||
@@ -167,15 +214,17 @@ int latency_save(const struct latency_table *t, const char *path)
     return rc;
 }
 
-/* Reads string attribute name of f into out (size bytes). */
-static int get_string(hid_t f, const char *name, char *out, size_t size)
+/* Reads string attribute name of f into out (size bytes); one that does not fit is refused. */
+static int get_string(hid_t f, const char *name, char *out, size_t size, const char *path)
 {
     char *s = h5_attr_get_string(f, name);
     if (!s)
         return -1;
-    snprintf(out, size, "%s", s);
+    int rc = check_string(path, name, s, size);
+    if (!rc)
+        snprintf(out, size, "%s", s);
     free(s);
-    return 0;
+    return rc;
 }
 
 /* Refuses a file made for another search space than net's. space gets net's canonical text. */
@@ -184,12 +233,13 @@ static int check_fingerprint(hid_t f, const char *path, const struct net *net, c
 {
     char fingerprint[64];
     uint64_t want = latency_fingerprint(net, space, size);
-    OFFNAS_TRY(get_string(f, "fingerprint", fingerprint, sizeof fingerprint));
+    OFFNAS_TRY(get_string(f, "fingerprint", fingerprint, sizeof fingerprint, path));
     char *end;
     errno = 0;
     unsigned long long have = strtoull(fingerprint, &end, 16);
     if (errno || *end || end == fingerprint)
-        return offnas_error("%s: fingerprint '%s' is not a 64-bit hex number", path, fingerprint);
+        return offnas_error("%s: fingerprint: '%.40s' is not a 64-bit hex number", path,
+                            fingerprint);
     if ((uint64_t)have != want)
         return offnas_error("%s: made for another search space (fingerprint %016llx, this job "
                             "%016llx)",
@@ -198,36 +248,45 @@ static int check_fingerprint(hid_t f, const char *path, const struct net *net, c
 }
 
 /* The optional attribute name (a fitted table's held-out error) into *value, which stays as it
- * is when the file has none. */
-static int read_fit_error(hid_t f, const char *name, double *value, const char *path)
+ * is when the file has none; one there must be a number in [0, hi]. */
+static int read_fit_error(hid_t f, const char *name, double *value, double hi, const char *path)
 {
     int has = h5_attr_exists(f, name);
     if (has < 0 || (has && h5_attr_get_double(f, name, value)))
         return -1;
-    if (has && !(isfinite(*value) && *value >= 0))
-        return offnas_error("%s: attribute %s is %g, not a finite non-negative number", path,
-                            name, *value);
-    return 0;
+    return has ? check_fit_error(path, name, *value, hi) : 0;
+}
+
+/* The integer attribute name of f into *out, refused unless in lo..hi. */
+static int read_int(hid_t f, const char *name, int64_t lo, int64_t hi, const char *path,
+                    int *out)
+{
+    int64_t value;
+    OFFNAS_TRY(h5_attr_get_int(f, name, &value));
+    return check_int64(path, name, value, lo, hi, out);
 }
 
 /* The root attributes into t; the file's space text must be space, the one of the job. */
 static int read_attributes(struct latency_table *t, hid_t f, const char *path, const char *space)
 {
-    OFFNAS_TRY(get_string(f, "device", t->device, sizeof t->device));
-    OFFNAS_TRY(get_string(f, "host", t->host, sizeof t->host));
-    OFFNAS_TRY(get_string(f, "cpu", t->cpu, sizeof t->cpu));
-    OFFNAS_TRY(get_string(f, "date", t->date, sizeof t->date));
-    OFFNAS_TRY(get_string(f, "source", t->source, sizeof t->source));
-    OFFNAS_TRY(get_string(f, "space", t->space, sizeof t->space));
+    OFFNAS_TRY(get_string(f, "device", t->device, sizeof t->device, path));
+    OFFNAS_TRY(get_string(f, "host", t->host, sizeof t->host, path));
+    OFFNAS_TRY(get_string(f, "cpu", t->cpu, sizeof t->cpu, path));
+    OFFNAS_TRY(get_string(f, "date", t->date, sizeof t->date, path));
+    OFFNAS_TRY(get_string(f, "source", t->source, sizeof t->source, path));
+    OFFNAS_TRY(get_string(f, "space", t->space, sizeof t->space, path));
     if (strcmp(t->space, space))
-        return offnas_error("%s: attribute space does not match its fingerprint", path);
-    int64_t threads, version;
-    OFFNAS_TRY(h5_attr_get_int(f, "threads", &threads));
-    OFFNAS_TRY(h5_attr_get_int(f, "version", &version));
-    t->threads = (int)threads;
-    t->version = (int)version;
-    OFFNAS_TRY(read_fit_error(f, "fit_mape", &t->fit_mape, path));
-    return read_fit_error(f, "fit_rmse_ms", &t->fit_rmse_ms, path);
+        return offnas_error("%s: space: does not match its fingerprint", path);
+    OFFNAS_TRY(read_int(f, "threads", 1, LATENCY_MAX_THREADS, path, &t->threads));
+    OFFNAS_TRY(read_int(f, "version", 0, INT32_MAX, path, &t->version));
+    /* written since tables carry it; older ones are checked by their entries alone */
+    int has_slot_count = h5_attr_exists(f, "slot_count"), slot_count;
+    if (has_slot_count < 0 ||
+        (has_slot_count && read_int(f, "slot_count", t->slot_count, t->slot_count, path,
+                                    &slot_count)))
+        return -1;
+    OFFNAS_TRY(read_fit_error(f, "fit_mape", &t->fit_mape, LATENCY_MAX_FIT_MAPE, path));
+    return read_fit_error(f, "fit_rmse_ms", &t->fit_rmse_ms, CHECK_MAX_LATENCY_MS, path);
 }
 
 /* Data set name of f (rank 1), which must have count entries like /slot; NULL after an
@@ -246,11 +305,20 @@ static void *read_column(hid_t f, const char *name, enum h5_type type, hsize_t c
     return data;
 }
 
-/* The data sets of f into rows (zeroed first; released with free_rows even on failure). */
-static int read_rows(struct table_rows *rows, hid_t f, const char *path)
+/* The data sets of f into rows (zeroed first; released with free_rows even on failure). More
+ * rows than the entries of t's space are refused before anything is read. */
+static int read_rows(struct table_rows *rows, hid_t f, const char *path,
+                     const struct latency_table *t)
 {
     memset(rows, 0, sizeof *rows);
     hsize_t dims[1];
+    unsigned long long entries = 0;
+    for (int s = 0; s < t->slot_count; s++)
+        entries += (unsigned long long)t->op_count[s];
+    OFFNAS_TRY(h5_shape(f, "slot", H5_I32, 1, dims));
+    if (dims[0] > entries)
+        return offnas_error("%s: /slot: %llu entries, this search space has %llu", path,
+                            (unsigned long long)dims[0], entries);
     rows->slot = h5_read(f, "slot", H5_I32, 1, dims);
     if (!rows->slot)
         return -1;
@@ -262,16 +330,6 @@ static int read_rows(struct table_rows *rows, hid_t f, const char *path)
         !(rows->p90 = read_column(f, "p90_ms", H5_F64, rows->count, path)))
         return -1;
     return 0;
-}
-
-/* Refuses a value of (slot s, op i) that is not a finite non-negative number of ms. */
-static int check_ms(double v, const char *name, int s, int i, const char *path)
-{
-    if (isfinite(v) && v >= 0)
-        return 0;
-    return offnas_error("%s: (slot %d, op %d): %s is %g, not a finite non-negative number of "
-                        "milliseconds",
-                        path, s, i, name, v);
 }
 
 /* Copies the rows into t and marks their entries in seen; refuses an entry outside t's
@@ -286,12 +344,8 @@ static int take_rows(struct latency_table *t, int seen[][NET_MAX_CANDIDATES],
                                 path, (unsigned long long)r, s, i);
         if (seen[s][i]++)
             return offnas_error("%s: (slot %d, op %d) appears twice", path, s, i);
-        OFFNAS_TRY(check_ms(rows->median[r], "median_ms", s, i, path));
-        OFFNAS_TRY(check_ms(rows->p10[r], "p10_ms", s, i, path));
-        OFFNAS_TRY(check_ms(rows->p90[r], "p90_ms", s, i, path));
-        if (rows->repeats[r] < 0)
-            return offnas_error("%s: (slot %d, op %d): repeats is %d", path, s, i,
-                                rows->repeats[r]);
+        OFFNAS_TRY(check_entry(path, s, i, rows->median[r], rows->p10[r], rows->p90[r],
+                               rows->repeats[r]));
         t->median[s][i] = rows->median[r];
         t->p10[s][i] = rows->p10[r];
         t->p90[s][i] = rows->p90[r];
@@ -327,7 +381,7 @@ static int load_open(struct latency_table *t, hid_t f, const char *path, const s
     OFFNAS_TRY(read_attributes(t, f, path, space));
     struct table_rows rows;
     int seen[LATENCY_MAX_SLOTS][NET_MAX_CANDIDATES] = {{0}};
-    int rc = read_rows(&rows, f, path);
+    int rc = read_rows(&rows, f, path, t);
     if (!rc)
         rc = take_rows(t, seen, &rows, path);
     if (!rc)

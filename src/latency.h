@@ -22,6 +22,8 @@
 
 #define LATENCY_MAX_SLOTS (NET_MAX_LAYERS + 2)
 #define LATENCY_SPACE_MAX 4096 /* longest canonical search-space text */
+#define LATENCY_MAX_THREADS 4096 /* threads attribute of a table */
+#define LATENCY_MAX_FIT_MAPE 1e6 /* held-out error of a fit, percent: above, no model */
 
 struct latency_table {
     char device[64];
@@ -55,8 +57,12 @@ void latency_table_init(struct latency_table *table, const struct net *net, cons
 double latency_network_ms(const struct latency_table *t, int layers, const int *ops);
 
 /* Saves and loads a table (HDF5, tmp + rename). latency_load checks the file against net:
- * wrong fingerprint, a missing (slot, op) entry, or a NaN/negative value are refused with an
- * error naming the file and the problem. Returns 0 or -1. */
+ * wrong fingerprint, string attributes longer than their field, threads, version and
+ * slot_count out of range, data sets of another type, rank or length, an entry outside the
+ * space, twice or missing, a time that is not a number of ms in [0, CHECK_MAX_LATENCY_MS],
+ * negative repeats, fit errors not in [0, LATENCY_MAX_FIT_MAPE] percent and
+ * [0, CHECK_MAX_LATENCY_MS] ms. Each is refused with "FILE: FIELD: what is wrong".
+ * latency_save refuses (writing nothing) a table latency_load would refuse. Return 0 or -1. */
 int latency_save(const struct latency_table *table, const char *path);
 int latency_load(struct latency_table *table, const char *path, const struct net *net);
 

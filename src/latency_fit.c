@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "latency_fit.h"
 
+#include "check.h"
 #include "common.h"
 
 #include <errno.h>
@@ -160,33 +161,44 @@ static int csv_row(struct csv_rows *rows, struct latency_fit *fit, char **fields
                    const int *col, const char *path, int line)
 {
     const char *device = fields[col[COL_DEVICE]], *type = fields[col[COL_OP_TYPE]];
+    if (strlen(device) >= sizeof fit->device)
+        return offnas_error("%s:%d: device: longer than %zu characters", path, line,
+                            sizeof fit->device - 1);
     if (!fit->device[0])
         snprintf(fit->device, sizeof fit->device, "%s", device);
     else if (strcmp(fit->device, device))
-        return offnas_error("%s:%d: device '%s' differs from '%s' of the first row", path, line,
-                            device, fit->device);
+        return offnas_error("%s:%d: device: '%.40s' differs from '%s' of the first row", path,
+                            line, device, fit->device);
     char *end;
     errno = 0;
     const char *ms_text = fields[col[COL_LATENCY]];
     double ms = strtod(ms_text, &end);
-    if (errno || end == ms_text || *end || !isfinite(ms) || ms <= 0)
-        return offnas_error("%s:%d: latency_ms '%s' is not a positive number", path, line,
-                            ms_text);
+    if (errno || end == ms_text || *end || !isfinite(ms) || ms <= 0 ||
+        ms > CHECK_MAX_LATENCY_MS)
+        return offnas_error("%s:%d: latency_ms: '%.40s' is not a number of ms in (0, %g]", path,
+                            line, ms_text, CHECK_MAX_LATENCY_MS);
     int is_block = !strcmp(type, "conv"), is_stem = !strcmp(type, "firstconv");
     if (!is_block && !is_stem)
         return 0;
     long v[COL_COUNT];
     for (int c = COL_INPUT_H; c <= COL_SE; c++)
         if (parse_long(fields[col[c]], &v[c]))
-            return offnas_error("%s:%d: %s '%s' is not an integer", path, line, COLUMN_NAMES[c],
-                                fields[col[c]]);
+            return offnas_error("%s:%d: %s: '%.40s' is not an integer", path, line,
+                                COLUMN_NAMES[c], fields[col[c]]);
+    /* the plausible range of each shape column (expand_ratio: blocks only; -1 on stems) */
+    static const struct {
+        int column;
+        long lo, hi;
+    } ranges[] = {{COL_INPUT_H, 1, 100000}, {COL_IN_C, 1, 100000}, {COL_OUT_C, 1, 100000},
+                  {COL_KERNEL, 1, 15},      {COL_STRIDE, 1, 8},     {COL_EXPAND, 1, 64}};
+    for (size_t r = 0; r < OFFNAS_ARRAY_LEN(ranges); r++) {
+        long x = v[ranges[r].column];
+        if ((is_block || ranges[r].column != COL_EXPAND) && (x < ranges[r].lo || x > ranges[r].hi))
+            return offnas_error("%s:%d: %s: %ld is not in %ld..%ld", path, line,
+                                COLUMN_NAMES[ranges[r].column], x, ranges[r].lo, ranges[r].hi);
+    }
     long hin = v[COL_INPUT_H], cin = v[COL_IN_C], cout = v[COL_OUT_C], k = v[COL_KERNEL],
          s = v[COL_STRIDE], e = v[COL_EXPAND];
-    if (hin < 1 || hin > 100000 || cin < 1 || cin > 100000 || cout < 1 || cout > 100000 ||
-        k < 1 || k > 15 || s < 1 || s > 8 || (is_block && (e < 1 || e > 64)))
-        return offnas_error("%s:%d: shape out of range (input_h %ld, in %ld, out %ld, expand "
-                            "%ld, kernel %ld, stride %ld)",
-                            path, line, hin, cin, cout, e, k, s);
     int hout = (int)(hin / s) > 0 ? (int)(hin / s) : 1; /* nn-Meter: hw // stride */
     if (is_block) {
         if (v[COL_SE] != 0)
@@ -212,7 +224,7 @@ static int find_columns(int col[COL_COUNT], char **fields, int n, const char *pa
             if (!strcmp(fields[i], COLUMN_NAMES[c]))
                 col[c] = i;
         if (col[c] < 0)
-            return offnas_error("%s:1: header has no column '%s'", path, COLUMN_NAMES[c]);
+            return offnas_error("%s:1: %s: header has no such column", path, COLUMN_NAMES[c]);
     }
     return 0;
 }
@@ -221,9 +233,11 @@ static int find_columns(int col[COL_COUNT], char **fields, int n, const char *pa
  * field. */
 static int check_fields(char **fields, int n, int columns, const char *path, int line)
 {
+    if (n > CSV_MAX_FIELDS)
+        return offnas_error("%s:%d: more than %d fields, the header has %d", path, line,
+                            CSV_MAX_FIELDS, columns);
     if (n != columns)
-        return offnas_error("%s:%d: %d fields, the header has %d", path, line,
-                            n > CSV_MAX_FIELDS ? n - 1 : n, columns);
+        return offnas_error("%s:%d: %d fields, the header has %d", path, line, n, columns);
     for (int i = 0; i < n; i++)
         if (!fields[i][0])
             return offnas_error("%s:%d: field %d is empty", path, line, i + 1);
@@ -305,6 +319,13 @@ static int fit_blocks(struct latency_fit *fit, const struct csv_rows *rows, cons
     fit->rmse_ms = test ? sqrt(sq / test) : 0.0;
     free(X);
     free(y);
+    /* what latency_load refuses in a table: not written, refused here naming the CSV */
+    if (!rc && (check_double(path, "held-out mape", fit->mape, 0.0, LATENCY_MAX_FIT_MAPE) ||
+                check_double(path, "held-out rmse_ms", fit->rmse_ms, 0.0, CHECK_MAX_LATENCY_MS)))
+        rc = -1;
+    for (int j = 0; j < T && !rc; j++)
+        if (!isfinite(fit->coef[j]))
+            rc = offnas_error("%s: the fitted model: coefficient %d is %g", path, j, fit->coef[j]);
     return rc;
 }
 
@@ -341,8 +362,8 @@ int latency_fit_csv(struct latency_fit *fit, const char *path)
     return rc;
 }
 
-void latency_fit_table(struct latency_table *t, const struct latency_fit *fit,
-                       const struct net *net, double scale)
+int latency_fit_table(struct latency_table *t, const struct latency_fit *fit,
+                      const struct net *net, double scale)
 {
     OFFNAS_ASSERT(t->slot_count == net->layer_count + 2);
     int L = net->layer_count;
@@ -378,6 +399,11 @@ void latency_fit_table(struct latency_table *t, const struct latency_fit *fit,
     for (int s = 0; s < t->slot_count; s++)
         for (int i = 0; i < t->op_count[s]; i++) {
             double v = ms[s][i] * scale;
+            if (!isfinite(v) || v < 0 || v > CHECK_MAX_LATENCY_MS)
+                return offnas_error("%s: the fitted model gives %g ms for (slot %d, op %d) at "
+                                    "scale %g, not in [0, %g]",
+                                    fit->source + strlen("fit: "), v, s, i, scale,
+                                    CHECK_MAX_LATENCY_MS);
             t->median[s][i] = t->p10[s][i] = t->p90[s][i] = v;
             t->repeats[s][i] = 0;
         }
@@ -385,4 +411,5 @@ void latency_fit_table(struct latency_table *t, const struct latency_fit *fit,
     snprintf(t->cpu, sizeof t->cpu, "%s", fit->device);
     t->fit_mape = fit->mape;
     t->fit_rmse_ms = fit->rmse_ms;
+    return 0;
 }

@@ -36,13 +36,16 @@ void latency_block_features(double f[LATENCY_FIT_TERMS], int hin, int hout, int 
 
 /* Parses the CSV at path (header with at least the columns device, op_type, input_h,
  * in_channels, out_channels, expand_ratio, kernel, stride, se, latency_ms) and fits the model.
- * Returns 0, or -1 with an error naming the file (and line, for a malformed line). */
+ * Every latency_ms must be in (0, CHECK_MAX_LATENCY_MS], the held-out errors finite and
+ * within what latency_load accepts. Returns 0, or -1 with an error naming the file (and line,
+ * for a malformed line) and the column. */
 int latency_fit_csv(struct latency_fit *fit, const char *path);
 
 /* Fills table (already latency_table_init'ed for net) from the fit: every (slot, op) gets the
  * model's milliseconds times scale as median, p10 and p90, repeats 0; source, cpu and the fit
- * errors come from fit. */
-void latency_fit_table(struct latency_table *table, const struct latency_fit *fit,
+ * errors come from fit. Returns 0, or -1 with an error naming the CSV when an entry would not
+ * be a number of ms in [0, CHECK_MAX_LATENCY_MS] (latency_load would refuse the table). */
+int latency_fit_table(struct latency_table *table, const struct latency_fit *fit,
                        const struct net *net, double scale);
 
 

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "report.h"
 
+#include "check.h"
 #include "common.h"
 #include "derived.h"
 
@@ -51,9 +52,10 @@ struct summary {
 
 enum field_kind {
     FIELD_FRACTION, /* a number in [0, 1] */
+    FIELD_MS,       /* a time in [0, CHECK_MAX_LATENCY_MS] */
     FIELD_AMOUNT,   /* a number >= 0 */
     FIELD_REAL,     /* any number */
-    FIELD_COUNT     /* a whole number >= 0, into an int */
+    FIELD_COUNT     /* a whole number in [0, max], into an int */
 };
 
 /* One numeric field of summary.json: its dotted path and where it goes in struct summary. */
@@ -62,30 +64,31 @@ struct summary_field {
     enum field_kind kind;
     int required;
     size_t offset;
+    double max; /* FIELD_COUNT: the largest value */
 };
 
 #define AT(member) offsetof(struct summary, member)
 /* Read in order; a field whose target an earlier one has set is checked but not used. */
 static const struct summary_field FIELDS[] = {
-    {"test_accuracy", FIELD_FRACTION, 1, AT(row.test_accuracy)},
-    {"latency_ms.total", FIELD_AMOUNT, 1, AT(row.latency_ms.total)},
-    {"latency_ms.device", FIELD_AMOUNT, 0, AT(row.latency_ms.device)},
-    {"latency_ms.transfer", FIELD_AMOUNT, 0, AT(row.latency_ms.transfer)},
-    {"latency_ms.edge", FIELD_AMOUNT, 0, AT(row.latency_ms.edge)},
-    {"latency_ms.all_device", FIELD_AMOUNT, 0, AT(all_device_ms)},
-    {"latency_ms.all_edge", FIELD_AMOUNT, 0, AT(all_edge_ms)},
-    {"latency_ms.all_edge_parts.device", FIELD_AMOUNT, 0, AT(all_edge_parts.device)},
-    {"latency_ms.all_edge_parts.transfer", FIELD_AMOUNT, 0, AT(all_edge_parts.transfer)},
-    {"latency_ms.all_edge_parts.edge", FIELD_AMOUNT, 0, AT(all_edge_parts.edge)},
-    {"lambda", FIELD_REAL, 0, AT(row.lambda)},
-    {"split_point", FIELD_COUNT, 0, AT(row.split_point)},
-    {"kept_channels", FIELD_COUNT, 0, AT(row.kept_channels)},
-    {"total_channels", FIELD_COUNT, 0, AT(row.total_channels)},
-    {"bytes_sent", FIELD_AMOUNT, 0, AT(row.bytes_sent)},
-    {"input_bytes", FIELD_AMOUNT, 0, AT(input_bytes)},
-    {"macs", FIELD_AMOUNT, 0, AT(row.macs)},
-    {"params", FIELD_AMOUNT, 0, AT(row.params)},
-    {"parameters", FIELD_AMOUNT, 0, AT(row.params)}, /* offnas train's name for params */
+    {"test_accuracy", FIELD_FRACTION, 1, AT(row.test_accuracy), 0},
+    {"latency_ms.total", FIELD_MS, 1, AT(row.latency_ms.total), 0},
+    {"latency_ms.device", FIELD_MS, 0, AT(row.latency_ms.device), 0},
+    {"latency_ms.transfer", FIELD_MS, 0, AT(row.latency_ms.transfer), 0},
+    {"latency_ms.edge", FIELD_MS, 0, AT(row.latency_ms.edge), 0},
+    {"latency_ms.all_device", FIELD_MS, 0, AT(all_device_ms), 0},
+    {"latency_ms.all_edge", FIELD_MS, 0, AT(all_edge_ms), 0},
+    {"latency_ms.all_edge_parts.device", FIELD_MS, 0, AT(all_edge_parts.device), 0},
+    {"latency_ms.all_edge_parts.transfer", FIELD_MS, 0, AT(all_edge_parts.transfer), 0},
+    {"latency_ms.all_edge_parts.edge", FIELD_MS, 0, AT(all_edge_parts.edge), 0},
+    {"lambda", FIELD_REAL, 0, AT(row.lambda), 0},
+    {"split_point", FIELD_COUNT, 0, AT(row.split_point), NET_MAX_LAYERS + 1},
+    {"kept_channels", FIELD_COUNT, 0, AT(row.kept_channels), NET_MAX_CHANNELS},
+    {"total_channels", FIELD_COUNT, 0, AT(row.total_channels), NET_MAX_CHANNELS},
+    {"bytes_sent", FIELD_AMOUNT, 0, AT(row.bytes_sent), 0},
+    {"input_bytes", FIELD_AMOUNT, 0, AT(input_bytes), 0},
+    {"macs", FIELD_AMOUNT, 0, AT(row.macs), 0},
+    {"params", FIELD_AMOUNT, 0, AT(row.params), 0},
+    {"parameters", FIELD_AMOUNT, 0, AT(row.params), 0}, /* offnas train's name for params */
 };
 #undef AT
 
@@ -145,12 +148,16 @@ static int read_field(const json_t *root, const struct summary_field *f, const c
         return offnas_error("%s: %s: not a finite number", file, f->path);
     if (f->kind == FIELD_FRACTION && (x < 0 || x > 1))
         return offnas_error("%s: %s: %g is not a fraction in [0, 1]", file, f->path, x);
-    if ((f->kind == FIELD_AMOUNT || f->kind == FIELD_COUNT) && x < 0)
+    if (f->kind != FIELD_REAL && x < 0)
         return offnas_error("%s: %s: %g is negative", file, f->path, x);
+    if (f->kind == FIELD_MS && check_double(file, f->path, x, 0.0, CHECK_MAX_LATENCY_MS))
+        return -1;
     char *target = (char *)s + f->offset;
     if (f->kind == FIELD_COUNT) {
-        if (x != floor(x) || x > INT_MAX)
+        if (x != floor(x))
             return offnas_error("%s: %s: %g is not a whole number", file, f->path, x);
+        if (x > f->max)
+            return offnas_error("%s: %s: %.0f is not in 0..%.0f", file, f->path, x, f->max);
         if (*(int *)target == REPORT_UNKNOWN)
             *(int *)target = (int)x;
     } else if (isnan(*(double *)target)) {
@@ -184,7 +191,7 @@ static int read_method(const json_t *root, const char *file, enum report_method 
             *method = (enum report_method)m;
             return 0;
         }
-    return offnas_error("%s: method: '%s' is not one of search, neurosurgeon, nas-then-split, "
+    return offnas_error("%s: method: '%.40s' is not one of search, neurosurgeon, nas-then-split, "
                         "prune-split, all-device, all-edge",
                         file, name);
 }
@@ -214,6 +221,10 @@ static int summary_read(struct summary *s, const json_t *root, const char *file)
     if (ops && strlen(ops) >= sizeof s->row.ops)
         return offnas_error("%s: ops: longer than %zu characters", file, sizeof s->row.ops - 1);
     snprintf(s->row.ops, sizeof s->row.ops, "%s", ops ? ops : "");
+    if (s->row.kept_channels != REPORT_UNKNOWN && s->row.total_channels != REPORT_UNKNOWN &&
+        s->row.kept_channels > s->row.total_channels)
+        return offnas_error("%s: kept_channels: %d, more than total_channels %d", file,
+                            s->row.kept_channels, s->row.total_channels);
     if (s->row.method == REPORT_NEUROSURGEON && isnan(s->all_device_ms))
         return offnas_error("%s: latency_ms.all_device: missing (a neurosurgeon run gives its "
                             "all-device and all-edge latencies)", file);

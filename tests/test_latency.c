@@ -5,6 +5,7 @@
 #include "testing.h"
 #include "tiny.h"
 
+#include "check.h"
 #include "common.h"
 #include "h5.h"
 #include "job.h"
@@ -192,13 +193,64 @@ TEST(load_refuses_missing_entry)
     net_free(net);
 }
 
+/* Saves the good table t to name and writes value over element index (flat) of data set dset
+ * of the file, as a hand edit would; returns the file's path (a static buffer of temp_path). */
+static const char *damaged_copy(const struct latency_table *t, const char *name,
+                                const char *dset, size_t index, double value)
+{
+    const char *path = temp_path(name);
+    CU_ASSERT_EQUAL_FATAL(latency_save(t, path), 0);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CU_ASSERT_FATAL(f >= 0);
+    hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
+    CU_ASSERT_FATAL(d >= 0);
+    double all[LATENCY_MAX_SLOTS * NET_MAX_CANDIDATES];
+    CU_ASSERT_FATAL(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, all) >= 0);
+    all[index] = value;
+    CU_ASSERT_FATAL(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, all) >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    return path;
+}
+
+/* Expects latency_load of path against net to fail with path and part in one line. */
+static void expect_load_refused(const char *path, const struct net *net, const char *part)
+{
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", path);
+    struct latency_table back;
+    CU_ASSERT_EQUAL(latency_load(&back, copy, net), -1);
+    EXPECT_CONTAINS(offnas_last_error(), copy);
+    EXPECT_CONTAINS(offnas_last_error(), part);
+    CU_ASSERT(strchr(offnas_last_error(), '\n') == NULL);
+}
+
+/* Expects latency_save of t to refuse with part in the message and to leave no file. */
+static void expect_save_refused(const struct latency_table *t, const char *name,
+                                const char *part)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s", temp_path(name));
+    remove(path);
+    CU_ASSERT_EQUAL(latency_save(t, path), -1);
+    EXPECT_CONTAINS(offnas_last_error(), path);
+    EXPECT_CONTAINS(offnas_last_error(), part);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NULL(f);
+    if (f)
+        fclose(f);
+}
+
+/* (slot 2, op 1) of the tiny space is row 5: slots 0, 1 hold 1 + 3 entries before it. */
+#define ROW_SLOT2_OP1 5
+
 TEST(load_refuses_nan_value)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
     fill_table(&t, net);
-    t.median[2][1] = NAN;
-    expect_refused(&t, "nan.h5", net, "(slot 2, op 1): median_ms is nan");
+    expect_load_refused(damaged_copy(&t, "nan.h5", "median_ms", ROW_SLOT2_OP1, NAN), net,
+                        "median_ms (slot 2, op 1): nan is not a number in [0, 3.6e+06]");
     net_free(net);
 }
 
@@ -207,8 +259,8 @@ TEST(load_refuses_negative_value)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
     fill_table(&t, net);
-    t.p10[1][0] = -0.5;
-    expect_refused(&t, "negative.h5", net, "(slot 1, op 0): p10_ms is -0.5");
+    expect_load_refused(damaged_copy(&t, "negative.h5", "p10_ms", 1, -0.5), net,
+                        "p10_ms (slot 1, op 0): -0.5 is not a number");
     net_free(net);
 }
 
@@ -217,8 +269,126 @@ TEST(load_refuses_infinite_value)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
     fill_table(&t, net);
-    t.p90[4][0] = INFINITY;
-    expect_refused(&t, "inf.h5", net, "(slot 4, op 0): p90_ms is inf");
+    expect_load_refused(damaged_copy(&t, "inf.h5", "p90_ms", 11, INFINITY), net,
+                        "p90_ms (slot 4, op 0): inf is not a number");
+    net_free(net);
+}
+
+/* 1e308 ms is finite, but a network's sum of such entries is inf and E[T] NaN: any entry above
+ * an hour is refused. */
+TEST(load_refuses_a_latency_above_an_hour)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct latency_table t;
+    fill_table(&t, net);
+    expect_load_refused(damaged_copy(&t, "huge.h5", "median_ms", 0, 1e308), net,
+                        "median_ms (slot 0, op 0): 1e+308 is not a number in [0, 3.6e+06]");
+    expect_load_refused(damaged_copy(&t, "hour.h5", "median_ms", 0, CHECK_MAX_LATENCY_MS * 1.01),
+                        net, "median_ms (slot 0, op 0)");
+    /* an hour itself is still a measurement */
+    struct latency_table back;
+    const char *path = damaged_copy(&t, "an_hour.h5", "median_ms", 0, CHECK_MAX_LATENCY_MS);
+    CU_ASSERT_EQUAL(latency_load(&back, path, net), 0);
+    net_free(net);
+}
+
+/* A 64-bit attribute is range-checked before it becomes an int: 2^32 + 3 threads is not 3. */
+TEST(load_refuses_integer_attributes_out_of_range)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct latency_table t;
+    fill_table(&t, net);
+    const struct {
+        const char *name;
+        int64_t value;
+        const char *part;
+    } cases[] = {
+        {"threads", 4294967299LL, "threads: 4294967299 is not in 1..4096"},
+        {"threads", 0, "threads: 0 is not in 1..4096"},
+        {"version", -4294967296LL, "version: -4294967296 is not in 0..2147483647"},
+        {"slot_count", 6, "slot_count: 6 is not in 5..5"},
+    };
+    for (size_t c = 0; c < OFFNAS_ARRAY_LEN(cases); c++) {
+        const char *path = temp_path("attr.h5");
+        CU_ASSERT_EQUAL_FATAL(latency_save(&t, path), 0);
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        CU_ASSERT_FATAL(f >= 0);
+        CU_ASSERT_EQUAL_FATAL(h5_attr_set_int(f, cases[c].name, cases[c].value), 0);
+        H5Fclose(f);
+        expect_load_refused(path, net, cases[c].part);
+    }
+    net_free(net);
+}
+
+TEST(load_refuses_fit_errors_that_are_not_figures)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct latency_table t;
+    fill_table(&t, net);
+    t.fit_mape = 5;
+    t.fit_rmse_ms = 0.1;
+    const struct {
+        const char *name;
+        double value;
+        const char *part;
+    } cases[] = {
+        {"fit_mape", INFINITY, "fit_mape: inf is not a number"},
+        {"fit_mape", -1, "fit_mape: -1 is not a number"},
+        {"fit_rmse_ms", 1e308, "fit_rmse_ms: 1e+308 is not a number in [0, 3.6e+06]"},
+    };
+    for (size_t c = 0; c < OFFNAS_ARRAY_LEN(cases); c++) {
+        const char *path = temp_path("fit.h5");
+        CU_ASSERT_EQUAL_FATAL(latency_save(&t, path), 0);
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        CU_ASSERT_FATAL(f >= 0);
+        CU_ASSERT_EQUAL_FATAL(h5_attr_set_double(f, cases[c].name, cases[c].value), 0);
+        H5Fclose(f);
+        expect_load_refused(path, net, cases[c].part);
+    }
+    net_free(net);
+}
+
+/* A string attribute longer than its field is refused, not cut to fit. */
+TEST(load_refuses_a_string_attribute_longer_than_its_field)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct latency_table t;
+    fill_table(&t, net);
+    const char *path = temp_path("long.h5");
+    CU_ASSERT_EQUAL_FATAL(latency_save(&t, path), 0);
+    char name[100];
+    memset(name, 'd', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT_EQUAL_FATAL(h5_attr_set_string(f, "device", name), 0);
+    H5Fclose(f);
+    expect_load_refused(path, net, "device: longer than 63 characters");
+    net_free(net);
+}
+
+/* What latency_load refuses, latency_save does not write. */
+TEST(save_refuses_what_load_refuses)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct latency_table good, t;
+    fill_table(&good, net);
+    t = good;
+    t.median[2][1] = NAN;
+    expect_save_refused(&t, "nan.h5", "median_ms (slot 2, op 1): nan is not a number");
+    t = good;
+    t.p90[4][0] = 1e307;
+    expect_save_refused(&t, "huge.h5", "p90_ms (slot 4, op 0): 1e+307 is not a number");
+    t = good;
+    t.fit_mape = INFINITY;
+    t.fit_rmse_ms = 1;
+    expect_save_refused(&t, "mape.h5", "fit_mape: inf is not a number");
+    t = good;
+    t.threads = 0;
+    expect_save_refused(&t, "threads.h5", "threads: 0 is not in 1..4096");
+    t = good;
+    t.repeats[1][2] = -3;
+    expect_save_refused(&t, "repeats.h5", "repeats (slot 1, op 2): -3 is negative");
     net_free(net);
 }
 
@@ -307,6 +477,11 @@ static const struct test_case TESTS[] = {
     CASE(load_refuses_nan_value),
     CASE(load_refuses_negative_value),
     CASE(load_refuses_infinite_value),
+    CASE(load_refuses_a_latency_above_an_hour),
+    CASE(load_refuses_integer_attributes_out_of_range),
+    CASE(load_refuses_fit_errors_that_are_not_figures),
+    CASE(load_refuses_a_string_attribute_longer_than_its_field),
+    CASE(save_refuses_what_load_refuses),
     CASE(load_refuses_missing_file),
     CASE(load_refuses_wrong_data_set_lengths),
     CASE(shipped_profiles_load_for_the_default_space),

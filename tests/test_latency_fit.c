@@ -131,16 +131,43 @@ TEST(fit_reports_malformed_line_with_file_and_line)
     expect_csv_error("short.csv", text, ":4:", "14 fields, the header has 15");
     snprintf(text, sizeof text, "%s%sp,conv,16,16,1x6,16,1,3,1,0,hard_swish,-1,na,0.5,b\n",
              CSV_HEADER, good);
-    expect_csv_error("number.csv", text, ":3:", "in_channels '1x6' is not an integer");
+    expect_csv_error("number.csv", text, ":3:", "in_channels: '1x6' is not an integer");
     snprintf(text, sizeof text, "%s%s%s%sp,conv,16,16,16,16,1,3,1,0,hard_swish,-1,na,nan,c\n",
              CSV_HEADER, good, good, good);
-    expect_csv_error("nan.csv", text, ":5:", "latency_ms 'nan' is not a positive number");
+    expect_csv_error("nan.csv", text, ":5:", "latency_ms: 'nan' is not a number of ms");
     snprintf(text, sizeof text, "%s%s\n%s", CSV_HEADER, good, good);
     expect_csv_error("blank.csv", text, ":3:", "empty line");
     snprintf(text, sizeof text, "%s%sp,conv,16,16,16,16,1,3,1,0,hard_swish,,na,0.5,d\n",
              CSV_HEADER, good);
     expect_csv_error("empty_field.csv", text, ":3:", "field 12 is empty");
-    expect_csv_error("header.csv", "device,op_type,input_h\n", ":1:", "no column 'in_channels'");
+    expect_csv_error("header.csv", "device,op_type,input_h\n", ":1:", "in_channels: header has no such column");
+}
+
+/* Finite but absurd times (the fit then gave entries near 1e307 and an infinite error) and
+ * long fields are refused on their line; a bad value is echoed cut to 40 characters. */
+TEST(fit_refuses_absurd_values_on_their_line)
+{
+    const char *good = "p,conv,16,16,16,16,1,3,1,0,hard_swish,-1,na,0.5,a\n";
+    char text[4096];
+    snprintf(text, sizeof text, "%s%sp,conv,16,16,16,16,1,3,1,0,hard_swish,-1,na,1e300,b\n",
+             CSV_HEADER, good);
+    expect_csv_error("huge.csv", text, ":3:", "latency_ms: '1e300' is not a number of ms in (0, 3.6e+06]");
+    snprintf(text, sizeof text, "%s%sp,conv,16,16,16,16,1,3,1,0,hard_swish,-1,na,-2,b\n",
+             CSV_HEADER, good);
+    expect_csv_error("negative.csv", text, ":3:", "latency_ms: '-2' is not a number");
+    snprintf(text, sizeof text, "%s%sp,conv,16,16,99999999999999999999,16,1,3,1,0,hard_swish,-1,"
+             "na,0.5,b\n", CSV_HEADER, good);
+    expect_csv_error("overflow.csv", text, ":3:", "in_channels: '99999999999999999999' is not an integer");
+    char device[200];
+    memset(device, 'x', sizeof device - 1);
+    device[sizeof device - 1] = 0;
+    snprintf(text, sizeof text, "%s%s,conv,16,16,16,16,1,3,1,0,hard_swish,-1,na,0.5,b\n",
+             CSV_HEADER, device);
+    expect_csv_error("device.csv", text, ":2:", "device: longer than 63 characters");
+    snprintf(text, sizeof text, "%s%sp,conv,16,16,16,16,1,3,1,0,hard_swish,-1,na,%s,b\n",
+             CSV_HEADER, good, device);
+    expect_csv_error("echo.csv", text, ":3:", "latency_ms: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' is");
+    expect_csv_error("empty.csv", "", "", "empty file");
 }
 
 TEST(fit_table_evaluates_the_model_for_every_op)
@@ -150,13 +177,13 @@ TEST(fit_table_evaluates_the_model_for_every_op)
                               .device = "phone", .source = "fit: x.csv", .mape = 5, .rmse_ms = 0.1};
     struct latency_table t;
     latency_table_init(&t, net, "dev");
-    latency_fit_table(&t, &fit, net, 2.0);
+    EXPECT_EQ_INT(latency_fit_table(&t, &fit, net, 2.0), 0);
     EXPECT_NEAR(t.median[0][0], 2.0 * (4e-6 * 12 * 12 * 9 * 1 * 4 + 0.02), 1e-12);
     /* a stride-2 stem costs the MACs of its 6x6 output */
     struct net *strided = tiny_net("net.stem_stride=2", 1);
     struct latency_table t2;
     latency_table_init(&t2, strided, "dev");
-    latency_fit_table(&t2, &fit, strided, 2.0);
+    EXPECT_EQ_INT(latency_fit_table(&t2, &fit, strided, 2.0), 0);
     EXPECT_NEAR(t2.median[0][0], 2.0 * (4e-6 * 6 * 6 * 9 * 1 * 4 + 0.02), 1e-12);
     net_free(strided);
     const struct net_layer *layer = &net->layers[1];
@@ -176,6 +203,24 @@ TEST(fit_table_evaluates_the_model_for_every_op)
     CU_ASSERT_STRING_EQUAL(t.cpu, "phone");
     CU_ASSERT_STRING_EQUAL(t.source, "fit: x.csv");
     CU_ASSERT(t.fit_mape == 5 && t.fit_rmse_ms == 0.1);
+    net_free(net);
+}
+
+/* A model (or --scale) giving an entry latency_load would refuse fails naming the CSV, so the
+ * fit never writes a profile offnas cannot read. */
+TEST(fit_table_refuses_entries_the_loader_would_refuse)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct latency_fit fit = {.coef = {1e-6, 2e-6, 3e-7, 0.01}, .stem_coef = {4e-6, 0.02},
+                              .device = "phone", .source = "fit: x.csv", .mape = 5, .rmse_ms = 0.1};
+    struct latency_table t;
+    latency_table_init(&t, net, "dev");
+    EXPECT_EQ_INT(latency_fit_table(&t, &fit, net, 1e300), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "x.csv: the fitted model gives");
+    EXPECT_CONTAINS(offnas_last_error(), "not in [0, 3.6e+06]");
+    fit.coef[LATENCY_FIT_PW] = 1e300;
+    EXPECT_EQ_INT(latency_fit_table(&t, &fit, net, 1.0), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "(slot 1, op 0)");
     net_free(net);
 }
 
@@ -201,7 +246,9 @@ static const struct test_case TESTS[] = {
     CASE(fit_recovers_known_coefficients),
     CASE(fit_drops_a_negative_coefficient),
     CASE(fit_reports_malformed_line_with_file_and_line),
+    CASE(fit_refuses_absurd_values_on_their_line),
     CASE(fit_table_evaluates_the_model_for_every_op),
+    CASE(fit_table_refuses_entries_the_loader_would_refuse),
     CASE(block_features_count_macs_like_the_net),
 };
 TEST_MAIN("latency_fit", TESTS)

@@ -171,7 +171,11 @@ static int profile_fit(int argc, char **argv)
         return 1;
     struct latency_table table;
     latency_table_init(&table, net, a.device);
-    latency_fit_table(&table, &fit, net, a.scale);
+    if (latency_fit_table(&table, &fit, net, a.scale)) {
+        fprintf(stderr, "offnas: %s\n", offnas_last_error());
+        net_free(net);
+        return 1;
+    }
     snprintf(table.host, sizeof table.host, "none");
     latency_now_iso8601(table.date, sizeof table.date);
     printf("device: %s (csv: %s)\n", a.device, fit.device);
