@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """h5edit: damage one object of an HDF5 file in place, for tests/damaged (python3-h5py).
 
   h5edit.py FILE attr OBJECT NAME VALUE [TYPE]   set attribute NAME of OBJECT ("/" the root)
