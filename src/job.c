@@ -245,6 +245,10 @@ static int set_value(struct job *job, const struct job_key *key, const char *tex
                 return offnas_error("%s.%s: value contains a control character", s, n);
             if (text[i] == ';' && i > 0 && isspace((unsigned char)text[i - 1]))
                 return offnas_error("%s.%s: value contains ' ;', which starts a comment", s, n);
+            /* job_write puts a space before the value: a leading ';' would start a comment */
+            if (text[i] == ';' && i == 0)
+                return offnas_error("%s.%s: value starts with ';', which starts a comment", s,
+                                    n);
         }
         memcpy(field_of(job, key), text, len + 1);
         return 0;

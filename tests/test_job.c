@@ -410,6 +410,8 @@ TEST(job_bad_set_names_key)
         {"train.epochs=99999999999999999999",
          "train.epochs: 99999999999999999999 is above the maximum"},
         {"data.path=a ;b", "data.path: value contains ' ;'"},
+        /* would be written "path = ;b", a comment (found by tests/fuzz/fuzz_job_set) */
+        {"data.path=;b", "data.path: value starts with ';'"},
     };
     struct job job;
     job_defaults(&job);
