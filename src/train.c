@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
 
+#include "check.h"
 #include "common.h"
 #include "dist.h"
 #include "h5.h"
@@ -315,43 +316,74 @@ int train_save_model(const struct net *net, const struct job *job, const char *p
     return h5_commit(f, tmp, path);
 }
 
+/* Reads the 1-D float data set /name of f into dst, which must hold exactly count values. */
+static int model_read(hid_t f, const char *path, const char *name, float *dst, size_t count)
+{
+    hsize_t dims[1];
+    OFFNAS_TRY(h5_shape(f, name, H5_F32, 1, dims));
+    if (dims[0] != count)
+        return offnas_error("%s: /%s has %llu values, the job's network has %zu", path, name,
+                            (unsigned long long)dims[0], count);
+    return h5_read_rows(f, name, H5_F32, 1, 0, count, dst);
+}
+
+/* The integer attributes of a model file: classes must be the network's, input_side and
+ * parameters plausible, mask_layer a layer or -1 (into *mask_layer). */
+static int model_attributes(hid_t f, const char *path, const struct net *net, int *mask_layer)
+{
+    int64_t v;
+    int value;
+    if (h5_attr_exists(f, "classes") > 0) {
+        OFFNAS_TRY(h5_attr_get_int(f, "classes", &v));
+        OFFNAS_TRY(check_int64(path, "classes", v, net->classes, net->classes, &value));
+    }
+    if (h5_attr_exists(f, "input_side") > 0) {
+        OFFNAS_TRY(h5_attr_get_int(f, "input_side", &v));
+        OFFNAS_TRY(check_int64(path, "input_side", v, 1, 65535, &value));
+    }
+    if (h5_attr_exists(f, "parameters") > 0) {
+        long count;
+        OFFNAS_TRY(h5_attr_get_int(f, "parameters", &v));
+        OFFNAS_TRY(check_int64_long(path, "parameters", v, 0, (int64_t)net->param_count,
+                                    &count));
+    }
+    OFFNAS_TRY(h5_attr_get_int(f, "mask_layer", &v));
+    return check_int64(path, "mask_layer", v, -1, net->layer_count - 1, mask_layer);
+}
+
+/* The body of train_load_model with the file open. */
+static int model_load_open(hid_t f, const char *path, struct net *net, int *mask_layer)
+{
+    OFFNAS_TRY(model_read(f, path, "params", net->params, net->param_count));
+    OFFNAS_TRY(model_read(f, path, "running_stats", net->stats, net->stat_count));
+    OFFNAS_TRY(net_check_loaded(net, path, "/params", "/running_stats"));
+    OFFNAS_TRY(model_attributes(f, path, net, mask_layer));
+    if (*mask_layer < 0)
+        return 0;
+    hsize_t dims[1];
+    OFFNAS_TRY(h5_shape(f, "mask", H5_F32, 1, dims));
+    int cout = net->layers[*mask_layer].cout;
+    if (dims[0] != (hsize_t)cout)
+        return offnas_error("%s: /mask has %llu values, layer %d has %d channels", path,
+                            (unsigned long long)dims[0], *mask_layer + 1, cout);
+    OFFNAS_TRY(h5_read_rows(f, "mask", H5_F32, 1, 0, dims[0], net->mask));
+    /* a channel is sent (1) or not (0) */
+    for (int c = 0; c < cout; c++)
+        if (net->mask[c] != 0.0f && net->mask[c] != 1.0f)
+            return offnas_error("%s: /mask[%d]: %g is not 0 or 1", path, c, (double)net->mask[c]);
+    return 0;
+}
+
 int train_load_model(struct net *net, const char *path)
 {
     hid_t f = h5_open_read(path);
     if (f < 0)
         return -1;
-    hsize_t dims[1];
-    int64_t mask_layer = -1;
-    int rc = h5_shape(f, "params", H5_F32, 1, dims);
-    if (!rc && dims[0] != net->param_count)
-        rc = offnas_error("%s: /params has %llu values, the job's network has %zu", path,
-                          (unsigned long long)dims[0], net->param_count);
-    if (!rc)
-        rc = h5_read_rows(f, "params", H5_F32, 1, 0, net->param_count, net->params);
-    if (!rc)
-        rc = h5_shape(f, "running_stats", H5_F32, 1, dims);
-    if (!rc && dims[0] != net->stat_count)
-        rc = offnas_error("%s: /running_stats has %llu values, the job's network has %zu", path,
-                          (unsigned long long)dims[0], net->stat_count);
-    if (!rc)
-        rc = h5_read_rows(f, "running_stats", H5_F32, 1, 0, net->stat_count, net->stats);
-    if (!rc)
-        rc = h5_attr_get_int(f, "mask_layer", &mask_layer);
-    if (!rc && mask_layer >= net->layer_count)
-        rc = offnas_error("%s: mask_layer %lld is not a layer of the network", path,
-                          (long long)mask_layer);
-    if (!rc && mask_layer >= 0) {
-        rc = h5_shape(f, "mask", H5_F32, 1, dims);
-        if (!rc && dims[0] != (hsize_t)net->layers[mask_layer].cout)
-            rc = offnas_error("%s: /mask has %llu values, layer %lld has %d channels", path,
-                              (unsigned long long)dims[0], (long long)mask_layer + 1,
-                              net->layers[mask_layer].cout);
-        if (!rc)
-            rc = h5_read_rows(f, "mask", H5_F32, 1, 0, dims[0], net->mask);
-    }
+    int mask_layer = -1;
+    int rc = model_load_open(f, path, net, &mask_layer);
     h5_close(f);
     if (!rc)
-        net->mask_layer = (int)mask_layer;
+        net->mask_layer = mask_layer;
     return rc;
 }
 

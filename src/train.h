@@ -116,7 +116,10 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
                 struct train_result *result);
 
 /* Loads model.h5 written by train_save_model into net (built from the same job): parameters,
- * running statistics, and the split mask if one was saved. Returns 0 or -1 with an error. */
+ * running statistics, and the split mask if one was saved. A missing data set, a wrong shape
+ * or type, a NaN or inf weight, a negative running variance, a mask value other than 0 and 1
+ * or an integer attribute out of its range is refused. Returns 0 or -1 with an error naming
+ * path and the field; net->mask_layer is set only on success. */
 int train_load_model(struct net *net, const char *path);
 
 /* Writes the weights, running statistics and job of net to path (HDF5, tmp + rename). */
