@@ -429,7 +429,7 @@ static int ctx_resume(struct search_ctx *c, const char *out_dir)
                              out_dir, why, offnas_last_error());
                 ok = 0;
             } else {
-                offnas_log("search: %s; resumed from the previous checkpoint %s", why, prev);
+                offnas_log("search: %s; resuming from the previous checkpoint %s", why, prev);
             }
         }
         if (ok && c->state.shards && c->state.shards != c->td.train_shards.shards)
