@@ -242,6 +242,7 @@ static int run_open(struct run_state *s, const char *run, int batch, int with_da
         channels = s->td.train.channels;
         classes = s->td.train.classes;
     }
+    OFFNAS_TRY(train_check_memory(&s->job, batch, &s->td, 0, 1));
     s->net = net_create(&s->job.net, batch, s->job.data_resize, channels, classes, 0, 1);
     if (!s->net)
         return -1;

@@ -455,6 +455,7 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
     OFFNAS_TRY(train_data_load(&c->td, job, d));
     struct train_shards *sh = &c->td.train_shards;
     c->B = sh->owned * sh->per_shard;
+    OFFNAS_TRY(train_check_memory(job, c->B, &c->td, 0, 2));
     c->net = net_create(&job->net, c->B, job->data_resize, c->td.train.channels,
                         c->td.train.classes, 0, (uint64_t)job->search_seed);
     c->tables = offnas_calloc(2, sizeof *c->tables);

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "dist.h"
 #include "h5.h"
+#include "mem.h"
 #include "op.h"
 #include "optim.h"
 
@@ -55,6 +56,21 @@ static int load_shards(struct dataset *ds, struct train_shards *sh, const struct
         OFFNAS_ASSERT(ds->count == b - a);
     }
     sh->perm = offnas_malloc((size_t)(b > a ? b - a : 1) * sizeof(long));
+    return 0;
+}
+
+/* The test images (when this trainer holds some) have the training images' shape: the net
+ * is built for the latter. Returns 0, or -1 with an error naming path. */
+static int same_images(const struct train_data *td, const char *path)
+{
+    const struct dataset *a = &td->train, *b = &td->test;
+    if (a->count < 1 || b->count < 1)
+        return 0;
+    if (b->channels != a->channels || b->height != a->height || b->width != a->width)
+        return offnas_error("%s: /test/images: %dx%dx%d images, the training split's are "
+                            "%dx%dx%d",
+                            path, b->channels, b->height, b->width, a->channels, a->height,
+                            a->width);
     return 0;
 }
 
@@ -112,11 +128,32 @@ int train_data_load(struct train_data *td, const struct job *job, const struct d
         if (hi > lo)
             rc = data_load(&td->test, job->data_path, "test", lo, hi - lo);
     }
+    if (!rc)
+        rc = same_images(td, job->data_path);
     if (rc) {
         train_data_free(td);
         return -1;
     }
     return 0;
+}
+
+/* Bytes of the images and labels td holds. */
+static double data_bytes(const struct train_data *td)
+{
+    const struct dataset *sets[3] = {&td->train, &td->val, &td->test};
+    double bytes = 0;
+    for (int i = 0; i < 3; i++)
+        bytes += (double)sets[i]->count *
+                 ((double)sets[i]->channels * sets[i]->height * sets[i]->width + 1);
+    return bytes;
+}
+
+int train_check_memory(const struct job *job, int batch, const struct train_data *td, int fixed,
+                       int batches)
+{
+    const struct dataset *ds = td->train.count ? &td->train : &td->test;
+    return mem_check_job(job, batch, ds->channels ? ds->channels : 1,
+                         ds->classes ? ds->classes : 10, fixed, data_bytes(td), batches);
 }
 
 void train_data_free(struct train_data *td)
@@ -467,9 +504,14 @@ static int fixed_open(struct fixed_run *r, const struct job *job, const struct t
     if (d->rank == 0)
         OFFNAS_TRY(train_mkdirs(out_dir));
     OFFNAS_TRY(train_data_load(&r->td, job, d));
+    /* the test accuracy is measured, never reported as 0 of nothing */
+    if (r->td.test_total < 1)
+        return offnas_error("%s: /test/labels: the test split is empty: no test accuracy to "
+                            "measure", job->data_path);
     struct train_shards *sh = &r->td.train_shards;
     r->side = job->data_resize;
     r->B = sh->owned * sh->per_shard;
+    OFFNAS_TRY(train_check_memory(job, r->B, &r->td, 1, 1));
     struct net *net = r->net = net_create(&job->net, r->B, r->side, r->td.train.channels,
                                           r->td.train.classes, 1, (uint64_t)job->train_seed);
     if (!net)

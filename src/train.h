@@ -44,6 +44,12 @@ struct train_data {
 int train_data_load(struct train_data *td, const struct job *job, const struct dist *d);
 void train_data_free(struct train_data *td);
 
+/* Whether a net of batch images (fixed or the supernet) with `batches` input batches and the
+ * data td holds fits this machine's memory (mem.h). Call before net_create. Returns 0, or -1
+ * with an error stating the estimate and the limit. */
+int train_check_memory(const struct job *job, int batch, const struct train_data *td, int fixed,
+                       int batches);
+
 /* Shard count a job uses on T trainers (data.shards, or T when 0). */
 int train_shard_count(const struct job *job, int trainers);
 
