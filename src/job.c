@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "job.h"
 
+#include "check.h"
 #include "common.h"
 #include "link.h"
 
@@ -105,7 +106,9 @@ static const struct job_key KEYS[] = {
     K_DBL("search", "warmup_largest", search_warmup_largest, "1", 0, 1),
     K_DBL("search", "lambda", search_lambda, "0.5", 0, 1e6),
     K_ENUM("search", "loss", search_loss, "additive", LOSS_WORDS),
-    K_DBL("search", "t_ref_ms", search_t_ref_ms, "0", 0, 1e9),
+    /* a checkpoint refuses a T_ref beyond CHECK_MAX_LATENCY_MS: one the job allowed could
+     * not be resumed */
+    K_DBL("search", "t_ref_ms", search_t_ref_ms, "0", 0, CHECK_MAX_LATENCY_MS),
     K_DBL("search", "w", search_w, "0.6", 0, 100),
     K_DBL("search", "arch_lr", search_arch_lr, "3e-3", 0, 100),
     K_DBL("search", "arch_weight_decay", search_arch_weight_decay, "0", 0, 1),

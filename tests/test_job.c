@@ -479,6 +479,16 @@ TEST(job_text_errors_name_the_kept_file_not_a_temporary)
     CU_ASSERT_STRING_EQUAL(job.source, "run/checkpoint.h5: job");
 }
 
+/* search.t_ref_ms stops at an hour, the largest T_ref a checkpoint reads back. */
+TEST(job_t_ref_stops_where_a_checkpoint_would_refuse_it)
+{
+    struct job job;
+    job_defaults(&job);
+    EXPECT_EQ_INT(job_set(&job, "search.t_ref_ms=3600000"), 0);
+    EXPECT_EQ_INT(job_set(&job, "search.t_ref_ms=3600001"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "search.t_ref_ms: 3600001 is above the maximum 3.6e+06");
+}
+
 static const struct test_case TESTS[] = {
     CASE(job_defaults_match_design),
     CASE(job_good_file_parses),
@@ -502,6 +512,7 @@ static const struct test_case TESTS[] = {
     CASE(job_shipped_fixed_ini_is_valid),
     CASE(job_error_can_quote_the_previous_error),
     CASE(job_text_errors_name_the_kept_file_not_a_temporary),
+    CASE(job_t_ref_stops_where_a_checkpoint_would_refuse_it),
 };
 
 TEST_MAIN("job", TESTS)
