@@ -31,6 +31,7 @@ TEST(mem_estimate_follows_what_net_create_allocates)
         struct net *net = net_create(&job.net, 64, job.data_resize, 1, 10, fixed, 1);
         CU_ASSERT_FATAL(net != NULL);
         double used = allocated_bytes() - before;
+        (void)used; /* unused under ASan */
         double estimate = mem_net_bytes(&job.net, 64, job.data_resize, 1, 10, fixed);
         /* at least the parameters and their gradients */
         CU_ASSERT(estimate >= 2.0 * net->param_count * sizeof(float));
