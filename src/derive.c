@@ -249,7 +249,8 @@ static int run_open(struct run_state *s, const char *run, int batch, int with_da
     arch_init(&s->arch, s->net, 0.0f);
     struct search_state state = {0};
     OFFNAS_TRY(search_load_checkpoint(path, s->net, &s->arch, &state));
-    OFFNAS_TRY(search_check_progress(path, &state, &s->job, s->td.train_shards.steps));
+    /* derive uses no step: the epochs alone are compared (its data shards may differ) */
+    OFFNAS_TRY(search_check_progress(path, &state, &s->job, 0, 0));
     snprintf(s->lut_device, sizeof s->lut_device, "%s/lut_device.h5", run);
     snprintf(s->lut_edge, sizeof s->lut_edge, "%s/lut_edge.h5", run);
     s->tables = offnas_calloc(2, sizeof *s->tables);

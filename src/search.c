@@ -324,12 +324,13 @@ int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
 }
 
 int search_check_progress(const char *path, const struct search_state *state,
-                          const struct job *job, long per_epoch)
+                          const struct job *job, long per_epoch, int shards)
 {
     if (state->epoch > job->search_epochs)
         return offnas_error("%s: epoch: %d epochs done, but the job has search.epochs = %d",
                             path, state->epoch, job->search_epochs);
-    if (per_epoch <= 0)
+    /* other shards cut the epochs into other step counts: only the epochs compare */
+    if (per_epoch <= 0 || state->shards != shards)
         return 0;
     long total = per_epoch * job->search_epochs;
     if (job->train_steps > 0 && job->train_steps < total)
@@ -405,7 +406,8 @@ static void ctx_broadcast(struct search_ctx *c)
 static int ctx_load(struct search_ctx *c, const char *path)
 {
     OFFNAS_TRY(search_load_checkpoint(path, c->net, &c->arch, &c->state));
-    return search_check_progress(path, &c->state, c->job, c->td.train_shards.steps);
+    return search_check_progress(path, &c->state, c->job, c->td.train_shards.steps,
+                                 c->td.train_shards.shards);
 }
 
 /* Trainer 0 loads the newest readable checkpoint of out_dir (the previous one when the newest

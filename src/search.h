@@ -93,9 +93,10 @@ char *search_checkpoint_job(const char *path);
 int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
                            struct search_state *state);
 /* Whether the loaded counters fit the job: epochs done <= search.epochs and, when per_epoch
- * (weight steps per epoch) > 0, step <= the run's steps and epoch consistent with step.
- * Returns 0, or -1 with an error "PATH: FIELD: ...". */
+ * (weight steps per epoch of this run) > 0 and the checkpoint was written with this run's
+ * shards (other shards give other epoch lengths), step <= the run's steps and epoch
+ * consistent with step. Returns 0, or -1 with an error "PATH: FIELD: ...". */
 int search_check_progress(const char *path, const struct search_state *state,
-                          const struct job *job, long per_epoch);
+                          const struct job *job, long per_epoch, int shards);
 
 #endif
