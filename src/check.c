@@ -66,3 +66,12 @@ int check_string(const char *file, const char *field, const char *s, size_t size
         return offnas_error("%s: %s: longer than %zu characters", file, field, size - 1);
     return 0;
 }
+
+int check_finite_floats(const char *file, const char *field, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return offnas_error("%s: %s[%zu]: %g is not a finite number", file, field, i,
+                                (double)x[i]);
+    return 0;
+}

@@ -42,4 +42,8 @@ int check_doubles(const char *file, const char *field, const double *x, size_t n
  * with "FILE: FIELD: longer than N characters". */
 int check_string(const char *file, const char *field, const char *s, size_t size);
 
+/* Every x[i] (i < n) is finite, whatever its size (weights, momentum); else -1 naming the
+ * first bad index ("FILE: FIELD[i]: nan is not a finite number"). */
+int check_finite_floats(const char *file, const char *field, const float *x, size_t n);
+
 #endif

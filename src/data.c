@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "h5.h"
+#include "mem.h"
 #include "rng.h"
 
 #define IDX_IMAGES_MAGIC 0x00000803u
@@ -332,6 +333,11 @@ static int load_open(struct dataset *ds, hid_t file, const char *path, const cha
     size_t image_bytes = (size_t)C * H * W;
     if ((size_t)count > SIZE_MAX / image_bytes)
         return offnas_error("%s: %s: too large", path, images_name);
+    /* a shape announcing terabytes is refused before offnas_malloc aborts on it */
+    char what[H5_PATH_MAX + 320];
+    snprintf(what, sizeof what, "%s: %s: %ld images of %dx%dx%d", path, images_name, count,
+             (int)image_dims[1], (int)image_dims[2], (int)image_dims[3]);
+    OFFNAS_TRY(mem_check(what, (double)count * (double)image_bytes * (image_dims[1] > 1 ? 2 : 1)));
 
     ds->count = count;
     ds->channels = C;

@@ -233,7 +233,8 @@ static int run_open(struct run_state *s, const char *run, int batch, int with_da
     s->job_text = search_checkpoint_job(path);
     if (!s->job_text)
         return -1;
-    OFFNAS_TRY(job_load_text(&s->job, s->job_text, run, "job.ini"));
+    if (job_load_text(&s->job, s->job_text, run, "job.ini"))
+        return offnas_error_context("%s: job", path);
     int channels = 1, classes = 10;
     if (with_data) {
         op_set_threads(s->job.train_threads);
@@ -241,12 +242,15 @@ static int run_open(struct run_state *s, const char *run, int batch, int with_da
         channels = s->td.train.channels;
         classes = s->td.train.classes;
     }
+    OFFNAS_TRY(train_check_memory(&s->job, batch, &s->td, 0, 1));
     s->net = net_create(&s->job.net, batch, s->job.data_resize, channels, classes, 0, 1);
     if (!s->net)
         return -1;
     arch_init(&s->arch, s->net, 0.0f);
     struct search_state state = {0};
     OFFNAS_TRY(search_load_checkpoint(path, s->net, &s->arch, &state));
+    /* derive uses no step: the epochs alone are compared (its data shards may differ) */
+    OFFNAS_TRY(search_check_progress(path, &state, &s->job, 0, 0));
     snprintf(s->lut_device, sizeof s->lut_device, "%s/lut_device.h5", run);
     snprintf(s->lut_edge, sizeof s->lut_edge, "%s/lut_edge.h5", run);
     s->tables = offnas_calloc(2, sizeof *s->tables);

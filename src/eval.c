@@ -36,6 +36,7 @@ static int eval_open(struct eval_state *s, const char *run, const char *const *s
         return offnas_error("%s: the test split is empty: no test accuracy to report",
                             s->job.data_path);
     const struct dataset *t = &s->td.test;
+    OFFNAS_TRY(train_check_memory(&s->job, 256, &s->td, 1, 1));
     s->fixed = net_create(&s->job.net, 256, s->job.data_resize, t->channels, t->classes, 1, 1);
     s->super = net_create(&s->job.net, 1, s->job.data_resize, t->channels, t->classes, 0, 1);
     if (!s->fixed || !s->super)

@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "job.h"
 
+#include "check.h"
 #include "common.h"
 #include "link.h"
 
@@ -107,7 +108,9 @@ static const struct job_key KEYS[] = {
     K_DBL("search", "lambda", search_lambda, "0.5", 0, 1e6),
     K_ENUM("search", "loss", search_loss, "additive", LOSS_WORDS),
     K_ENUM("search", "t_ref", search_t_ref, "initial", T_REF_WORDS),
-    K_DBL("search", "t_ref_ms", search_t_ref_ms, "0", 0, 1e9),
+    /* a checkpoint refuses a T_ref beyond CHECK_MAX_LATENCY_MS: one the job allowed could
+     * not be resumed */
+    K_DBL("search", "t_ref_ms", search_t_ref_ms, "0", 0, CHECK_MAX_LATENCY_MS),
     K_DBL("search", "w", search_w, "0.6", 0, 100),
     K_DBL("search", "arch_lr", search_arch_lr, "3e-3", 0, 100),
     K_DBL("search", "arch_weight_decay", search_arch_weight_decay, "0", 0, 1),
@@ -299,7 +302,8 @@ static void format_value(char *buf, size_t size, const struct job *job, const st
 
 struct ini_state {
     FILE *file;
-    const char *path;
+    const char *path; /* the file read */
+    const char *name; /* what errors call it (path, or the file the text came from) */
     struct job *job;
     int line;         /* lines handed to inih so far: the line of the current handler call */
     int failed;       /* an error is recorded (the first one wins) */
@@ -320,7 +324,7 @@ static int record_error(struct ini_state *st, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(message, sizeof message, fmt, ap);
         va_end(ap);
-        offnas_error("%s:%d: %s", st->path, st->line, message);
+        offnas_error("%s:%d: %s", st->name, st->line, message);
     }
     st->failed = 1;
     return 0;
@@ -405,7 +409,7 @@ static int key_handler(void *user, const char *section, const char *name, const 
     if (!key)
         return record_error(st, "unknown key '%s' in [%s]", name, section);
     if (set_value(st->job, key, value)) {
-        offnas_error_context("%s:%d", st->path, st->line);
+        offnas_error_context("%s:%d", st->name, st->line);
         st->failed = 1;
         return 0;
     }
@@ -433,40 +437,42 @@ static int parse_file(struct ini_state *st)
     return rc;
 }
 
-int job_load(struct job *job, const char *path)
+int job_load_as(struct job *job, const char *path, const char *name)
 {
     struct job *scratch = offnas_malloc(sizeof *scratch);
     *scratch = *job;
-    struct ini_state st = { .path = path, .job = scratch };
+    struct ini_state st = { .path = path, .name = name, .job = scratch };
     int rc = parse_file(&st);
     if (rc == -1) {
         int err = errno;
         free(scratch);
-        return offnas_error("%s: cannot open: %s", path, strerror(err));
+        return offnas_error("%s: cannot open: %s", name, strerror(err));
     }
     if (rc == -3) {
         int err = errno;
         free(scratch);
-        return offnas_error("%s: cannot read: %s", path, strerror(err));
+        return offnas_error("%s: cannot read: %s", name, strerror(err));
     }
     if (rc == -2) {
         free(scratch);
-        return offnas_error("%s: out of memory while reading", path);
+        return offnas_error("%s: out of memory while reading", name);
     }
     if (!st.failed && rc > 0)
-        offnas_error("%s:%d: malformed line", path, rc), st.failed = 1;
-    if (!st.failed && strlen(path) >= sizeof scratch->source)
-        offnas_error("%s: path longer than %zu characters", path, sizeof scratch->source - 1),
+        offnas_error("%s:%d: malformed line", name, rc), st.failed = 1;
+    if (!st.failed && strlen(name) >= sizeof scratch->source)
+        offnas_error("%s: path longer than %zu characters", name, sizeof scratch->source - 1),
             st.failed = 1;
     if (st.failed) {
         free(scratch);
         return -1;
     }
-    snprintf(scratch->source, sizeof scratch->source, "%s", path);
+    snprintf(scratch->source, sizeof scratch->source, "%s", name);
     *job = *scratch; /* only a fully valid file changes the job */
     free(scratch);
     return 0;
 }
+
+int job_load(struct job *job, const char *path) { return job_load_as(job, path, path); }
 
 int job_set(struct job *job, const char *assignment)
 {
@@ -573,7 +579,7 @@ static void key_origin(char *buf, size_t size, const struct job *job, const char
     OFFNAS_ASSERT(key);
     if (!job->source[0])
         return;
-    struct ini_state st = { .path = job->source, .find = key };
+    struct ini_state st = { .path = job->source, .name = job->source, .find = key };
     char saved[1024];
     snprintf(saved, sizeof saved, "%s", offnas_last_error());
     if (parse_file(&st) >= 0 && st.found_line > 0) {
@@ -750,7 +756,8 @@ int job_load_text(struct job *job, const char *text, const char *dir, const char
         return offnas_error("%s: cannot write: %s", path, strerror(errno));
     }
     job_defaults(job);
-    int rc = job_load(job, tmp);
+    /* errors name path, the file that holds the text once renamed, not tmp */
+    int rc = job_load_as(job, tmp, path);
     if (rename(tmp, path))
         remove(tmp);
     return rc ? -1 : job_finalize(job);

@@ -118,6 +118,10 @@ void job_defaults(struct job *job);
  * "jobs/x.ini:7: unknown key 'epoch' in [train]" or "jobs/x.ini: cannot open: No such file". */
 int job_load(struct job *job, const char *path);
 
+/* Same, reading the file at path but naming it name in errors and in job->source (a
+ * temporary copy of a text whose origin is name). */
+int job_load_as(struct job *job, const char *path, const char *name);
+
 /* Applies one "section.key=value" override. Returns 0, or -1 with an error naming the key. */
 int job_set(struct job *job, const char *assignment);
 

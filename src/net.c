@@ -1,10 +1,12 @@
 /* net: building, running and differentiating the supernet (see net.h). */
 #include "net.h"
 
+#include "check.h"
 #include "common.h"
 #include "op.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 
@@ -816,4 +818,38 @@ void net_reset_running_stats(struct net *net)
             bn_reset(net, &blk->bn2);
             bn_reset(net, &blk->bn3);
         }
+}
+
+/* The running variances of one batch norm are finite and not negative; else -1 naming the
+ * first bad entry as an index of stats_field. */
+static int bn_check_variance(const struct net *net, const struct net_bn *bn, const char *path,
+                             const char *stats_field)
+{
+    for (int c = 0; c < bn->channels; c++) {
+        float v = net->stats[bn->running_var + c];
+        if (!isfinite(v) || v < 0)
+            return offnas_error("%s: %s[%zu]: %g is not a variance (finite, >= 0)", path,
+                                stats_field, bn->running_var + (size_t)c, (double)v);
+    }
+    return 0;
+}
+
+int net_check_loaded(const struct net *net, const char *path, const char *params_field,
+                     const char *stats_field)
+{
+    OFFNAS_TRY(check_finite_floats(path, params_field, net->params, net->param_count));
+    OFFNAS_TRY(check_finite_floats(path, stats_field, net->stats, net->stat_count));
+    OFFNAS_TRY(bn_check_variance(net, &net->bn_stem, path, stats_field));
+    OFFNAS_TRY(bn_check_variance(net, &net->bn_head, path, stats_field));
+    for (int l = 0; l < net->layer_count; l++)
+        for (int i = 0; i < net->layers[l].candidate_count; i++) {
+            const struct net_block *blk = &net->layers[l].cand[i];
+            if (blk->spec.kind == OP_SKIP)
+                continue;
+            if (blk->spec.expand != 1)
+                OFFNAS_TRY(bn_check_variance(net, &blk->bn1, path, stats_field));
+            OFFNAS_TRY(bn_check_variance(net, &blk->bn2, path, stats_field));
+            OFFNAS_TRY(bn_check_variance(net, &blk->bn3, path, stats_field));
+        }
+    return 0;
 }

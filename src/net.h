@@ -208,6 +208,12 @@ double net_block_macs(const struct net *net, int layer, int candidate);
  * chosen candidates, head), in buffer order: what one optimizer step must update. */
 void net_for_each_used_range(const struct net *net, void (*fn)(size_t, size_t, void *), void *ctx);
 
+/* After weights were read from path into net->params and net->stats: every parameter and
+ * running statistic is finite and every running variance >= 0. Returns 0, or -1 with
+ * "PATH: FIELD[i]: VALUE is ..." (params_field, stats_field: the data sets they came from). */
+int net_check_loaded(const struct net *net, const char *path, const char *params_field,
+                     const char *stats_field);
+
 /* Index of the candidate named spec at layer l, or -1. */
 int net_find_candidate(const struct net *net, int layer, const struct op_spec *spec);
 

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "search.h"
 
+#include "check.h"
 #include "common.h"
 #include "dist.h"
 #include "h5.h"
@@ -12,8 +13,10 @@
 #include "train.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A device's table comes from its profiler rank when the job has one, else from the job's
  * profile file, else (one process only) from measuring this machine. */
@@ -178,6 +181,7 @@ char *search_checkpoint_job(const char *path)
     return text;
 }
 
+/* Reads the 1-D float data set name of f into dst, which must hold exactly count values. */
 static int read_exact(hid_t f, const char *path, const char *name, float *dst, size_t count)
 {
     hsize_t dims[1];
@@ -189,60 +193,156 @@ static int read_exact(hid_t f, const char *path, const char *name, float *dst, s
     return h5_read_rows(f, name, H5_F32, 1, 0, count, dst);
 }
 
+/* The largest step count a checkpoint may hold: search.epochs (at most 1e9) times the steps of
+ * an epoch is far below it, and it keeps 2 * step + 1 (the RNG streams) without overflow. */
+#define CKPT_MAX_STEPS (INT64_C(1) << 52)
+/* |alpha|, |beta|, |gamma| and their Adam moments: Adam moves a parameter by at most its
+ * learning rate (<= 100) a step, so a value beyond this is damage, not a search. */
+#define CKPT_MAX_ARCH 1e9
+/* The newest checkpoint layout (attribute version); a later one is another program's. */
+#define CKPT_VERSION 2
+
+/* The counters and attributes of a checkpoint into state, each range-checked. */
+static int load_counters(hid_t f, const char *path, struct search_state *state)
+{
+    int64_t step, epoch, arch_steps, version = 1;
+    double t_ref;
+    OFFNAS_TRY(h5_attr_get_int(f, "step", &step));
+    OFFNAS_TRY(check_int64_long(path, "step", step, 0, CKPT_MAX_STEPS, &state->step));
+    OFFNAS_TRY(h5_attr_get_int(f, "epoch", &epoch));
+    OFFNAS_TRY(check_int64(path, "epoch", epoch, 0, 1000000000, &state->epoch));
+    OFFNAS_TRY(h5_attr_get_int(f, "arch_steps", &arch_steps));
+    /* at most one architecture step per weight step */
+    OFFNAS_TRY(check_int64_long(path, "arch_steps", arch_steps, 0, state->step,
+                                &state->arch_steps));
+    OFFNAS_TRY(h5_attr_get_double(f, "t_ref_ms", &t_ref));
+    /* the saved T_ref is the job's or the initial supernet's E[T], never 0 */
+    if (!(t_ref > 0))
+        return offnas_error("%s: t_ref_ms: %g is not a latency (> 0 ms)", path, t_ref);
+    OFFNAS_TRY(check_double(path, "t_ref_ms", t_ref, 0, CHECK_MAX_LATENCY_MS));
+    state->t_ref_ms = t_ref;
+    int found = h5_attr_exists(f, "version");
+    if (found < 0 || (found && h5_attr_get_int(f, "version", &version)))
+        return -1;
+    int v;
+    OFFNAS_TRY(check_int64(path, "version", version, 1, CKPT_VERSION, &v));
+    state->shards = 0;
+    state->trainers = 1;
+    if (v < 2)
+        return 0;
+    int64_t shards, trainers;
+    OFFNAS_TRY(h5_attr_get_int(f, "shards", &shards));
+    OFFNAS_TRY(check_int64(path, "shards", shards, 1, 1 << 20, &state->shards));
+    OFFNAS_TRY(h5_attr_get_int(f, "trainers", &trainers));
+    OFFNAS_TRY(check_int64(path, "trainers", trainers, 1, 1 << 20, &state->trainers));
+    return 0;
+}
+
+/* The epoch sums and (when state->tables is set) both tables of a version 2 checkpoint. */
+static int load_sums_and_tables(hid_t f, const char *path, struct search_state *state)
+{
+    hsize_t dims[2];
+    OFFNAS_TRY(h5_shape(f, "epoch_sums", H5_F64, 1, dims));
+    if (dims[0] != SEARCH_EPOCH_SUMS)
+        return offnas_error("%s: /epoch_sums has %llu values, expected %d", path,
+                            (unsigned long long)dims[0], SEARCH_EPOCH_SUMS);
+    double sums[SEARCH_EPOCH_SUMS];
+    OFFNAS_TRY(h5_read_rows(f, "epoch_sums", H5_F64, 1, 0, SEARCH_EPOCH_SUMS, sums));
+    /* losses (the log form's architecture loss may be negative), hits and image counts */
+    for (int i = 0; i < SEARCH_EPOCH_SUMS; i++)
+        if (!isfinite(sums[i]))
+            return offnas_error("%s: /epoch_sums[%d]: %g is not a finite number", path, i,
+                                sums[i]);
+    struct search_epoch_sums e;
+    sums_unpack(&e, sums);
+    if (e.train_images < 0 || e.train_hits < 0 || e.train_hits > e.train_images ||
+        e.val_images < 0 || e.val_hits < 0 || e.val_hits > e.val_images || e.train_loss < 0 ||
+        e.val_loss < 0)
+        return offnas_error("%s: /epoch_sums: negative counts or more hits than images", path);
+    state->epoch_sums = e;
+    for (int i = 0; i < 2 && state->tables; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
+        OFFNAS_TRY(h5_shape(f, name, H5_F64, 2, dims));
+        if (dims[0] != LATENCY_MAX_SLOTS || dims[1] != NET_MAX_CANDIDATES)
+            return offnas_error("%s: /%s is %llux%llu, expected %dx%d", path, name,
+                                (unsigned long long)dims[0], (unsigned long long)dims[1],
+                                LATENCY_MAX_SLOTS, NET_MAX_CANDIDATES);
+        double *m = &state->tables[i].median[0][0];
+        char field[40];
+        snprintf(field, sizeof field, "/%s", name);
+        OFFNAS_TRY(h5_read_rows(f, name, H5_F64, 2, 0, LATENCY_MAX_SLOTS, m));
+        OFFNAS_TRY(check_doubles(path, field, m, (size_t)LATENCY_MAX_SLOTS * NET_MAX_CANDIDATES,
+                                 0, CHECK_MAX_LATENCY_MS));
+        int64_t v;
+        snprintf(name, sizeof name, "%s_table_version", i ? "edge" : "device");
+        OFFNAS_TRY(h5_attr_get_int(f, name, &v));
+        OFFNAS_TRY(check_int64(path, name, v, 0, INT32_MAX, &state->tables[i].version));
+    }
+    return 0;
+}
+
+/* The body of search_load_checkpoint with the file open. */
+static int load_open(hid_t f, const char *path, struct net *net, struct arch *arch,
+                     struct search_state *state)
+{
+    size_t np = net->param_count, na = arch->count;
+    OFFNAS_TRY(read_exact(f, path, "weights/params", net->params, np));
+    OFFNAS_TRY(read_exact(f, path, "weights/running_stats", net->stats, net->stat_count));
+    OFFNAS_TRY(net_check_loaded(net, path, "/weights/params", "/weights/running_stats"));
+    if (state->momentum)
+        OFFNAS_TRY(read_exact(f, path, "weights/momentum", state->momentum, np) ||
+                   check_finite_floats(path, "/weights/momentum", state->momentum, np));
+    OFFNAS_TRY(read_exact(f, path, "arch/params", arch->params, na) ||
+               check_floats(path, "/arch/params", arch->params, na, -CKPT_MAX_ARCH,
+                            CKPT_MAX_ARCH));
+    OFFNAS_TRY(read_exact(f, path, "arch/adam_m", arch->adam_m, na) ||
+               check_floats(path, "/arch/adam_m", arch->adam_m, na, -CKPT_MAX_ARCH,
+                            CKPT_MAX_ARCH));
+    /* a mean of squared gradients */
+    OFFNAS_TRY(read_exact(f, path, "arch/adam_v", arch->adam_v, na) ||
+               check_floats(path, "/arch/adam_v", arch->adam_v, na, 0, FLT_MAX));
+    OFFNAS_TRY(load_counters(f, path, state));
+    if (state->shards > 0) /* version 2 */
+        OFFNAS_TRY(load_sums_and_tables(f, path, state));
+    return 0;
+}
+
 int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
                            struct search_state *state)
 {
     hid_t f = h5_open_read(path);
     if (f < 0)
         return -1;
-    int64_t step = 0, epoch = 0, arch_steps = 0;
-    double t_ref = 0;
-    int rc = read_exact(f, path, "weights/params", net->params, net->param_count) ||
-             read_exact(f, path, "weights/running_stats", net->stats, net->stat_count) ||
-             (state->momentum &&
-              read_exact(f, path, "weights/momentum", state->momentum, net->param_count)) ||
-             read_exact(f, path, "arch/params", arch->params, arch->count) ||
-             read_exact(f, path, "arch/adam_m", arch->adam_m, arch->count) ||
-             read_exact(f, path, "arch/adam_v", arch->adam_v, arch->count) ||
-             h5_attr_get_int(f, "step", &step) || h5_attr_get_int(f, "epoch", &epoch) ||
-             h5_attr_get_int(f, "arch_steps", &arch_steps) ||
-             h5_attr_get_double(f, "t_ref_ms", &t_ref);
-    int64_t version = 1, shards = 0, trainers = 1;
-    if (!rc && h5_attr_exists(f, "version") > 0)
-        rc = h5_attr_get_int(f, "version", &version);
-    if (!rc && version >= 2) {
-        hsize_t dims[2];
-        double *sums = h5_read(f, "epoch_sums", H5_F64, 1, dims);
-        rc = !sums || dims[0] != SEARCH_EPOCH_SUMS ||
-             h5_attr_get_int(f, "shards", &shards) || h5_attr_get_int(f, "trainers", &trainers);
-        if (sums && !rc)
-            sums_unpack(&state->epoch_sums, sums);
-        free(sums);
-        for (int i = 0; i < 2 && state->tables && !rc; i++) {
-            char name[32];
-            snprintf(name, sizeof name, "tables/%s_median_ms", i ? "edge" : "device");
-            double *m = h5_read(f, name, H5_F64, 2, dims);
-            rc = !m || dims[0] != LATENCY_MAX_SLOTS || dims[1] != NET_MAX_CANDIDATES;
-            if (!rc)
-                memcpy(state->tables[i].median, m, sizeof state->tables[i].median);
-            free(m);
-            int64_t v = 0;
-            snprintf(name, sizeof name, "%s_table_version", i ? "edge" : "device");
-            rc = rc || h5_attr_get_int(f, name, &v);
-            state->tables[i].version = (int)v;
-        }
-        if (rc)
-            offnas_error("%s: the search state (epoch sums, tables) is incomplete", path);
-    }
+    /* into a copy: a refused file leaves the counters as they were */
+    struct search_state loaded = *state;
+    int rc = load_open(f, path, net, arch, &loaded);
     h5_close(f);
-    if (rc)
-        return -1;
-    state->shards = (int)shards;
-    state->trainers = (int)trainers;
-    state->step = step;
-    state->epoch = (int)epoch;
-    state->arch_steps = arch_steps;
-    state->t_ref_ms = t_ref;
+    if (!rc)
+        *state = loaded;
+    return rc;
+}
+
+int search_check_progress(const char *path, const struct search_state *state,
+                          const struct job *job, long per_epoch, int shards)
+{
+    if (state->epoch > job->search_epochs)
+        return offnas_error("%s: epoch: %d epochs done, but the job has search.epochs = %d",
+                            path, state->epoch, job->search_epochs);
+    /* other shards cut the epochs into other step counts: only the epochs compare */
+    if (per_epoch <= 0 || state->shards != shards)
+        return 0;
+    long total = per_epoch * job->search_epochs;
+    if (job->train_steps > 0 && job->train_steps < total)
+        total = job->train_steps;
+    if (state->step > total)
+        return offnas_error("%s: step: %ld is beyond the run's %ld steps (%d epochs of %ld)",
+                            path, state->step, total, job->search_epochs, per_epoch);
+    /* completed epochs: step / per_epoch, or one more after a last short epoch */
+    long lo = state->step / per_epoch, hi = (state->step + per_epoch - 1) / per_epoch;
+    if (state->epoch < lo || state->epoch > hi)
+        return offnas_error("%s: epoch: %d epochs done does not fit step %ld (%ld steps per "
+                            "epoch)", path, state->epoch, state->step, per_epoch);
     return 0;
 }
 
@@ -302,23 +402,36 @@ static void ctx_broadcast(struct search_ctx *c)
     }
 }
 
+/* Loads the checkpoint at path into c and checks its counters against the job. */
+static int ctx_load(struct search_ctx *c, const char *path)
+{
+    OFFNAS_TRY(search_load_checkpoint(path, c->net, &c->arch, &c->state));
+    return search_check_progress(path, &c->state, c->job, c->td.train_shards.steps,
+                                 c->td.train_shards.shards);
+}
+
 /* Trainer 0 loads the newest readable checkpoint of out_dir (the previous one when the newest
- * is damaged) and every trainer learns whether it worked. */
+ * is damaged) and every trainer learns whether it worked. A refused file is named in the one
+ * error line; the fallback is logged only when it worked. */
 static int ctx_resume(struct search_ctx *c, const char *out_dir)
 {
     long ok = 1;
     if (c->d->rank == 0) {
-        char path[JOB_PATH_MAX * 2 + 16];
+        char path[JOB_PATH_MAX * 2 + 16], prev[JOB_PATH_MAX * 2 + 16];
         snprintf(path, sizeof path, "%s/checkpoint.h5", out_dir);
-        if (search_load_checkpoint(path, c->net, &c->arch, &c->state)) {
-            char why[512];
+        snprintf(prev, sizeof prev, "%s/checkpoint.prev.h5", out_dir);
+        if (ctx_load(c, path)) {
+            char why[1024];
             snprintf(why, sizeof why, "%s", offnas_last_error());
-            snprintf(path, sizeof path, "%s/checkpoint.prev.h5", out_dir);
-            offnas_log("search: %s; resuming from the previous checkpoint %s", why, path);
-            if (search_load_checkpoint(path, c->net, &c->arch, &c->state)) {
+            if (access(prev, F_OK)) {
+                offnas_error("%s", why);
+                ok = 0;
+            } else if (ctx_load(c, prev)) {
                 offnas_error("%s: no readable checkpoint to resume from (%s; previous: %s)",
                              out_dir, why, offnas_last_error());
                 ok = 0;
+            } else {
+                offnas_log("search: %s; resuming from the previous checkpoint %s", why, prev);
             }
         }
         if (ok && c->state.shards && c->state.shards != c->td.train_shards.shards)
@@ -344,6 +457,7 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
     OFFNAS_TRY(train_data_load(&c->td, job, d));
     struct train_shards *sh = &c->td.train_shards;
     c->B = sh->owned * sh->per_shard;
+    OFFNAS_TRY(train_check_memory(job, c->B, &c->td, 0, 2));
     c->net = net_create(&job->net, c->B, job->data_resize, c->td.train.channels,
                         c->td.train.classes, 0, (uint64_t)job->search_seed);
     c->tables = offnas_calloc(2, sizeof *c->tables);

@@ -87,8 +87,16 @@ int search_save_checkpoint(const char *path, const struct job *job, const struct
 char *search_checkpoint_job(const char *path);
 /* Loads weights, stats, momentum, arch parameters and Adam moments into net/arch (built for the
  * checkpoint's job) and the counters into state; the tables too when state->tables is set.
- * A file that cannot be read whole is refused with an error naming it. */
+ * A file that cannot be read whole, or holds a value out of its range (a negative counter,
+ * NaN or inf in a table, a weight or an architecture parameter, a 64-bit attribute beyond
+ * int), is refused with an error naming it and the field; state is then unchanged. */
 int search_load_checkpoint(const char *path, struct net *net, struct arch *arch,
                            struct search_state *state);
+/* Whether the loaded counters fit the job: epochs done <= search.epochs and, when per_epoch
+ * (weight steps per epoch of this run) > 0 and the checkpoint was written with this run's
+ * shards (other shards give other epoch lengths), step <= the run's steps and epoch
+ * consistent with step. Returns 0, or -1 with an error "PATH: FIELD: ...". */
+int search_check_progress(const char *path, const struct search_state *state,
+                          const struct job *job, long per_epoch, int shards);
 
 #endif

@@ -2,9 +2,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
 
+#include "check.h"
 #include "common.h"
 #include "dist.h"
 #include "h5.h"
+#include "mem.h"
 #include "op.h"
 #include "optim.h"
 
@@ -54,6 +56,21 @@ static int load_shards(struct dataset *ds, struct train_shards *sh, const struct
         OFFNAS_ASSERT(ds->count == b - a);
     }
     sh->perm = offnas_malloc((size_t)(b > a ? b - a : 1) * sizeof(long));
+    return 0;
+}
+
+/* The test images (when this trainer holds some) have the training images' shape: the net
+ * is built for the latter. Returns 0, or -1 with an error naming path. */
+static int same_images(const struct train_data *td, const char *path)
+{
+    const struct dataset *a = &td->train, *b = &td->test;
+    if (a->count < 1 || b->count < 1)
+        return 0;
+    if (b->channels != a->channels || b->height != a->height || b->width != a->width)
+        return offnas_error("%s: /test/images: %dx%dx%d images, the training split's are "
+                            "%dx%dx%d",
+                            path, b->channels, b->height, b->width, a->channels, a->height,
+                            a->width);
     return 0;
 }
 
@@ -111,11 +128,32 @@ int train_data_load(struct train_data *td, const struct job *job, const struct d
         if (hi > lo)
             rc = data_load(&td->test, job->data_path, "test", lo, hi - lo);
     }
+    if (!rc)
+        rc = same_images(td, job->data_path);
     if (rc) {
         train_data_free(td);
         return -1;
     }
     return 0;
+}
+
+/* Bytes of the images and labels td holds. */
+static double data_bytes(const struct train_data *td)
+{
+    const struct dataset *sets[3] = {&td->train, &td->val, &td->test};
+    double bytes = 0;
+    for (int i = 0; i < 3; i++)
+        bytes += (double)sets[i]->count *
+                 ((double)sets[i]->channels * sets[i]->height * sets[i]->width + 1);
+    return bytes;
+}
+
+int train_check_memory(const struct job *job, int batch, const struct train_data *td, int fixed,
+                       int batches)
+{
+    const struct dataset *ds = td->train.count ? &td->train : &td->test;
+    return mem_check_job(job, batch, ds->channels ? ds->channels : 1,
+                         ds->classes ? ds->classes : 10, fixed, data_bytes(td), batches);
 }
 
 void train_data_free(struct train_data *td)
@@ -315,43 +353,74 @@ int train_save_model(const struct net *net, const struct job *job, const char *p
     return h5_commit(f, tmp, path);
 }
 
+/* Reads the 1-D float data set /name of f into dst, which must hold exactly count values. */
+static int model_read(hid_t f, const char *path, const char *name, float *dst, size_t count)
+{
+    hsize_t dims[1];
+    OFFNAS_TRY(h5_shape(f, name, H5_F32, 1, dims));
+    if (dims[0] != count)
+        return offnas_error("%s: /%s has %llu values, the job's network has %zu", path, name,
+                            (unsigned long long)dims[0], count);
+    return h5_read_rows(f, name, H5_F32, 1, 0, count, dst);
+}
+
+/* The integer attributes of a model file: classes must be the network's, input_side and
+ * parameters plausible, mask_layer a layer or -1 (into *mask_layer). */
+static int model_attributes(hid_t f, const char *path, const struct net *net, int *mask_layer)
+{
+    int64_t v;
+    int value;
+    if (h5_attr_exists(f, "classes") > 0) {
+        OFFNAS_TRY(h5_attr_get_int(f, "classes", &v));
+        OFFNAS_TRY(check_int64(path, "classes", v, net->classes, net->classes, &value));
+    }
+    if (h5_attr_exists(f, "input_side") > 0) {
+        OFFNAS_TRY(h5_attr_get_int(f, "input_side", &v));
+        OFFNAS_TRY(check_int64(path, "input_side", v, 1, 65535, &value));
+    }
+    if (h5_attr_exists(f, "parameters") > 0) {
+        long count;
+        OFFNAS_TRY(h5_attr_get_int(f, "parameters", &v));
+        OFFNAS_TRY(check_int64_long(path, "parameters", v, 0, (int64_t)net->param_count,
+                                    &count));
+    }
+    OFFNAS_TRY(h5_attr_get_int(f, "mask_layer", &v));
+    return check_int64(path, "mask_layer", v, -1, net->layer_count - 1, mask_layer);
+}
+
+/* The body of train_load_model with the file open. */
+static int model_load_open(hid_t f, const char *path, struct net *net, int *mask_layer)
+{
+    OFFNAS_TRY(model_read(f, path, "params", net->params, net->param_count));
+    OFFNAS_TRY(model_read(f, path, "running_stats", net->stats, net->stat_count));
+    OFFNAS_TRY(net_check_loaded(net, path, "/params", "/running_stats"));
+    OFFNAS_TRY(model_attributes(f, path, net, mask_layer));
+    if (*mask_layer < 0)
+        return 0;
+    hsize_t dims[1];
+    OFFNAS_TRY(h5_shape(f, "mask", H5_F32, 1, dims));
+    int cout = net->layers[*mask_layer].cout;
+    if (dims[0] != (hsize_t)cout)
+        return offnas_error("%s: /mask has %llu values, layer %d has %d channels", path,
+                            (unsigned long long)dims[0], *mask_layer + 1, cout);
+    OFFNAS_TRY(h5_read_rows(f, "mask", H5_F32, 1, 0, dims[0], net->mask));
+    /* a channel is sent (1) or not (0) */
+    for (int c = 0; c < cout; c++)
+        if (net->mask[c] != 0.0f && net->mask[c] != 1.0f)
+            return offnas_error("%s: /mask[%d]: %g is not 0 or 1", path, c, (double)net->mask[c]);
+    return 0;
+}
+
 int train_load_model(struct net *net, const char *path)
 {
     hid_t f = h5_open_read(path);
     if (f < 0)
         return -1;
-    hsize_t dims[1];
-    int64_t mask_layer = -1;
-    int rc = h5_shape(f, "params", H5_F32, 1, dims);
-    if (!rc && dims[0] != net->param_count)
-        rc = offnas_error("%s: /params has %llu values, the job's network has %zu", path,
-                          (unsigned long long)dims[0], net->param_count);
-    if (!rc)
-        rc = h5_read_rows(f, "params", H5_F32, 1, 0, net->param_count, net->params);
-    if (!rc)
-        rc = h5_shape(f, "running_stats", H5_F32, 1, dims);
-    if (!rc && dims[0] != net->stat_count)
-        rc = offnas_error("%s: /running_stats has %llu values, the job's network has %zu", path,
-                          (unsigned long long)dims[0], net->stat_count);
-    if (!rc)
-        rc = h5_read_rows(f, "running_stats", H5_F32, 1, 0, net->stat_count, net->stats);
-    if (!rc)
-        rc = h5_attr_get_int(f, "mask_layer", &mask_layer);
-    if (!rc && mask_layer >= net->layer_count)
-        rc = offnas_error("%s: mask_layer %lld is not a layer of the network", path,
-                          (long long)mask_layer);
-    if (!rc && mask_layer >= 0) {
-        rc = h5_shape(f, "mask", H5_F32, 1, dims);
-        if (!rc && dims[0] != (hsize_t)net->layers[mask_layer].cout)
-            rc = offnas_error("%s: /mask has %llu values, layer %lld has %d channels", path,
-                              (unsigned long long)dims[0], (long long)mask_layer + 1,
-                              net->layers[mask_layer].cout);
-        if (!rc)
-            rc = h5_read_rows(f, "mask", H5_F32, 1, 0, dims[0], net->mask);
-    }
+    int mask_layer = -1;
+    int rc = model_load_open(f, path, net, &mask_layer);
     h5_close(f);
     if (!rc)
-        net->mask_layer = (int)mask_layer;
+        net->mask_layer = mask_layer;
     return rc;
 }
 
@@ -435,9 +504,14 @@ static int fixed_open(struct fixed_run *r, const struct job *job, const struct t
     if (d->rank == 0)
         OFFNAS_TRY(train_mkdirs(out_dir));
     OFFNAS_TRY(train_data_load(&r->td, job, d));
+    /* the test accuracy is measured, never reported as 0 of nothing */
+    if (r->td.test_total < 1)
+        return offnas_error("%s: /test/labels: the test split is empty: no test accuracy to "
+                            "measure", job->data_path);
     struct train_shards *sh = &r->td.train_shards;
     r->side = job->data_resize;
     r->B = sh->owned * sh->per_shard;
+    OFFNAS_TRY(train_check_memory(job, r->B, &r->td, 1, 1));
     struct net *net = r->net = net_create(&job->net, r->B, r->side, r->td.train.channels,
                                           r->td.train.classes, 1, (uint64_t)job->train_seed);
     if (!net)

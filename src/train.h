@@ -44,6 +44,12 @@ struct train_data {
 int train_data_load(struct train_data *td, const struct job *job, const struct dist *d);
 void train_data_free(struct train_data *td);
 
+/* Whether a net of batch images (fixed or the supernet) with `batches` input batches and the
+ * data td holds fits this machine's memory (mem.h). Call before net_create. Returns 0, or -1
+ * with an error stating the estimate and the limit. */
+int train_check_memory(const struct job *job, int batch, const struct train_data *td, int fixed,
+                       int batches);
+
 /* Shard count a job uses on T trainers (data.shards, or T when 0). */
 int train_shard_count(const struct job *job, int trainers);
 
@@ -116,7 +122,10 @@ int train_fixed(const struct job *job, const struct train_split *split, const ch
                 struct train_result *result);
 
 /* Loads model.h5 written by train_save_model into net (built from the same job): parameters,
- * running statistics, and the split mask if one was saved. Returns 0 or -1 with an error. */
+ * running statistics, and the split mask if one was saved. A missing data set, a wrong shape
+ * or type, a NaN or inf weight, a negative running variance, a mask value other than 0 and 1
+ * or an integer attribute out of its range is refused. Returns 0 or -1 with an error naming
+ * path and the field; net->mask_layer is set only on success. */
 int train_load_model(struct net *net, const char *path);
 
 /* Writes the weights, running statistics and job of net to path (HDF5, tmp + rename). */

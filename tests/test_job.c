@@ -460,6 +460,37 @@ TEST(job_shipped_fixed_ini_is_valid)
     }
 }
 
+/* A job text stored in a run (a checkpoint's, an arch.json's) is parsed by way of a
+ * temporary file: its errors name the file the run keeps, never the temporary one. */
+TEST(job_text_errors_name_the_kept_file_not_a_temporary)
+{
+    const char *dir = temp_dir("job_text");
+    struct job job;
+    EXPECT_EQ_INT(job_load_text(&job, "[train]\nbatchx = 3\n", dir, "job.ini"), -1);
+    char want[1024];
+    snprintf(want, sizeof want, "%s/job.ini:2: unknown key 'batchx'", dir);
+    EXPECT_CONTAINS(offnas_last_error(), want);
+    CU_ASSERT(strstr(offnas_last_error(), ".tmp") == NULL);
+    /* a good text loads and names the kept file as its source */
+    EXPECT_EQ_INT(job_load_text(&job, "[train]\nbatch = 3\n", dir, "job.ini"), 0);
+    EXPECT_EQ_INT(job.train_batch, 3);
+    snprintf(want, sizeof want, "%s/job.ini", dir);
+    CU_ASSERT_STRING_EQUAL(job.source, want);
+    /* job_load_as: the file read and the name shown differ */
+    EXPECT_EQ_INT(job_load_as(&job, want, "run/checkpoint.h5: job"), 0);
+    CU_ASSERT_STRING_EQUAL(job.source, "run/checkpoint.h5: job");
+}
+
+/* search.t_ref_ms stops at an hour, the largest T_ref a checkpoint reads back. */
+TEST(job_t_ref_stops_where_a_checkpoint_would_refuse_it)
+{
+    struct job job;
+    job_defaults(&job);
+    EXPECT_EQ_INT(job_set(&job, "search.t_ref_ms=3600000"), 0);
+    EXPECT_EQ_INT(job_set(&job, "search.t_ref_ms=3600001"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "search.t_ref_ms: 3600001 is above the maximum 3.6e+06");
+}
+
 static const struct test_case TESTS[] = {
     CASE(job_defaults_match_design),
     CASE(job_good_file_parses),
@@ -482,6 +513,8 @@ static const struct test_case TESTS[] = {
     CASE(job_op_spec_parse_and_name),
     CASE(job_shipped_fixed_ini_is_valid),
     CASE(job_error_can_quote_the_previous_error),
+    CASE(job_text_errors_name_the_kept_file_not_a_temporary),
+    CASE(job_t_ref_stops_where_a_checkpoint_would_refuse_it),
 };
 
 TEST_MAIN("job", TESTS)

@@ -534,8 +534,84 @@ TEST(latency_loss_forms_and_their_gradients)
     }
 }
 
+/* Saves a checkpoint of the tiny space with state (and the net's weights), loads it back into
+ * a second state initialised to step 7: returns search_load_checkpoint's result; *after is
+ * the second state. */
+static int checkpoint_round_trip(struct net *net, struct arch *arch, struct search_state *state,
+                                 struct search_state *after, const char *name)
+{
+    struct job job = tiny_job(NULL);
+    const char *path = temp_path(name);
+    CU_ASSERT_EQUAL_FATAL(search_save_checkpoint(path, &job, net, arch, state), 0);
+    *after = (struct search_state){.step = 7, .momentum = state->momentum};
+    return search_load_checkpoint(path, net, arch, after);
+}
+
+TEST(search_checkpoint_with_a_bad_counter_or_a_nan_is_refused)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct arch arch;
+    arch_init(&arch, net, 2.0f);
+    float *mom = calloc(net->param_count, sizeof(float));
+    struct search_state good = {.step = 20, .epoch = 1, .arch_steps = 10, .t_ref_ms = 5.0,
+                                .shards = 1, .trainers = 1, .momentum = mom};
+    struct search_state after;
+    /* a good one loads whole */
+    CU_ASSERT_EQUAL(checkpoint_round_trip(net, &arch, &good, &after, "good.h5"), 0);
+    EXPECT_EQ_INT(after.step, 20);
+    EXPECT_EQ_INT(after.arch_steps, 10);
+    /* a negative step, once an abort in the data loader: refused, the state kept */
+    struct search_state bad = good;
+    bad.step = -4;
+    CU_ASSERT_EQUAL(checkpoint_round_trip(net, &arch, &bad, &after, "neg_step.h5"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "neg_step.h5: step: -4 is not in");
+    EXPECT_EQ_INT(after.step, 7);
+    bad = good;
+    bad.arch_steps = 21; /* more architecture steps than weight steps */
+    CU_ASSERT_EQUAL(checkpoint_round_trip(net, &arch, &bad, &after, "arch_steps.h5"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "arch_steps: 21 is not in 0..20");
+    bad = good;
+    bad.t_ref_ms = NAN;
+    CU_ASSERT_EQUAL(checkpoint_round_trip(net, &arch, &bad, &after, "t_ref.h5"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "t_ref_ms: nan");
+    /* NaN in the architecture parameters and the momentum */
+    arch.params[arch.beta] = NAN;
+    CU_ASSERT_EQUAL(checkpoint_round_trip(net, &arch, &good, &after, "beta.h5"), -1);
+    char want[64];
+    snprintf(want, sizeof want, "/arch/params[%zu]: nan", arch.beta);
+    EXPECT_CONTAINS(offnas_last_error(), want);
+    arch.params[arch.beta] = 0.0f;
+    mom[3] = INFINITY;
+    CU_ASSERT_EQUAL(checkpoint_round_trip(net, &arch, &good, &after, "mom.h5"), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "/weights/momentum[3]: inf");
+    mom[3] = 0.0f;
+    /* the counters against the job: 2 epochs of 15 steps */
+    struct job job = tiny_job("search.epochs=2");
+    struct search_state s = good;
+    CU_ASSERT_EQUAL(search_check_progress("c.h5", &s, &job, 15, 1), 0);
+    s.step = 31;
+    CU_ASSERT_EQUAL(search_check_progress("c.h5", &s, &job, 15, 1), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "c.h5: step: 31 is beyond the run's 30 steps");
+    s = good;
+    s.epoch = 3;
+    CU_ASSERT_EQUAL(search_check_progress("c.h5", &s, &job, 0, 1), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "c.h5: epoch: 3 epochs done");
+    s = good;
+    s.step = 30;
+    s.epoch = 1; /* step 30 is the end of epoch 2 */
+    CU_ASSERT_EQUAL(search_check_progress("c.h5", &s, &job, 15, 1), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "does not fit step 30");
+    /* written with 4 shards, resumed with 1: the epochs have other lengths, not compared */
+    s.shards = 4;
+    CU_ASSERT_EQUAL(search_check_progress("c.h5", &s, &job, 15, 1), 0);
+    free(mom);
+    arch_free(&arch);
+    net_free(net);
+}
+
 static const struct test_case TESTS[] = {
     CASE(latency_loss_forms_and_their_gradients),
+    CASE(search_checkpoint_with_a_bad_counter_or_a_nan_is_refused),
     CASE(derive_picks_the_fastest_admitted_split_for_the_derived_ops),
     CASE(baseline_neurosurgeon_and_the_device_only_search),
     CASE(search_end_to_end),

@@ -25,6 +25,7 @@
 
 #include <ftw.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,32 @@ TEST(train_load_model_restores_accuracy)
     EXPECT_CONTAINS(offnas_last_error(), "params");
     net_free(net);
     train_data_free(&td);
+}
+
+/* A model whose weights hold a NaN, or whose running variance is negative, is refused with
+ * the data set and index named; the net's mask layer is left as it was. */
+TEST(train_load_model_refuses_nan_weights_and_negative_variances)
+{
+    struct job job = tiny_job(NULL);
+    struct net *net = net_create(&job.net, 1, job.data_resize, 1, 10, 1, 1);
+    CU_ASSERT_FATAL(net != NULL);
+    const char *path = temp_path("nan_model.h5");
+    net->params[4] = NAN;
+    CU_ASSERT_EQUAL_FATAL(train_save_model(net, &job, path), 0);
+    net->mask_layer = -1;
+    CU_ASSERT_EQUAL(train_load_model(net, path), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "nan_model.h5: /params[4]: nan is not a finite number");
+    net->params[4] = 0.0f;
+    /* the head's batch norm comes first: its variances follow its head_channels means */
+    net->stats[net->head_channels] = -1.0f;
+    path = temp_path("variance_model.h5");
+    CU_ASSERT_EQUAL_FATAL(train_save_model(net, &job, path), 0);
+    CU_ASSERT_EQUAL(train_load_model(net, path), -1);
+    char want[64];
+    snprintf(want, sizeof want, "/running_stats[%d]: -1 is not a variance", net->head_channels);
+    EXPECT_CONTAINS(offnas_last_error(), want);
+    EXPECT_EQ_INT(net->mask_layer, -1);
+    net_free(net);
 }
 
 /* ---- data shards over trainers --------------------------------------------------------- */
@@ -520,6 +547,7 @@ static const struct test_case TESTS[] = {
     CASE(train_short_run_learns),
     CASE(train_is_deterministic),
     CASE(train_load_model_restores_accuracy),
+    CASE(train_load_model_refuses_nan_weights_and_negative_variances),
     CASE(train_shards_two_trainers_equal_one),
     CASE(train_shards_steps_agree_with_unequal_shards),
     CASE(train_data_load_refuses_batch_not_divisible_by_shards),

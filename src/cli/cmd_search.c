@@ -38,11 +38,19 @@ static int job_from_checkpoint(struct job *job, const char *dir, const struct cm
     snprintf(path, sizeof path, "%s/checkpoint.h5", dir);
     char *text = search_checkpoint_job(path);
     if (!text) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", offnas_last_error());
         snprintf(path, sizeof path, "%s/checkpoint.prev.h5", dir);
+        if (access(path, F_OK))
+            return offnas_error("%s", why); /* names checkpoint.h5 and what is wrong */
         text = search_checkpoint_job(path);
+        if (!text)
+            return offnas_error("%s: --resume: no readable checkpoint (%s; previous: %s)", dir,
+                                why, offnas_last_error());
     }
-    if (!text)
-        return offnas_error("%s: --resume: no readable checkpoint (%s)", dir, offnas_last_error());
+    /* errors in the text name the checkpoint's attribute, not the temporary file */
+    char origin[JOB_PATH_MAX * 2 + 32];
+    snprintf(origin, sizeof origin, "%s: job", path);
     char tmp[] = "/tmp/offnas-job-XXXXXX";
     int fd = mkstemp(tmp);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -53,7 +61,7 @@ static int job_from_checkpoint(struct job *job, const char *dir, const struct cm
     fputs(text, f);
     int rc = fclose(f);
     job_defaults(job);
-    rc = rc || job_load(job, tmp);
+    rc = rc || job_load_as(job, tmp, origin);
     remove(tmp);
     /* keep naming the file the run was started from, as the checkpoint's text does */
     const char *from = "# offnas job from ";
