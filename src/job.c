@@ -107,7 +107,7 @@ static const struct job_key KEYS[] = {
     K_DBL("search", "warmup_largest", search_warmup_largest, "1", 0, 1),
     K_DBL("search", "lambda", search_lambda, "0.5", 0, 1e6),
     K_ENUM("search", "loss", search_loss, "additive", LOSS_WORDS),
-    K_ENUM("search", "t_ref", search_t_ref, "initial", T_REF_WORDS),
+    K_ENUM("search", "t_ref", search_t_ref, "fastest", T_REF_WORDS),
     /* a checkpoint refuses a T_ref beyond CHECK_MAX_LATENCY_MS: one the job allowed could
      * not be resumed */
     K_DBL("search", "t_ref_ms", search_t_ref_ms, "0", 0, CHECK_MAX_LATENCY_MS),
