@@ -655,16 +655,38 @@ static void gp_string(FILE *out, const char *text)
     fputc('\'', out);
 }
 
+/* Whether two runs are drawn at the same point of the plot. */
+static int same_point(const struct report_row *a, const struct report_row *b)
+{
+    return fabs(a->latency_ms.total - b->latency_ms.total) <= 1e-9 * fabs(b->latency_ms.total) &&
+           a->test_accuracy == b->test_accuracy;
+}
+
 /* The data blocks: $runs (total ms, accuracy, label, method) and $pareto (its rows by
  * latency, for the front). */
 static void gp_data(const struct report *r, FILE *out)
 {
-    char label[64];
+    char label[64], joined[256];
     fputs("# total_ms test_accuracy label method\n$runs << EOD\n", out);
     for (int i = 0; i < r->count; i++) {
         const struct report_row *row = &r->rows[i];
+        /* runs at one point (neurosurgeon and all-device when the best split is the device)
+         * get one label "a = b" on the first of them, not two printed over each other */
+        int first = 1;
+        for (int j = 0; j < i && first; j++)
+            first = !same_point(&r->rows[j], row);
+        joined[0] = '\0';
+        if (first) {
+            snprintf(joined, sizeof joined, "%s", row_label(label, sizeof label, row));
+            for (int j = i + 1; j < r->count; j++)
+                if (same_point(&r->rows[j], row)) {
+                    size_t used = strlen(joined);
+                    snprintf(joined + used, sizeof joined - used, " = %s",
+                             row_label(label, sizeof label, &r->rows[j]));
+                }
+        }
         fprintf(out, "%.15g %.15g \"%s\" %d\n", row->latency_ms.total, row->test_accuracy,
-                row_label(label, sizeof label, row), (int)row->method);
+                joined, (int)row->method);
     }
     fputs("EOD\n\n# the Pareto rows by latency\n$pareto << EOD\n", out);
     double last = -INFINITY;

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -337,7 +338,32 @@ TEST(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched
     EXPECT_EQ_INT(entries, 1);
 }
 
+/* Two runs at one point of the plot (neurosurgeon and all-device when the best split is the
+ * device) get one label "neurosurgeon = all-device" on the first, an empty one on the other;
+ * a run elsewhere keeps its own. */
+TEST(report_plot_labels_runs_at_one_point_once)
+{
+    struct report_row rows[3] = {make_row(0.89, 0.688), make_row(0.89, 0.688),
+                                 make_row(0.88, 0.244)};
+    rows[0].method = REPORT_NEUROSURGEON;
+    rows[0].lambda = NAN;
+    rows[1].method = REPORT_ALL_DEVICE;
+    rows[1].lambda = NAN;
+    struct report r = {.rows = rows, .count = 3, .best = 0};
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    report_write_gp(&r, "out", out);
+    fclose(out);
+    EXPECT_CONTAINS(text, "0.688 0.89 \"neurosurgeon = all-device\" ");
+    EXPECT_CONTAINS(text, "0.688 0.89 \"\" ");
+    EXPECT_CONTAINS(text, "0.244 0.88 \"search λ=0.5\" ");
+    free(text);
+}
+
 static const struct test_case TESTS[] = {
+    CASE(report_plot_labels_runs_at_one_point_once),
     CASE(report_pareto_keeps_undominated_rows_and_ties),
     CASE(report_best_is_fastest_within_half_a_point_of_the_most_accurate),
     CASE(report_neurosurgeon_run_adds_all_device_and_all_edge_rows),
