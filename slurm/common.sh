@@ -6,7 +6,7 @@
 #   root    the offnas checkout: OFFNAS_ROOT, or the folder sbatch was called from
 #           (SLURM_SUBMIT_DIR; sbatch runs a copy of the script, so its own path says nothing)
 #   offnas  the program: OFFNAS, or $root/build/offnas
-# and defines die, log and log_start.
+# and defines die, log, log_start and srun_het.
 
 die() {
   printf '%s: %s\n' "$script" "$*" >&2
@@ -36,4 +36,33 @@ log_start() {
   echo "revision:  $revision ($root)"
   echo "offnas:    $offnas"
   echo "job file:  ${1:-(defaults)}"
+}
+
+# srun_het SRUN_ARGS...: srun for a step over several heterogeneous components
+# (--het-group=0,1). Slurm before 24.05.4 can leave such a step's srun hanging for ever after all
+# its ranks have exited: its mpi/pmix plugin starts and stops an "abort agent" once per
+# component, in concurrent threads, on shared variables without a lock (SchedMD ticket 16817;
+# docs/slurm.md "Known problem"). There srun runs with libsrun_pmix_het.so preloaded
+# (slurm/srun_pmix_het.c, built beside the program), which makes those calls one at a time.
+# OFFNAS_SRUN_SHIM=PATH names the library; OFFNAS_SRUN_SHIM=none runs srun as it is.
+srun_het() {
+  local version shim=${OFFNAS_SRUN_SHIM:-} candidate
+  version=$(srun --version 2>/dev/null | awk '{print $NF}')
+  if [[ $shim != none && -n $version && $version != 24.05.4 \
+        && $(printf '%s\n' "$version" 24.05.4 | sort -V | head -n 1) == "$version" ]]; then
+    if [[ -z $shim ]]; then
+      for candidate in "$(dirname "$offnas")/libsrun_pmix_het.so" "$root/build/libsrun_pmix_het.so"; do
+        if [[ -f $candidate ]]; then shim=$candidate; break; fi
+      done
+    fi
+    if [[ -n $shim && -f $shim ]]; then
+      shim=$(realpath "$shim")
+      echo "srun:      Slurm $version, with $shim (het step hang, fixed in Slurm 24.05.4)"
+      LD_PRELOAD="$shim${LD_PRELOAD:+ $LD_PRELOAD}" srun "$@"
+      return
+    fi
+    log "Slurm $version: srun can hang after the ranks of a heterogeneous step have ended" \
+      "(fixed in Slurm 24.05.4) and no libsrun_pmix_het.so was found (build offnas, or set OFFNAS_SRUN_SHIM)"
+  fi
+  srun "$@"
 }

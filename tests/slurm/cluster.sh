@@ -13,7 +13,9 @@
 #   OFFNAS_SLURM_DIR    the cluster's folder (logs: ctld.log, n1.log, n2.log, munged.log)
 # exported, and exits with COMMAND's status. On exit (also on error or a signal) it cancels
 # every job of the cluster, shuts the daemons down and ends munged: only the processes it
-# started, by PID. Set OFFNAS_SLURM_KEEP=1 to keep the folder (logs) afterwards.
+# started, by PID. Set OFFNAS_SLURM_KEEP=1 to keep the folder (logs) afterwards;
+# OFFNAS_SLURM_DEBUG=LEVEL (e.g. debug2) sets SlurmctldDebug and SlurmdDebug (default info) and
+# OFFNAS_SLURM_DEBUGFLAGS=FLAGS (e.g. Steps) sets DebugFlags.
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
@@ -90,8 +92,8 @@ teardown() {
     p=${env_file#/proc/}
     p=${p%/environ}
     [[ $p == "$$" ]] && continue
-    if tr '\0' '\n' <"$env_file" 2>/dev/null | grep -qx "SLURM_CONF=$conf"; then
-      log "ending leftover job process $p ($(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | head -c 80))"
+    if tr '\0' '\n' 2>/dev/null <"$env_file" | grep -qx "SLURM_CONF=$conf"; then
+      log "ending leftover job process $p ($(tr '\0' ' ' 2>/dev/null </proc/"$p"/cmdline | head -c 80))"
       kill -KILL "$p" 2>/dev/null
     fi
   done
@@ -169,8 +171,9 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/ctld.log
 SlurmdLogFile=$dir/%n.log
-SlurmctldDebug=info
-SlurmdDebug=info
+SlurmctldDebug=${OFFNAS_SLURM_DEBUG:-info}
+SlurmdDebug=${OFFNAS_SLURM_DEBUG:-info}
+${OFFNAS_SLURM_DEBUGFLAGS:+DebugFlags=$OFFNAS_SLURM_DEBUGFLAGS}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SwitchType=switch/none

@@ -94,11 +94,44 @@ wait_job() {
     [[ -z $states ]] && return 0
     if (($(date +%s%N) / 1000000 > deadline)); then
       echo "$name: job $id not done after $limit s (states: $(echo "$states" | tr '\n' ' ')); cancelling" >&2
+      hang_report "$id" >&2
+      if [[ -n ${OFFNAS_SLURM_HANG_HOLD:-} ]]; then
+        # debugging: leave the hung job as it is for that many seconds (or until the file goes)
+        touch "$OFFNAS_SLURM_DIR/HOLD"
+        echo "$name: holding job $id for ${OFFNAS_SLURM_HANG_HOLD} s: rm $OFFNAS_SLURM_DIR/HOLD to go on" >&2
+        local hold_end=$((SECONDS + OFFNAS_SLURM_HANG_HOLD))
+        while [[ -e $OFFNAS_SLURM_DIR/HOLD ]] && ((SECONDS < hold_end)); do sleep 1; done
+      fi
       scancel "$id" 2>/dev/null
       return 1
     fi
     sleep 0.25
   done
+}
+
+# hang_report ID: what a job that did not end is doing, for the log of a failed test: its steps,
+# the cluster's slurmstepd, srun and job processes with their state, and (OFFNAS_SLURM_KEEP=1) a
+# copy in the cluster's folder beside the daemon logs.
+hang_report() {
+  local id=$1 report
+  report=$(
+    echo "---- hang report for job $id ($(date +%T.%N))"
+    squeue -s -h -j "$id" -o '%i %T %N' 2>&1
+    scontrol show step 2>&1 | grep -E 'StepId|State|NodeList|Tasks' | sed 's/^ */    /'
+    local env_file p
+    for env_file in /proc/[0-9]*/environ; do
+      p=${env_file#/proc/}
+      p=${p%/environ}
+      if tr '\0' '\n' 2>/dev/null <"$env_file" | grep -qx "SLURM_CONF=$SLURM_CONF" \
+        || tr '\0' ' ' 2>/dev/null </proc/"$p"/cmdline | grep -q '^slurmstepd: \['; then
+        ps -o pid=,ppid=,stat=,etime=,wchan:24=,args= -p "$p" 2>/dev/null | cut -c1-160
+      fi
+    done
+    echo "----"
+  )
+  echo "$report"
+  [[ -n ${OFFNAS_SLURM_DIR:-} ]] && echo "$report" >>"$OFFNAS_SLURM_DIR/hang-$id.txt"
+  return 0
 }
 
 # job_field ID FIELD: FIELD (e.g. JobState, ExitCode, Restarts) of `scontrol show job ID`,

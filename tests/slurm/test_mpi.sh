@@ -15,7 +15,10 @@ source "$(dirname "$0")/lib.sh"
   echo '#SBATCH --ntasks=1'
   echo '#SBATCH hetjob'
   echo '#SBATCH --ntasks=2'
-  echo "srun --mpi=pmix --het-group=0,1 $hello"
+  # as slurm/search-het.sbatch does (common.sh's srun_het): the srun of a heterogeneous step
+  # with the shim of Slurm's pmix abort-agent race preloaded (docs/slurm.md "Known problem")
+  echo "OFFNAS=$offnas OFFNAS_ROOT=$src; script=hello; source $src/slurm/common.sh"
+  echo "srun_het --mpi=pmix --het-group=0,1 $hello"
 } >"$tmp/hello.sbatch"
 
 id=$(submit --output="$tmp/hello-%j.out" "$tmp/hello.sbatch") || { fail "sbatch" "no job id"; finish; exit; }
