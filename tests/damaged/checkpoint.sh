@@ -10,10 +10,6 @@ set -u
 source "$(dirname "$0")/lib.sh"
 damaged_start damaged_checkpoint "${1:?usage: checkpoint.sh OFFNAS SOURCE_DIR}" "${2:-.}"
 
-# the python3 that has h5py (a pyenv python3 first in PATH may lack it)
-for py in python3 /usr/bin/python3; do
-  "$py" -c 'import h5py' 2>/dev/null && break
-done
 
 # ckpt CASE H5EDIT_ARGS...: a copy of the fixture's search folder without the previous
 # checkpoint (no fallback), its checkpoint.h5 edited; sets run and damaged_file, and watches

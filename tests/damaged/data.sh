@@ -10,10 +10,6 @@ set -u
 source "$(dirname "$0")/lib.sh"
 damaged_start damaged_data "${1:?usage: data.sh OFFNAS SOURCE_DIR}" "${2:-.}"
 
-# the python3 that has h5py (a pyenv python3 first in PATH may lack it)
-for py in python3 /usr/bin/python3; do
-  "$py" -c 'import h5py' 2>/dev/null && break
-done
 
 # h5py SCRIPT FILE: runs SCRIPT (python, with f the file open read-write and np numpy).
 h5py() {

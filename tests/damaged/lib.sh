@@ -13,18 +13,26 @@
 #
 # The fixture $fx holds: job.ini (4 searchable layers, 1024 training images), dev.h5 and
 # edge.h5 (profiles measured here), search/ (log.csv, checkpoint.h5, arch.json after derive),
-# run/ (model.h5, summary.json of train --arch, eval.json). $h5edit is the HDF5 editor.
+# run/ (model.h5, summary.json of train --arch, eval.json). $h5edit is the HDF5 editor, $py
+# the python3 with h5py.
 
 # shellcheck source=tests/lib/harness.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
 h5edit=$(dirname "${BASH_SOURCE[0]}")/h5edit.py
 
+# py: the python3 that has h5py (a pyenv python3 first in PATH may lack it; Debian's
+# python3-h5py is for /usr/bin/python3, the interpreter h5edit.py names)
+for py in python3 /usr/bin/python3; do
+  "$py" -c 'import h5py' 2>/dev/null && break
+done
+
 damaged_start() {
   harness_start "$1"
   offnas=$2
   src=$3
   [[ -x $offnas ]] || die "$offnas is not an executable"
+  "$py" -c 'import h5py' 2>/dev/null || die "no python3 with h5py (tests/deps: python3-h5py)"
   fashion_h5 "$offnas"
   fx=$tmp/fixture
   mkdir -p "$fx"

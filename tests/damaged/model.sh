@@ -9,10 +9,6 @@ set -u
 source "$(dirname "$0")/lib.sh"
 damaged_start damaged_model "${1:?usage: model.sh OFFNAS SOURCE_DIR}" "${2:-.}"
 
-# the python3 that has h5py (a pyenv python3 first in PATH may lack it)
-for py in python3 /usr/bin/python3; do
-  "$py" -c 'import h5py' 2>/dev/null && break
-done
 
 # model CASE H5EDIT_ARGS...: a copy of the fixture's run folder, its model.h5 edited; sets run
 # and damaged_file.

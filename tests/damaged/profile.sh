@@ -8,12 +8,6 @@ set -u
 source "$(dirname "$0")/lib.sh"
 damaged_start damaged_profile "${1:?usage: profile.sh OFFNAS SOURCE_DIR}" "${2:-.}"
 
-# h5edit.py needs h5py: the first python3 that has it (a pyenv shim on PATH may not; Debian's
-# python3-h5py is for /usr/bin/python3, the interpreter h5edit.py names).
-for py in python3 /usr/bin/python3; do
-  "$py" -c 'import h5py' 2>/dev/null && break
-done
-"$py" -c 'import h5py' 2>/dev/null || die "no python3 with h5py (tests/deps: python3-h5py)"
 
 # profile CASE EDIT...: a copy of the fixture's device profile edited by h5edit.py EDIT...;
 # sets damaged_file.
