@@ -804,20 +804,33 @@ static void bn_reset(struct net *net, const struct net_bn *bn)
     }
 }
 
-void net_reset_running_stats(struct net *net)
+/* Every batch norm of net, stem and head first, then each non-skip candidate's (bn1 only
+ * where an expand conv exists): what has running statistics. Fills bns and returns the count. */
+#define NET_MAX_BATCH_NORMS (2 + 3 * NET_MAX_LAYERS * NET_MAX_CANDIDATES)
+static int net_batch_norms(const struct net *net, const struct net_bn **bns)
 {
-    bn_reset(net, &net->bn_stem);
-    bn_reset(net, &net->bn_head);
+    int n = 0;
+    bns[n++] = &net->bn_stem;
+    bns[n++] = &net->bn_head;
     for (int l = 0; l < net->layer_count; l++)
         for (int i = 0; i < net->layers[l].candidate_count; i++) {
             const struct net_block *blk = &net->layers[l].cand[i];
             if (blk->spec.kind == OP_SKIP)
                 continue;
             if (blk->spec.expand != 1)
-                bn_reset(net, &blk->bn1);
-            bn_reset(net, &blk->bn2);
-            bn_reset(net, &blk->bn3);
+                bns[n++] = &blk->bn1;
+            bns[n++] = &blk->bn2;
+            bns[n++] = &blk->bn3;
         }
+    return n;
+}
+
+void net_reset_running_stats(struct net *net)
+{
+    const struct net_bn *bns[NET_MAX_BATCH_NORMS];
+    int n = net_batch_norms(net, bns);
+    for (int b = 0; b < n; b++)
+        bn_reset(net, bns[b]);
 }
 
 /* The running variances of one batch norm are finite and not negative; else -1 naming the
@@ -839,17 +852,9 @@ int net_check_loaded(const struct net *net, const char *path, const char *params
 {
     OFFNAS_TRY(check_finite_floats(path, params_field, net->params, net->param_count));
     OFFNAS_TRY(check_finite_floats(path, stats_field, net->stats, net->stat_count));
-    OFFNAS_TRY(bn_check_variance(net, &net->bn_stem, path, stats_field));
-    OFFNAS_TRY(bn_check_variance(net, &net->bn_head, path, stats_field));
-    for (int l = 0; l < net->layer_count; l++)
-        for (int i = 0; i < net->layers[l].candidate_count; i++) {
-            const struct net_block *blk = &net->layers[l].cand[i];
-            if (blk->spec.kind == OP_SKIP)
-                continue;
-            if (blk->spec.expand != 1)
-                OFFNAS_TRY(bn_check_variance(net, &blk->bn1, path, stats_field));
-            OFFNAS_TRY(bn_check_variance(net, &blk->bn2, path, stats_field));
-            OFFNAS_TRY(bn_check_variance(net, &blk->bn3, path, stats_field));
-        }
+    const struct net_bn *bns[NET_MAX_BATCH_NORMS];
+    int n = net_batch_norms(net, bns);
+    for (int b = 0; b < n; b++)
+        OFFNAS_TRY(bn_check_variance(net, bns[b], path, stats_field));
     return 0;
 }
