@@ -148,7 +148,7 @@ int derive_split_for(struct derive_result *r, struct net *net, const struct arch
         return offnas_error("derive: needs training images (batch norm) and validation images "
                             "(accuracy); found %ld and %ld",
                             data->train->count, data->val->count);
-    int L = arch->layer_count, order[NET_MAX_CHANNELS];
+    int L = arch->layer_count, order[NET_MAX_CHANNELS] = {0}; /* zeroed for gcc: only the first kept are read */
     memset(r->splits, 0, sizeof r->splits);
     struct train_batch tb;
     train_batch_init(&tb, net->batch, data->side, data->train->channels, data->train->count);

@@ -286,9 +286,9 @@ void train_evaluate(struct net *net, const struct dataset *ds, int side, double 
         hits += correct;
     }
     train_batch_free(&tb);
-    *accuracy = ds->count ? (double)hits / (double)ds->count : 0.0;
+    *accuracy = ds->count ? (double)hits / (double)ds->count : NAN;
     if (loss)
-        *loss = ds->count ? total / (double)ds->count : 0.0;
+        *loss = ds->count ? total / (double)ds->count : NAN;
 }
 
 void train_evaluate_all(struct net *net, const struct dataset *ds, int side, struct dist *d,
@@ -298,9 +298,9 @@ void train_evaluate_all(struct net *net, const struct dataset *ds, int side, str
     train_evaluate(net, ds, side, &acc, &l);
     double v[3] = {acc * (double)ds->count, l * (double)ds->count, (double)ds->count};
     d->sum_doubles(d, v, 3);
-    *accuracy = v[2] > 0 ? v[0] / v[2] : 0.0;
+    *accuracy = v[2] > 0 ? v[0] / v[2] : NAN;
     if (loss)
-        *loss = v[2] > 0 ? v[1] / v[2] : 0.0;
+        *loss = v[2] > 0 ? v[1] / v[2] : NAN;
 }
 
 int train_mkdirs(const char *path)
@@ -448,8 +448,11 @@ int train_write_json(const json_t *root, const char *path)
 static int write_summary(const char *path, const struct job *job, const struct train_result *r)
 {
     json_t *root = json_object();
-    json_object_set_new(root, "test_accuracy", json_real(r->test_accuracy));
-    json_object_set_new(root, "val_accuracy", json_real(r->val_accuracy));
+    /* an empty split measured nothing: null, not 0 */
+    json_object_set_new(root, "test_accuracy",
+                        isnan(r->test_accuracy) ? json_null() : json_real(r->test_accuracy));
+    json_object_set_new(root, "val_accuracy",
+                        isnan(r->val_accuracy) ? json_null() : json_real(r->val_accuracy));
     json_object_set_new(root, "final_train_loss", json_real(r->final_loss));
     json_object_set_new(root, "train_seconds", json_real(r->train_seconds));
     json_object_set_new(root, "images_per_second", json_real(r->images_per_second));
@@ -613,6 +616,16 @@ static int fixed_loop(struct fixed_run *r, struct train_result *result)
     return 0;
 }
 
+/* "0.8867", or "n/a (no images)" for the NaN of an empty split. */
+static const char *fmt_fraction(char *buf, size_t size, double x)
+{
+    if (isnan(x))
+        snprintf(buf, size, "n/a (no images)");
+    else
+        snprintf(buf, size, "%.4f", x);
+    return buf;
+}
+
 /* After the steps: the trainers' running statistics averaged, val and test accuracy, and on
  * trainer 0 out_dir/model.h5 and summary.json. Returns 0 or -1 with an error. */
 static int fixed_finish(struct fixed_run *r, const char *out_dir, struct train_result *result)
@@ -623,8 +636,10 @@ static int fixed_finish(struct fixed_run *r, const char *out_dir, struct train_r
     dist_average(r->d, net->stats, net->stat_count);
     train_evaluate_all(net, &r->td.val, r->side, r->d, &result->val_accuracy, NULL);
     train_evaluate_all(net, &r->td.test, r->side, r->d, &result->test_accuracy, NULL);
-    offnas_log("train: done in %.1f s: val accuracy %.4f, test accuracy %.4f",
-               result->train_seconds, result->val_accuracy, result->test_accuracy);
+    char val[16], test[16];
+    offnas_log("train: done in %.1f s: val accuracy %s, test accuracy %s", result->train_seconds,
+               fmt_fraction(val, sizeof val, result->val_accuracy),
+               fmt_fraction(test, sizeof test, result->test_accuracy));
     if (r->d->rank != 0)
         return 0;
     char path[JOB_PATH_MAX * 2];

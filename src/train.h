@@ -94,7 +94,8 @@ float train_step(struct net *net, float *mom, const float *x, const unsigned cha
                  const struct train_hparams *hp, struct dist *d, int *correct);
 
 /* Accuracy and mean loss of net (eval mode, current choices) on ds, in batches of
- * net->batch; with d, over the trainers' parts of the split together (collective). */
+ * net->batch; with d, over the trainers' parts of the split together (collective). An empty
+ * split measures nothing: both are NaN (summary.json writes null), never 0. */
 void train_evaluate(struct net *net, const struct dataset *ds, int side, double *accuracy,
                     double *loss);
 void train_evaluate_all(struct net *net, const struct dataset *ds, int side, struct dist *d,

@@ -543,6 +543,27 @@ TEST(train_fixed_refuses_batch_larger_than_training_split)
     free(model);
 }
 
+/* With data.val_size = 0 nothing is validated: the result and summary.json say so (NaN,
+ * null) instead of a validation accuracy of 0.0 that was never measured. */
+TEST(train_fixed_without_validation_reports_no_val_accuracy)
+{
+    struct job job = fashion_job("data.train_limit=300;data.val_size=0;data.test_limit=100;"
+                                 "train.batch=50;train.epochs=1");
+    const char *dir = temp_path("no_val");
+    struct train_result r;
+    int rc = train_fixed(&job, NULL, dir, &r);
+    if (rc)
+        fprintf(stderr, "train_fixed: %s\n", offnas_last_error());
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT(isnan(r.val_accuracy));
+    CU_ASSERT(r.test_accuracy >= 0.0 && !isnan(r.test_accuracy)); /* the test split was measured */
+    char *summary = read_text(dir, "summary.json");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(summary);
+    EXPECT_CONTAINS(summary, "\"val_accuracy\": null");
+    CU_ASSERT(strstr(summary, "\"test_accuracy\": null") == NULL);
+    free(summary);
+}
+
 static const struct test_case TESTS[] = {
     CASE(train_short_run_learns),
     CASE(train_is_deterministic),
@@ -552,6 +573,7 @@ static const struct test_case TESTS[] = {
     CASE(train_shards_steps_agree_with_unequal_shards),
     CASE(train_data_load_refuses_batch_not_divisible_by_shards),
     CASE(train_fixed_refuses_batch_larger_than_training_split),
+    CASE(train_fixed_without_validation_reports_no_val_accuracy),
 };
 
 TEST_MAIN("train", TESTS)
