@@ -213,6 +213,10 @@ static int prune(struct derive_result *r, const struct space *sp, const struct j
 {
     struct train_data td;
     OFFNAS_TRY(train_data_load(&td, job, NULL));
+    if (train_check_memory(job, 128, &td, 1, 1)) { /* as every other net of a run: refuse first */
+        train_data_free(&td);
+        return -1;
+    }
     struct net *net = net_create(&job->net, 128, job->data_resize, td.train.channels, td.train.classes,
                                  1, 1);
     char path[JOB_PATH_MAX * 2 + 16];
