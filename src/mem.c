@@ -21,13 +21,33 @@ static void take_lower(double *best, char *why, size_t why_size, double limit, c
     }
 }
 
+int mem_local_ranks(void)
+{
+    static const char *const VARS[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
+                                       "SLURM_NTASKS_PER_NODE"};
+    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(VARS); i++) {
+        const char *v = getenv(VARS[i]);
+        char *end;
+        long n = v ? strtol(v, &end, 10) : 0;
+        if (v && end != v && *end == '\0' && n >= 1 && n <= 65536)
+            return (int)n;
+    }
+    return 1;
+}
+
 double mem_limit_bytes(char *why, size_t why_size)
 {
     double best = INFINITY;
     snprintf(why, why_size, "no limit found");
+    /* the node's memory (physical, its cgroup) is shared by the ranks on it; the rlimits are
+     * each process's own */
+    const int ranks = mem_local_ranks();
+    char shared[64];
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    snprintf(shared, sizeof shared, ranks > 1 ? "physical memory / %d ranks on this node"
+                                               : "physical memory", ranks);
     if (pages > 0 && page > 0)
-        take_lower(&best, why, why_size, (double)pages * (double)page, "physical memory");
+        take_lower(&best, why, why_size, (double)pages * (double)page / ranks, shared);
     struct rlimit rl;
     if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY)
         take_lower(&best, why, why_size, (double)rl.rlim_cur, "RLIMIT_AS");
@@ -40,8 +60,10 @@ double mem_limit_bytes(char *why, size_t why_size)
         if (fgets(text, sizeof text, f)) {
             char *end;
             double v = strtod(text, &end);
+            snprintf(shared, sizeof shared, ranks > 1 ? "cgroup memory.max / %d ranks"
+                                                       : "cgroup memory.max", ranks);
             if (end != text)
-                take_lower(&best, why, why_size, v, "cgroup memory.max");
+                take_lower(&best, why, why_size, v / ranks, shared);
         }
         fclose(f);
     }

@@ -17,7 +17,13 @@
 #include <stddef.h>
 
 /* The bytes this process may allocate, and what sets that limit ("physical memory",
- * "RLIMIT_AS", "RLIMIT_DATA", "cgroup memory.max") into why (why_size bytes). */
+ * "RLIMIT_AS", "RLIMIT_DATA", "cgroup memory.max") into why (why_size bytes). The node's
+ * physical memory and cgroup limit are divided among the ranks on the node
+ * (mem_local_ranks); the rlimits are per process. */
+
+/* Ranks of this job on this node: OMPI_COMM_WORLD_LOCAL_SIZE (Open MPI), MPI_LOCALNRANKS
+ * (MPICH) or SLURM_NTASKS_PER_NODE, the first that is a number in 1..65536; else 1. */
+int mem_local_ranks(void);
 double mem_limit_bytes(char *why, size_t why_size);
 
 /* What a net of desc (net_create's arguments) allocates, in bytes. */

@@ -12,6 +12,7 @@
 
 #include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +70,34 @@ TEST(mem_a_normal_job_fits_and_the_largest_batch_does_not)
     CU_ASSERT_STRING_EQUAL(mem_format(buf, sizeof buf, 512), "512 bytes");
 }
 
+/* Four ranks on the node share its memory: the physical (or cgroup) limit is a quarter of one
+ * rank's, and the message says why. A value that is not a count is ignored. */
+TEST(mem_limit_is_shared_by_the_ranks_of_a_node)
+{
+    static const char *const VARS[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
+                                       "SLURM_NTASKS_PER_NODE"};
+    for (size_t i = 0; i < sizeof VARS / sizeof VARS[0]; i++)
+        unsetenv(VARS[i]);
+    char why1[64], why4[64];
+    double one = mem_limit_bytes(why1, sizeof why1);
+    EXPECT_EQ_INT(mem_local_ranks(), 1);
+    CU_ASSERT_EQUAL_FATAL(setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4", 1), 0);
+    EXPECT_EQ_INT(mem_local_ranks(), 4);
+    double four = mem_limit_bytes(why4, sizeof why4);
+    if (strstr(why1, "physical memory") || strstr(why1, "cgroup")) {
+        EXPECT_NEAR(four, one / 4, one * 1e-12);
+        EXPECT_CONTAINS(why4, "/ 4 ranks");
+    } else { /* an rlimit is per process: unchanged unless a shared limit falls below it */
+        CU_ASSERT(four <= one);
+    }
+    CU_ASSERT_EQUAL_FATAL(setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4x", 1), 0);
+    EXPECT_EQ_INT(mem_local_ranks(), 1);
+    CU_ASSERT_EQUAL_FATAL(setenv("SLURM_NTASKS_PER_NODE", "2", 1), 0);
+    EXPECT_EQ_INT(mem_local_ranks(), 2); /* the first that is a count */
+    unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    unsetenv("SLURM_NTASKS_PER_NODE");
+}
+
 TEST(mem_limit_follows_rlimit_as)
 {
     pid_t pid = fork();
@@ -90,6 +119,7 @@ TEST(mem_limit_follows_rlimit_as)
 static const struct test_case TESTS[] = {
     CASE(mem_estimate_follows_what_net_create_allocates),
     CASE(mem_a_normal_job_fits_and_the_largest_batch_does_not),
+    CASE(mem_limit_is_shared_by_the_ranks_of_a_node),
     CASE(mem_limit_follows_rlimit_as),
 };
 
