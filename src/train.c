@@ -296,7 +296,9 @@ void train_evaluate_all(struct net *net, const struct dataset *ds, int side, str
 {
     double acc, l;
     train_evaluate(net, ds, side, &acc, &l);
-    double v[3] = {acc * (double)ds->count, l * (double)ds->count, (double)ds->count};
+    /* a trainer with no images of the split adds nothing (its NaN would spoil the sum) */
+    double n = (double)ds->count;
+    double v[3] = {ds->count ? acc * n : 0.0, ds->count ? l * n : 0.0, n};
     d->sum_doubles(d, v, 3);
     *accuracy = v[2] > 0 ? v[0] / v[2] : NAN;
     if (loss)
