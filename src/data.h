@@ -58,6 +58,10 @@ void data_select(struct dataset *out, const struct dataset *in, const unsigned c
 /* Number of images of split "train" or "test" of a data file, without reading them. */
 int data_rows(const char *path, const char *split, long *count);
 
+/* Fashion-MNIST pixel statistics (the peer's normalisation), what data_batch is given. */
+#define DATA_MEAN 0.2860f
+#define DATA_STD 0.3530f
+
 /* Builds a float batch: out (B, side, side, C) from the images idx[0..B) of ds, scaled to
  * [0,1], normalised with (x - mean)/std (Fashion-MNIST: 0.2860, 0.3530), bilinearly resized
  * to side x side when side != ds->height (align_corners = false), and mirrored left-right

@@ -6,6 +6,30 @@
 #define OFFNAS_EVAL_H
 
 #include "arch.h"
+#include "derived.h"
+#include "job.h"
+#include "latency.h"
+#include "net.h"
+
+/* What a run folder's prediction needs: arch.json, the derived job, the search space, the
+ * two tables and the link (the trained weights are the caller's, in a net of its batch). */
+struct eval_model {
+    struct derived d;
+    struct job job;
+    struct net *super; /* the search space (batch 1, no weights used) */
+    int channels, classes; /* of the input, from the data file's first test image */
+    struct latency_table tables[2];
+    struct arch arch;
+    struct arch_cost cost;
+    int ops[NET_MAX_LAYERS]; /* the derived ops as candidates of the search space */
+};
+
+/* Opens run/arch.json with the overrides sets[0..n) on its job, and the tables it names or
+ * lut_device / lut_edge (NULL: arch.json's). Returns 0 or -1 with an error naming the file;
+ * close with eval_model_close either way. */
+int eval_model_open(struct eval_model *m, const char *run, const char *const *sets, int n,
+                    const char *lut_device, const char *lut_edge);
+void eval_model_close(struct eval_model *m);
 
 struct eval_result {
     double test_accuracy;

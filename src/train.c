@@ -17,10 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Fashion-MNIST pixel statistics (the peer's normalisation). */
-#define DATA_MEAN 0.2860f
-#define DATA_STD 0.3530f
-
 int train_shard_count(const struct job *job, int trainers)
 {
     return job->data_shards > 0 ? job->data_shards : trainers;

@@ -17,6 +17,8 @@ int cmd_profile(int argc, char **argv); /* offnas profile [fit] ... */
 int cmd_profiler(int argc, char **argv); /* offnas profiler --device NAME (an MPI rank) */
 int cmd_baseline(int argc, char **argv); /* offnas baseline METHOD --job J --out DIR */
 int cmd_job(int argc, char **argv);      /* offnas job --job J [--key SECTION.KEY] */
+int cmd_edge_serve(int argc, char **argv); /* offnas edge-serve --run DIR [--listen A:P] */
+int cmd_device_run(int argc, char **argv); /* offnas device-run --run DIR --server H:P */
 
 /* Options every job-driven command accepts: --job FILE and any number of --set KEY=VALUE. */
 struct cmd_job_options {

@@ -36,6 +36,8 @@ static const char USAGE[] =
     "  profiler --job FILE --device mobile|edge               a profiler rank (MPMD, mpirun)\n"
     "  bench search --job FILE [--steps N]                    time search steps (mpirun)\n"
     "  search --resume --out DIR                              continue from a checkpoint\n"
+    "  edge-serve --run DIR2 [--listen ADDR:PORT]             serve the edge half over TCP\n"
+    "  device-run --run DIR2 --server HOST:PORT               run the device half, measure\n"
     "\n"
     "Every command takes --help. Job keys: docs/jobs.md.\n";
 
@@ -123,5 +125,9 @@ static int run_command(int argc, char **argv)
         return cmd_baseline(argc - 1, argv + 1);
     if (!strcmp(name, "job"))
         return cmd_job(argc - 1, argv + 1);
+    if (!strcmp(name, "edge-serve"))
+        return cmd_edge_serve(argc - 1, argv + 1);
+    if (!strcmp(name, "device-run"))
+        return cmd_device_run(argc - 1, argv + 1);
     return cmd_usage_error("unknown command '%s'", name);
 }
