@@ -26,9 +26,12 @@ int eval_model_open(struct eval_model *m, const char *run, const char *const *se
     snprintf(path, sizeof path, "%s/arch.json", run);
     OFFNAS_TRY(derived_load(&m->d, path));
     OFFNAS_TRY(derived_job(&m->job, &m->d, run, sets, n));
-    /* the input's channels and the classes, from the first test image of the data file */
+    /* the input's channels and the classes, from the first image of the data file (of /train
+     * when /test is empty: eval says so once it has the test split) */
     struct dataset one;
-    OFFNAS_TRY(data_load(&one, m->job.data_path, "test", 0, 1));
+    long rows = 0;
+    OFFNAS_TRY(data_rows(m->job.data_path, "test", &rows));
+    OFFNAS_TRY(data_load(&one, m->job.data_path, rows > 0 ? "test" : "train", 0, 1));
     m->channels = one.channels;
     m->classes = one.classes;
     data_free(&one);

@@ -17,7 +17,7 @@ struct eval_model {
     struct derived d;
     struct job job;
     struct net *super; /* the search space (batch 1, no weights used) */
-    int channels, classes; /* of the input, from the data file's first test image */
+    int channels, classes; /* of the input, from the data file's first image */
     struct latency_table tables[2];
     struct arch arch;
     struct arch_cost cost;

@@ -1,5 +1,6 @@
 /* net: building, running and differentiating the supernet (see net.h). */
 #include "net.h"
+#include "wire.h"
 
 #include "check.h"
 #include "common.h"
@@ -645,8 +646,12 @@ const float *net_run_block(struct net *net, int l, int candidate, const float *i
     layer->in = in;
     const float *h = block_forward(net, layer, &layer->cand[candidate], B, training);
     if (l == net->mask_layer) {
+        size_t image = (size_t)layer->hout * layer->wout * layer->cout;
         op_channel_mask_forward(net->masked, h, net->mask, B * layer->hout * layer->wout,
                                 layer->cout);
+        if (net->wire_format == WIRE_INT8 || net->wire_format == WIRE_FP16)
+            for (int b = 0; b < B; b++) /* one image per message, as the runtime sends it */
+                wire_fake_quant(net->masked + b * image, image, net->wire_format);
         h = net->masked;
     }
     layer->y = h;

@@ -119,6 +119,12 @@ struct net {
     float *mask;
     float *mask_grad;   /* (max channels) straight-through gradient of the mask */
     float *masked;      /* masked copy of the feature map */
+    /* The wire format of what crosses the split (enum wire_format, 0: none simulated), as
+     * `train --arch`, eval and the runtime agree on it: at mask_layer, int8 and fp16 values are
+     * quantised and dequantised per image as the runtime sends them (straight-through
+     * gradient); WIRE_U8 (split 0) means the input pixels are rounded, which the batch fillers
+     * do (train_batch.round_u8). */
+    int wire_format;
 
     /* With want_gate_grad set, net_backward stores d loss / d h_l for a gate h_l = 1 that
      * multiplies the output of layer l's chosen op: sum(dy * y) over that output (GDAS-style

@@ -1,6 +1,7 @@
 /* train: data for a job, SGD over the used ops, evaluation, and fixed-network training. */
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
+#include "wire.h"
 
 #include "check.h"
 #include "common.h"
@@ -185,6 +186,18 @@ void train_batch_free(struct train_batch *tb)
     memset(tb, 0, sizeof *tb);
 }
 
+/* What split 0 sends: the pixel values of the (resized) input rounded to u8, normalised. */
+static void round_pixels(struct train_batch *tb, int B)
+{
+    const float gain = 1.0f / (255.0f * DATA_STD), offset = -DATA_MEAN / DATA_STD;
+    size_t n = (size_t)B * tb->side * tb->side * tb->channels;
+    for (size_t i = 0; i < n; i++) {
+        float q = (tb->x[i] - offset) / gain;
+        wire_fake_quant(&q, 1, WIRE_U8);
+        tb->x[i] = q * gain + offset;
+    }
+}
+
 void train_batch_fill(struct train_batch *tb, const struct dataset *ds, long start, int B, int flip,
                       struct rng *rng)
 {
@@ -192,6 +205,8 @@ void train_batch_fill(struct train_batch *tb, const struct dataset *ds, long sta
         tb->flip[i] = flip ? (unsigned char)(rng_next(rng) >> 63) : 0;
     data_batch(tb->x, tb->labels, ds, tb->order + start, B, tb->side, DATA_MEAN, DATA_STD,
                flip ? tb->flip : NULL);
+    if (tb->round_u8)
+        round_pixels(tb, B);
 }
 
 void train_shards_fill(struct train_shards *sh, struct train_batch *tb, const struct dataset *ds,
@@ -222,6 +237,8 @@ void train_shards_fill(struct train_shards *sh, struct train_batch *tb, const st
     int B = sh->owned * b;
     data_batch(tb->x, tb->labels, ds, tb->order, B, tb->side, DATA_MEAN, DATA_STD,
                flip ? tb->flip : NULL);
+    if (tb->round_u8)
+        round_pixels(tb, B);
 }
 
 struct sgd_args {
@@ -270,6 +287,7 @@ void train_evaluate(struct net *net, const struct dataset *ds, int side, double 
 {
     struct train_batch tb;
     train_batch_init(&tb, net->batch, side, ds->channels, ds->count);
+    tb.round_u8 = net->wire_format == WIRE_U8;
     long hits = 0;
     double total = 0.0;
     for (long start = 0; start < ds->count; start += net->batch) {
@@ -339,6 +357,8 @@ int train_save_model(const struct net *net, const struct job *job, const char *p
              h5_attr_set_int(f, "classes", net->classes) ||
              h5_attr_set_int(f, "parameters", (int64_t)net_param_count_chosen(net)) ||
              h5_attr_set_int(f, "mask_layer", net->mask_layer);
+    if (!rc && net->wire_format)
+        rc = h5_attr_set_string(f, "wire", wire_format_name(net->wire_format));
     if (!rc && net->mask_layer >= 0) {
         hsize_t nc = (hsize_t)net->layers[net->mask_layer].cout;
         rc = h5_write(f, "mask", H5_F32, 1, &nc, net->mask, 0);
@@ -386,6 +406,29 @@ static int model_attributes(hid_t f, const char *path, const struct net *net, in
     return check_int64(path, "mask_layer", v, -1, net->layer_count - 1, mask_layer);
 }
 
+/* The optional attribute wire of a model file (what crosses its split, simulated in training)
+ * into *format (0 when absent): u8 only without a mask, the others only with one. */
+static int model_wire(hid_t f, const char *path, int mask_layer, int *format)
+{
+    *format = 0;
+    if (h5_attr_exists(f, "wire") <= 0)
+        return 0;
+    char *text = h5_attr_get_string(f, "wire");
+    if (!text)
+        return -1;
+    int v = wire_format_parse(text);
+    int rc = 0;
+    if (v < 0)
+        rc = offnas_error("%s: attribute wire: '%.40s' is not u8, fp32, fp16 or int8", path, text);
+    else if ((v == WIRE_U8) != (mask_layer < 0))
+        rc = offnas_error("%s: attribute wire: %s with %s", path, text,
+                          mask_layer < 0 ? "no channel mask (only u8 is sent without one)"
+                                         : "a channel mask (u8 is the input's format)");
+    free(text);
+    *format = v;
+    return rc;
+}
+
 /* The body of train_load_model with the file open. */
 static int model_load_open(hid_t f, const char *path, struct net *net, int *mask_layer)
 {
@@ -393,6 +436,7 @@ static int model_load_open(hid_t f, const char *path, struct net *net, int *mask
     OFFNAS_TRY(model_read(f, path, "running_stats", net->stats, net->stat_count));
     OFFNAS_TRY(net_check_loaded(net, path, "/params", "/running_stats"));
     OFFNAS_TRY(model_attributes(f, path, net, mask_layer));
+    OFFNAS_TRY(model_wire(f, path, *mask_layer, &net->wire_format));
     if (*mask_layer < 0)
         return 0;
     hsize_t dims[1];
@@ -526,6 +570,9 @@ static int fixed_open(struct fixed_run *r, const struct job *job, const struct t
     if (split && split->split >= 1 && split->split <= net->layer_count) {
         net->mask_layer = split->split - 1;
         memcpy(net->mask, split->mask, (size_t)net->layers[split->split - 1].cout * sizeof(float));
+        net->wire_format = wire_format_parse(job->search_wire); /* job_finalize checked it */
+    } else if (split && split->split == 0) {
+        net->wire_format = WIRE_U8;
     }
     if (d->rank == 0) {
         char path[JOB_PATH_MAX * 2];
@@ -537,6 +584,7 @@ static int fixed_open(struct fixed_run *r, const struct job *job, const struct t
     }
     r->mom = offnas_calloc(net->param_count, sizeof(float));
     train_batch_init(&r->tb, r->B, r->side, r->td.train.channels, r->B);
+    r->tb.round_u8 = net->wire_format == WIRE_U8;
     r->per_epoch = sh->steps;
     r->total = r->per_epoch * job->train_epochs;
     if (job->train_steps > 0 && job->train_steps < r->total)

@@ -60,6 +60,7 @@ struct train_batch {
     unsigned char *labels;
     unsigned char *flip;
     long *order; /* a permutation of the training set */
+    int round_u8; /* round the (resized) pixels to u8, as split 0 sends them (net.wire_format) */
     long order_count;
 };
 void train_batch_init(struct train_batch *tb, int batch, int side, int channels, long count);
