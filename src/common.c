@@ -6,7 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-static char error_message[1024];
+/* per thread: the edge server's workers report errors at the same time */
+static _Thread_local char error_message[1024];
 int offnas_log_quiet = 0;
 
 int offnas_error(const char *fmt, ...)

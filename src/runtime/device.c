@@ -265,10 +265,9 @@ int device_run(const struct runtime_model *rm, const struct device_options *o,
                 e = link_open(&l, rm, o) ? 1 : link_request(&l, rm, o, id);
             }
             if (e) {
-                if (e < 0)
-                    offnas_error("%s: the connection was lost at image %ld of %ld%s: %s",
-                                 o->server_text, i + 1, n,
-                                 r->reconnects ? " after a reconnect" : "", offnas_last_error());
+                offnas_error("%s: stopped after %ld of %ld results%s: %s", o->server_text,
+                             r->images, n, r->reconnects ? " and a reconnect" : "",
+                             offnas_last_error());
                 rc = -1;
                 break;
             }

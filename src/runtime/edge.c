@@ -249,6 +249,7 @@ static void worker_accept(struct edge_worker *wk, double now)
             return; /* EAGAIN: another worker took it, or nothing waits */
         char text[32];
         sock_addr_text(&peer, text, sizeof text);
+        /* the global count caps every worker's array too (wk->count <= open connections) */
         if (atomic_fetch_add(&sh->open_connections, 1) >= sh->o->max_connections) {
             atomic_fetch_sub(&sh->open_connections, 1);
             atomic_fetch_add(&sh->refused, 1);
@@ -341,8 +342,8 @@ static void *worker_main(void *arg)
             if (drop)
                 conn_close(wk, i);
         }
-        if (!stopping && (fds[0].revents & POLLIN) && wk->count < cap)
-            worker_accept(wk, now);
+        if (!stopping && (fds[0].revents & POLLIN))
+            worker_accept(wk, now); /* beyond the cap too: those get ERROR busy */
     }
     free(fds);
     return NULL;
@@ -387,6 +388,10 @@ int edge_serve(const struct runtime_model *rm, const struct edge_options *o,
                 edge_request_stop();
                 break;
             }
+        /* on a stop, refuse new connections at once (the workers drain the open ones) */
+        while (!edge_stop)
+            nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        shutdown(sh.listen_fd, SHUT_RDWR);
         for (int i = 0; i < started; i++)
             pthread_join(wk[i].thread, NULL);
         close(sh.listen_fd);
