@@ -17,7 +17,8 @@
 static const char EDGE_USAGE[] =
     "usage: offnas edge-serve --run DIR [--listen ADDR:PORT] [--threads N]\n"
     "                         [--max-connections N] [--read-timeout S] [--idle-timeout S]\n"
-    "                         [--max-frame BYTES] [--ready-file FILE] [--set K=V ...]\n"
+    "                         [--max-frame BYTES] [--ready-file FILE] [--split S]\n"
+    "                         [--set K=V ...]\n"
     "\n"
     "Serves the edge half of the split network that `offnas train --arch` wrote to DIR\n"
     "(arch.json, model.h5) to many devices at once over TCP (docs/formats.md, \"Wire protocol\").\n"
@@ -26,12 +27,14 @@ static const char EDGE_USAGE[] =
     "copy of the network; at most N connections (default 64); a frame begun must arrive within\n"
     "S s (default 10), a connection idle for S s is closed (default 60); frames of at most\n"
     "BYTES (default: twice the model's tensor frame, at least 64 KiB). One log line per\n"
-    "connection on stderr. SIGTERM or SIGINT: answers what was received, then exits 0.\n";
+    "connection on stderr. SIGTERM or SIGINT: answers what was received, then exits 0.\n"
+    "--split S serves the same weights split after layer S with every channel sent (a sweep\n"
+    "of the splits; device-run takes the same --split).\n";
 
 static const char DEVICE_USAGE[] =
     "usage: offnas device-run --run DIR [--server HOST:PORT] [--images N] [--rtt-ms X]\n"
     "                         [--warmup N] [--timeout S] [--tables DEVICE.h5,EDGE.h5] [--check]\n"
-    "                         [--out FILE] [--set K=V ...]\n"
+    "                         [--split S] [--out FILE] [--set K=V ...]\n"
     "\n"
     "Runs the device half of DIR's split network on the job's test images at batch 1, sends\n"
     "what crosses the split to an `offnas edge-serve` of the same run, and receives the class\n"
@@ -43,7 +46,9 @@ static const char DEVICE_USAGE[] =
     "the tables of the machines the halves run on (scales 1) instead of arch.json's; --set\n"
     "network.preset=NAME predicts for another link. --check runs the edge half here too and\n"
     "counts results that differ. A dropped connection is re-opened once and reported.\n"
-    "A split after the last layer runs all on the device and needs no --server.\n";
+    "A split after the last layer runs all on the device and needs no --server. --split S\n"
+    "runs the same weights split after layer S, every channel sent (the edge-serve must be\n"
+    "started with the same --split: the hello checks it).\n";
 
 /* Parses a number of seconds or milliseconds for option name in [min, max]. */
 static int parse_number(const char *text, const char *name, double min, double max, double *out)
@@ -60,9 +65,10 @@ static int parse_number(const char *text, const char *name, double min, double m
 }
 
 static int open_model(struct runtime_model *rm, const char *run, const struct cmd_job_options *o,
-                      const char *tables)
+                      const char *tables, int split)
 {
-    struct runtime_model_options mo = {.sets = o->sets, .set_count = o->set_count};
+    struct runtime_model_options mo = {.sets = o->sets, .set_count = o->set_count,
+                                       .split = split};
     char dev[1024], edge[1024];
     if (tables) {
         const char *comma = strchr(tables, ',');
@@ -96,9 +102,10 @@ int cmd_edge_serve(int argc, char **argv)
     struct cmd_job_options opts = {0};
     const char *run = NULL, *listen = "127.0.0.1:7878", *read_t = NULL, *idle_t = NULL;
     const char *ready = NULL;
-    int threads = 1, max_conn = 64, max_frame = 0;
+    int threads = 1, max_conn = 64, max_frame = 0, split = -1;
     const struct cmd_option options[] = {
         {"--run", CMD_NEEDED, &run, 0, 0},
+        {"--split", CMD_COUNT, &split, 0, NET_MAX_LAYERS + 1},
         {"--listen", CMD_STRING, &listen, 0, 0},
         {"--threads", CMD_COUNT, &threads, 1, 64},
         {"--max-connections", CMD_COUNT, &max_conn, 1, 4096},
@@ -121,7 +128,7 @@ int cmd_edge_serve(int argc, char **argv)
         return 2;
     }
     struct runtime_model rm;
-    if ((status = open_model(&rm, run, &opts, NULL)))
+    if ((status = open_model(&rm, run, &opts, NULL, split)))
         return status;
     size_t tensor = 64 + 2 * (size_t)rm.kept +
                     (size_t)rm.height * rm.width * (rm.kept ? rm.kept : 1) * 4;
@@ -147,9 +154,10 @@ int cmd_device_run(int argc, char **argv)
     struct cmd_job_options opts = {0};
     const char *run = NULL, *server = NULL, *rtt = NULL, *timeout = NULL, *tables = NULL;
     const char *out = NULL;
-    int images = 0, warmup = 10, check = 0;
+    int images = 0, warmup = 10, check = 0, split = -1;
     const struct cmd_option options[] = {
         {"--run", CMD_NEEDED, &run, 0, 0},
+        {"--split", CMD_COUNT, &split, 0, NET_MAX_LAYERS + 1},
         {"--server", CMD_STRING, &server, 0, 0},
         {"--images", CMD_COUNT, &images, 1, 100000000},
         {"--warmup", CMD_COUNT, &warmup, 0, 100000000},
@@ -171,7 +179,7 @@ int cmd_device_run(int argc, char **argv)
     snprintf(out_default, sizeof out_default, "%s/runtime.json", run);
     o.out = out ? out : out_default;
     struct runtime_model rm;
-    if ((status = open_model(&rm, run, &opts, tables)))
+    if ((status = open_model(&rm, run, &opts, tables, split)))
         return status;
     int rc = 0;
     if (rm.split <= rm.layers) {

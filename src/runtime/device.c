@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "derived.h"
+#include "op.h"
 #include "sock.h"
 #include "train.h"
 
@@ -220,6 +221,7 @@ int device_run(const struct runtime_model *rm, const struct device_options *o,
     memset(r, 0, sizeof *r);
     const struct job *job = &rm->m.job;
     const int all_device = rm->split > rm->layers;
+    op_set_threads(1); /* batch 1 on one core, as `offnas profile` times it */
     struct train_data td;
     OFFNAS_TRY(train_data_load(&td, job, NULL));
     const struct dataset *test = &td.test;

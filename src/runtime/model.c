@@ -66,6 +66,13 @@ int runtime_model_open(struct runtime_model *rm, const char *run,
     OFFNAS_TRY(eval_model_open(&rm->m, run, sets, n, opts->lut_device, opts->lut_edge));
     rm->layers = rm->m.super->layer_count;
     rm->split = rm->m.d.split.split;
+    rm->use_mask = 1;
+    if (opts->split >= 0 && opts->split != rm->split) {
+        if (opts->split > rm->layers + 1)
+            return offnas_error("--split: %d is not in 0..%d", opts->split, rm->layers + 1);
+        rm->split = opts->split;
+        rm->use_mask = 0;
+    }
     rm->gain = 1.0f / (255.0f * DATA_STD);
     rm->offset = -DATA_MEAN / DATA_STD;
 
@@ -80,7 +87,8 @@ int runtime_model_open(struct runtime_model *rm, const char *run,
         rm->format = crossing_format(rm);
         rc = rm->format < 0 ? -1 : 0;
     }
-    if (!rc && rm->split >= 1 && rm->split <= rm->layers && rm->kept != rm->m.d.split.kept)
+    if (!rc && rm->use_mask && rm->split >= 1 && rm->split <= rm->layers &&
+        rm->kept != rm->m.d.split.kept)
         rc = offnas_error("%s: the mask of model.h5 keeps %d channels, arch.json %d", run,
                           rm->kept, rm->m.d.split.kept);
     if (!rc) {
@@ -113,10 +121,10 @@ int runtime_worker_open(struct runtime_worker *w, const struct runtime_model *rm
     if (!w->net)
         return -1;
     OFFNAS_TRY(train_load_model(w->net, rm->model_path));
-    if (w->net->mask_layer >= 0 && w->net->mask_layer != rm->split - 1)
+    if (rm->use_mask && w->net->mask_layer >= 0 && w->net->mask_layer != rm->split - 1)
         return offnas_error("%s: the channel mask is on layer %d's output, arch.json splits "
                             "after layer %d", rm->model_path, w->net->mask_layer + 1, rm->split);
-    const float *mask = w->net->mask_layer >= 0 ? w->net->mask : NULL;
+    const float *mask = rm->use_mask && w->net->mask_layer >= 0 ? w->net->mask : NULL;
     OFFNAS_TRY(split_half_init(&w->half, w->net, rm->split, mask));
     size_t values = (size_t)w->half.height * w->half.width * (w->half.kept ? w->half.kept : 1);
     w->values = offnas_calloc(values, sizeof(float));

@@ -27,6 +27,8 @@ struct runtime_model_options {
     int set_count;
     const char *lut_device, *lut_edge; /* tables to predict with (NULL: arch.json's) */
     int tables_unscaled; /* the tables are of the machines the halves run on: scales 1 */
+    int split;           /* -1: arch.json's; else split there with every channel sent (a
+                          * sweep of one trained network's splits; the mask is not used) */
 };
 
 struct runtime_model {
@@ -34,6 +36,7 @@ struct runtime_model {
     char model_path[1100];
     struct eval_model m;
     int split, layers;       /* 0 .. L + 1, L */
+    int use_mask;            /* the split is model.h5's, with its channel mask */
     int format;              /* enum wire_format of what crosses (0 at split L + 1) */
     int height, width, total, kept; /* of what crosses */
     uint16_t channels[WIRE_MAX_CHANNELS];
