@@ -18,6 +18,8 @@ struct eval_state {
     struct train_data td;
 };
 
+const char EVAL_NO_TABLES[] = "(no tables)";
+
 int eval_model_open(struct eval_model *m, const char *run, const char *const *sets, int n,
                     const char *lut_device, const char *lut_edge)
 {
@@ -38,10 +40,14 @@ int eval_model_open(struct eval_model *m, const char *run, const char *const *se
     m->super = net_create(&m->job.net, 1, m->job.data_resize, m->channels, m->classes, 0, 1);
     if (!m->super)
         return -1;
-    OFFNAS_TRY(latency_load(&m->tables[0], lut_device ? lut_device : m->d.lut_device, m->super));
-    OFFNAS_TRY(latency_load(&m->tables[1], lut_edge ? lut_edge : m->d.lut_edge, m->super));
     arch_init(&m->arch, m->super, 0.0f);
-    OFFNAS_TRY(search_cost_init(&m->cost, &m->job, &m->tables[0], &m->tables[1]));
+    if (lut_device != EVAL_NO_TABLES) {
+        OFFNAS_TRY(latency_load(&m->tables[0], lut_device ? lut_device : m->d.lut_device,
+                                m->super));
+        OFFNAS_TRY(latency_load(&m->tables[1], lut_edge ? lut_edge : m->d.lut_edge, m->super));
+        OFFNAS_TRY(search_cost_init(&m->cost, &m->job, &m->tables[0], &m->tables[1]));
+        m->has_tables = 1;
+    }
     for (int l = 0; l < m->super->layer_count; l++) {
         m->ops[l] = net_find_candidate(m->super, l, &m->job.net.fixed_ops[l]);
         if (m->ops[l] < 0)

@@ -22,11 +22,14 @@ struct eval_model {
     struct arch arch;
     struct arch_cost cost;
     int ops[NET_MAX_LAYERS]; /* the derived ops as candidates of the search space */
+    int has_tables;          /* tables, cost and link are loaded */
 };
 
 /* Opens run/arch.json with the overrides sets[0..n) on its job, and the tables it names or
- * lut_device / lut_edge (NULL: arch.json's). Returns 0 or -1 with an error naming the file;
- * close with eval_model_close either way. */
+ * lut_device / lut_edge (NULL: arch.json's; lut_device EVAL_NO_TABLES: none, has_tables 0,
+ * for who only runs the network). Returns 0 or -1 with an error naming the file; close with
+ * eval_model_close either way. */
+extern const char EVAL_NO_TABLES[]; /* a unique address, compared as a pointer */
 int eval_model_open(struct eval_model *m, const char *run, const char *const *sets, int n,
                     const char *lut_device, const char *lut_edge);
 void eval_model_close(struct eval_model *m);

@@ -64,11 +64,14 @@ static int parse_number(const char *text, const char *name, double min, double m
     return 0;
 }
 
+/* tables: "DEV.h5,EDGE.h5", NULL for arch.json's, or EVAL_NO_TABLES (the edge: no prediction) */
 static int open_model(struct runtime_model *rm, const char *run, const struct cmd_job_options *o,
                       const char *tables, int split)
 {
     struct runtime_model_options mo = {.sets = o->sets, .set_count = o->set_count,
-                                       .split = split};
+                                       .split = split, .no_tables = tables == EVAL_NO_TABLES};
+    if (tables == EVAL_NO_TABLES)
+        tables = NULL;
     char dev[1024], edge[1024];
     if (tables) {
         const char *comma = strchr(tables, ',');
@@ -128,7 +131,7 @@ int cmd_edge_serve(int argc, char **argv)
         return 2;
     }
     struct runtime_model rm;
-    if ((status = open_model(&rm, run, &opts, NULL, split)))
+    if ((status = open_model(&rm, run, &opts, EVAL_NO_TABLES, split)))
         return status;
     size_t tensor = 64 + 2 * (size_t)rm.kept +
                     (size_t)rm.height * rm.width * (rm.kept ? rm.kept : 1) * 4;

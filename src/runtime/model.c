@@ -63,7 +63,9 @@ int runtime_model_open(struct runtime_model *rm, const char *run,
         sets[n++] = "latency.device_scale=1";
         sets[n++] = "latency.edge_scale=1";
     }
-    OFFNAS_TRY(eval_model_open(&rm->m, run, sets, n, opts->lut_device, opts->lut_edge));
+    OFFNAS_TRY(eval_model_open(&rm->m, run, sets, n,
+                               opts->no_tables ? EVAL_NO_TABLES : opts->lut_device,
+                               opts->lut_edge));
     rm->layers = rm->m.super->layer_count;
     rm->split = rm->m.d.split.split;
     rm->use_mask = 1;
@@ -99,6 +101,8 @@ int runtime_model_open(struct runtime_model *rm, const char *run,
         rm->hello.kept = rm->kept;
         rm->hello.format = rm->format;
         int inner = rm->split >= 1 && rm->split <= rm->layers;
+        if (!rm->m.has_tables)
+            return runtime_worker_close(&w), 0;
         rm->predicted = arch_network_latency(&rm->m.arch, &rm->m.cost, rm->m.ops, rm->split,
                                              inner ? rm->kept : 0);
         rm->bytes_predicted = arch_bytes_sent(&rm->m.arch, &rm->m.cost, rm->split,
@@ -125,7 +129,12 @@ int runtime_worker_open(struct runtime_worker *w, const struct runtime_model *rm
         return offnas_error("%s: the channel mask is on layer %d's output, arch.json splits "
                             "after layer %d", rm->model_path, w->net->mask_layer + 1, rm->split);
     const float *mask = rm->use_mask && w->net->mask_layer >= 0 ? w->net->mask : NULL;
+    const int trained_mask_layer = w->net->mask_layer;
     OFFNAS_TRY(split_half_init(&w->half, w->net, rm->split, mask));
+    /* at another split, the trained mask (and the wire simulated there) stays inside the half
+     * that holds its layer: the network computes what it was trained to, only the crossing moves */
+    if (!rm->use_mask)
+        w->net->mask_layer = trained_mask_layer;
     size_t values = (size_t)w->half.height * w->half.width * (w->half.kept ? w->half.kept : 1);
     w->values = offnas_calloc(values, sizeof(float));
     return 0;

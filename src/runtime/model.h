@@ -27,8 +27,10 @@ struct runtime_model_options {
     int set_count;
     const char *lut_device, *lut_edge; /* tables to predict with (NULL: arch.json's) */
     int tables_unscaled; /* the tables are of the machines the halves run on: scales 1 */
+    int no_tables;       /* the edge: no prediction, so no tables needed */
     int split;           /* -1: arch.json's; else split there with every channel sent (a
-                          * sweep of one trained network's splits; the mask is not used) */
+                          * sweep of one trained network's splits; the trained mask and its
+                          * simulated wire stay where they were, inside a half) */
 };
 
 struct runtime_model {
