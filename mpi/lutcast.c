@@ -1,14 +1,18 @@
 /* lutcast: lookup tables from the profiler ranks. Each device with a profiler has a
  * communicator {profiler, trainers}, profiler first: the profiler broadcasts its measured
  * table, then a corrected one for each architecture trainer 0 sends it (MPI_Ibcast; the
- * trainers keep one broadcast posted and take a table up at the same step on every trainer).
- * Version -1 is the profiler's last word. */
+ * trainers keep one broadcast posted and take a table up at the same step on every trainer),
+ * and at the end its last word. Every message is encoded explicitly (src/latency_wire.h):
+ * a broadcast carries LATENCY_WIRE_MAX bytes, an architecture message its own length
+ * (MPI_Get_count). A message the receiver refuses (another build, another search space,
+ * damaged) ends the job with one line naming the sender and what is wrong. */
 #define _POSIX_C_SOURCE 200809L
 #include "mpi_internal.h"
 
 #include "common.h"
 #include "job.h"
 #include "latency_measure.h"
+#include "latency_wire.h"
 #include "net.h"
 #include "op.h"
 #include "train.h"
@@ -37,25 +41,74 @@ static void wait_quietly_status(MPI_Request *r, MPI_Status *st)
 
 static void wait_quietly(MPI_Request *r) { wait_quietly_status(r, MPI_STATUS_IGNORE); }
 
+/* A refused message: its one line, then the end of every rank (the sender may be waiting in
+ * a broadcast or a receive that would never complete). */
+static void end_job_refused(void)
+{
+    fprintf(stderr, "offnas: %s\n", offnas_last_error());
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+/* The search space of the job as a profiler rank measures it: on the data the shipped jobs
+ * use (one channel, ten classes); the trainers check the fingerprint against their own
+ * network. NULL with an error when the job's network does not build. */
+static struct net *profiled_space(const struct job *job)
+{
+    return net_create(&job->net, 1, job->data_resize, 1, 10, 0, (uint64_t)job->search_seed);
+}
+
 /* ---- tables from the profilers (trainer side) ------------------------------------------- */
 
 static void post_table(struct dp_ctx *m, int dev)
 {
-    MPI_CHECK(MPI_Ibcast(m->table_buf[dev], (int)sizeof(struct latency_table), MPI_BYTE, 0,
-                         m->device[dev], &m->table_req[dev]));
+    MPI_CHECK(MPI_Ibcast(m->table_msg[dev], LATENCY_WIRE_MAX, MPI_BYTE, 0, m->device[dev],
+                         &m->table_req[dev]));
 }
 
-void lutcast_listen(struct dp_ctx *c)
+/* The world rank of rank 0 (the profiler) of comm. */
+static int profiler_world_rank(MPI_Comm comm)
+{
+    MPI_Group group, world;
+    int first = 0, rank = -1;
+    MPI_CHECK(MPI_Comm_group(comm, &group));
+    MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world));
+    MPI_CHECK(MPI_Group_translate_ranks(group, 1, &first, world, &rank));
+    MPI_CHECK(MPI_Group_free(&group));
+    MPI_CHECK(MPI_Group_free(&world));
+    return rank;
+}
+
+void lutcast_listen(struct dp_ctx *c, const struct job *job)
 {
     for (int dev = 0; dev < DEVICES; dev++) {
         if (c->device[dev] == MPI_COMM_NULL)
             continue;
-        c->table_buf[dev] = offnas_calloc(1, sizeof(struct latency_table));
-        if (c->uses_tables)
-            post_table(c, dev);
-        else
+        if (!c->uses_tables) {
             c->device[dev] = MPI_COMM_NULL; /* nothing to hear from an idle profiler */
+            continue;
+        }
+        /* a job whose network does not build fails in the command before any table is
+         * taken; the profiler answers with its last word, which needs no space */
+        if (!c->space)
+            c->space = profiled_space(job);
+        c->profiler_rank[dev] = profiler_world_rank(c->device[dev]);
+        c->table_msg[dev] = offnas_calloc(1, LATENCY_WIRE_MAX);
+        c->arch_msg[dev] = offnas_calloc(1, LATENCY_WIRE_ARCH_MAX);
+        post_table(c, dev);
     }
+}
+
+/* Decodes the table message that arrived for dev into t: 1 a table, 0 the profiler's last
+ * word, -1 refused (with the error). */
+static int read_table(struct dp_ctx *m, int dev, struct latency_table *t)
+{
+    char from[96];
+    snprintf(from, sizeof from, "table message from profiler rank %d (%s)",
+             m->profiler_rank[dev], DIST_DEVICE_NAMES[dev]);
+    if (!m->space)
+        return offnas_error("%s: the job's network does not build here", from);
+    return latency_wire_decode_table(t, m->table_msg[dev], LATENCY_WIRE_MAX, m->space, from);
 }
 
 int lutcast_has_profiler(struct dist *d, int dev)
@@ -67,10 +120,13 @@ int lutcast_take_table(struct dist *d, int dev, struct latency_table *t)
 {
     struct dp_ctx *m = dp_ctx_of(d);
     wait_quietly(&m->table_req[dev]);
-    if (m->table_buf[dev]->version < 0)
+    /* every trainer holds the same bytes: all refuse them alike and end the command */
+    int got = read_table(m, dev, t);
+    if (got < 0)
+        return -1;
+    if (got == 0)
         return offnas_error("the %s profiler rank ended before sending its table",
                             DIST_DEVICE_NAMES[dev]);
-    memcpy(t, m->table_buf[dev], sizeof *t);
     post_table(m, dev);
     return 0;
 }
@@ -87,9 +143,12 @@ int lutcast_poll_table(struct dist *d, int dev, struct latency_table *t)
     if (missing)
         return 0; /* a completed request stays completed: the next poll sees it again */
     MPI_CHECK(MPI_Wait(&m->table_req[dev], MPI_STATUS_IGNORE));
-    if (m->table_buf[dev]->version < 0)
+    /* mid-search, with no way to hand an error up: every trainer refuses the same bytes */
+    int got = read_table(m, dev, t);
+    if (got < 0)
+        end_job_refused();
+    if (got == 0)
         return 0;
-    memcpy(t, m->table_buf[dev], sizeof *t);
     post_table(m, dev);
     return 1;
 }
@@ -103,9 +162,11 @@ void lutcast_send_arch(struct dist *d, const struct dist_arch *a)
         if (m->device[dev] == MPI_COMM_NULL)
             continue;
         MPI_CHECK(MPI_Wait(&m->arch_req[dev], MPI_STATUS_IGNORE));
-        m->arch_buf[dev] = *a;
-        MPI_CHECK(MPI_Isend(&m->arch_buf[dev], (int)sizeof *a, MPI_BYTE, 0, TAG_ARCH,
-                            m->device[dev], &m->arch_req[dev]));
+        uint64_t fingerprint = m->space ? latency_fingerprint(m->space, NULL, 0) : 0;
+        size_t n = latency_wire_encode_arch(m->arch_msg[dev], LATENCY_WIRE_ARCH_MAX, a,
+                                            fingerprint);
+        MPI_CHECK(MPI_Isend(m->arch_msg[dev], (int)n, MPI_BYTE, 0, TAG_ARCH, m->device[dev],
+                            &m->arch_req[dev]));
     }
 }
 
@@ -123,22 +184,52 @@ void lutcast_finish(struct dist *d)
             MPI_CHECK(MPI_Send(NULL, 0, MPI_BYTE, 0, TAG_STOP, m->device[dev]));
         }
         /* drain the corrected tables still on their way until the profiler's last word */
+        struct latency_table *drained = offnas_malloc(sizeof *drained);
         for (;;) {
             wait_quietly(&m->table_req[dev]);
-            if (m->table_buf[dev]->version < 0)
+            int got = read_table(m, dev, drained);
+            if (got < 0)
+                end_job_refused();
+            if (got == 0)
                 break;
             post_table(m, dev);
         }
+        free(drained);
     }
 }
 
 /* ---- the profiler rank ------------------------------------------------------------------ */
 
-static void broadcast_table(MPI_Comm comm, struct latency_table *t)
+/* Test hook (tests/mpi/mpi.sh table_message_refused; never set outside tests):
+ * OFFNAS_TEST_DAMAGE_TABLE makes this profiler spoil one table message after encoding it, so
+ * the trainers' refusal can be seen: "1" flips a byte of the first table's values, "version"
+ * marks the first table as format version 2 (a message from another build), "later" flips a
+ * byte of the first corrected table (taken up mid-search). table_version: the table's, 0 for
+ * the last word. */
+static void damage_for_test(uint8_t *msg, size_t length, int table_version)
 {
+    const char *how = getenv("OFFNAS_TEST_DAMAGE_TABLE");
+    if (!how || !*how || table_version == 0)
+        return;
+    int first = table_version == 1, later = table_version == 2;
+    if ((!strcmp(how, "1") && first) || (!strcmp(how, "later") && later))
+        msg[length - LATENCY_WIRE_CRC - 1] ^= 0x40; /* the last entry's repeats */
+    else if (!strcmp(how, "version") && first)
+        msg[4] = LATENCY_WIRE_VERSION + 1; /* the header's version, low byte */
+}
+
+/* Broadcasts a message of LATENCY_WIRE_MAX bytes over comm: table t encoded, or the
+ * profiler's last word when t is NULL. */
+static void broadcast_table(MPI_Comm comm, const struct latency_table *t)
+{
+    uint8_t *msg = offnas_calloc(1, LATENCY_WIRE_MAX);
+    size_t n = t ? latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t)
+                 : latency_wire_encode_end(msg, LATENCY_WIRE_MAX);
+    damage_for_test(msg, n, t ? t->version : 0);
     MPI_Request r;
-    MPI_CHECK(MPI_Ibcast(t, (int)sizeof *t, MPI_BYTE, 0, comm, &r));
+    MPI_CHECK(MPI_Ibcast(msg, LATENCY_WIRE_MAX, MPI_BYTE, 0, comm, &r));
     wait_quietly(&r);
+    free(msg);
 }
 
 /* Measures every (slot, op) of net here into t and broadcasts it as version 1. */
@@ -174,14 +265,23 @@ static void save_first_table(const struct job *job, const struct latency_table *
     }
 }
 
-/* The next message from trainer 0 into got; returns its tag (TAG_ARCH or TAG_STOP). */
-static int receive_arch(MPI_Comm comm, struct dist_arch *got)
+/* The next message from trainer 0: an architecture for net's space decoded into got, or the
+ * stop. Returns its tag (TAG_ARCH or TAG_STOP); a refused architecture message ends the job. */
+static int receive_arch(MPI_Comm comm, const struct net *net, struct dist_arch *got)
 {
+    uint8_t msg[LATENCY_WIRE_ARCH_MAX];
     MPI_Status st;
     MPI_Request r;
-    MPI_CHECK(MPI_Irecv(got, (int)sizeof *got, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &r));
+    MPI_CHECK(MPI_Irecv(msg, (int)sizeof msg, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &r));
     wait_quietly_status(&r, &st); /* idle between epochs without taking a core */
-    return st.MPI_TAG;
+    if (st.MPI_TAG != TAG_ARCH)
+        return st.MPI_TAG;
+    int bytes = 0;
+    MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &bytes));
+    if (latency_wire_decode_arch(got, msg, (size_t)bytes, net,
+                                 "architecture message from trainer 0"))
+        end_job_refused();
+    return TAG_ARCH;
 }
 
 /* t = base with every per-op figure times ratio, as version. */
@@ -209,11 +309,9 @@ static struct dist_arch serve_corrections(struct latency_table *t, struct net *n
     struct dist_arch a = {.layers = 0};
     for (;;) {
         struct dist_arch got;
-        if (receive_arch(comm, &got) != TAG_ARCH)
+        if (receive_arch(comm, net, &got) != TAG_ARCH)
             break;
         a = got;
-        if (a.layers != net->layer_count)
-            continue;
         for (int l = 0; l < a.layers; l++)
             net->choice[l] = a.ops[l];
         double measured = latency_forward_timing(net, x, PROFILE_WARMUP, PROFILE_REPEATS).median;
@@ -252,14 +350,11 @@ int lutcast_run_profiler(const struct job *job, const struct dp_ctx *c, int serv
 {
     MPI_Comm comm = c->device[c->role];
     struct latency_table *t = offnas_calloc(1, sizeof *t);
-    /* the search space of the job on the data the shipped jobs use (one channel, ten
-     * classes); the trainers check the fingerprint against their own network */
-    struct net *net = net_create(&job->net, 1, job->data_resize, 1, 10, 0, (uint64_t)job->search_seed);
+    struct net *net = profiled_space(job);
     if (!net) {
         /* the trainers fail on the same job; answer their broadcast so nobody waits */
-        t->version = -1;
         if (serve)
-            broadcast_table(comm, t);
+            broadcast_table(comm, NULL);
         free(t);
         return -1;
     }
@@ -276,8 +371,7 @@ int lutcast_run_profiler(const struct job *job, const struct dp_ctx *c, int serv
     save_first_table(job, t, c);
     struct dist_arch a = serve_corrections(t, net, c);
     report_architecture(net, &a, c);
-    t->version = -1; /* the last word: the trainers stop listening */
-    broadcast_table(comm, t);
+    broadcast_table(comm, NULL); /* the last word: the trainers stop listening */
     net_free(net);
     free(t);
     return 0;

@@ -14,6 +14,7 @@
 #include "latency.h"
 
 #include <mpi.h>
+#include <stdint.h>
 
 #define DEVICES DIST_DEVICE_COUNT /* mobile (latency.device), edge (latency.edge) */
 #define TAG_ARCH 11
@@ -27,11 +28,14 @@ struct dp_ctx {
     int uses_tables;   /* some rank's command takes tables from the profilers */
     MPI_Comm trainers;
     MPI_Comm device[DEVICES]; /* {profiler, trainers}; MPI_COMM_NULL without a profiler */
-    /* trainer side of each device: the posted broadcast of the next table */
+    /* trainer side of each device: the posted broadcast of the next table message
+     * (LATENCY_WIRE_MAX bytes, src/latency_wire.h), and the architecture message on its way */
     MPI_Request table_req[DEVICES];
-    struct latency_table *table_buf[DEVICES];
+    uint8_t *table_msg[DEVICES];
+    int profiler_rank[DEVICES]; /* its world rank, for messages */
     MPI_Request arch_req[DEVICES];
-    struct dist_arch arch_buf[DEVICES];
+    uint8_t *arch_msg[DEVICES];
+    struct net *space; /* the profilers' search space, which their messages must be for */
     MPI_Request reqs[MAX_REQUESTS];
     int req_count;
     int finished;
@@ -64,9 +68,11 @@ void dp_broadcast(struct dist *d, void *buf, size_t bytes);
 
 /* ---- lutcast.c: tables from the profiler ranks ---- */
 
-/* Trainer side: allocates the table buffers of the devices with a profiler and posts the
- * broadcast of their first table (or, when no command uses tables, stops listening). */
-void lutcast_listen(struct dp_ctx *c);
+/* Trainer side: builds the job's search space as the profilers do (their messages are
+ * checked against it), allocates the message buffers of the devices with a profiler and
+ * posts the broadcast of their first table (or, when no command uses tables, stops
+ * listening). */
+void lutcast_listen(struct dp_ctx *c, const struct job *job);
 int lutcast_has_profiler(struct dist *d, int dev);
 int lutcast_take_table(struct dist *d, int dev, struct latency_table *t);
 int lutcast_poll_table(struct dist *d, int dev, struct latency_table *t);

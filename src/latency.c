@@ -227,6 +227,29 @@ static int get_string(hid_t f, const char *name, char *out, size_t size, const c
     return rc;
 }
 
+/* Refuses a table whose fingerprint have is not want, the one of the job's space. */
+static int check_space_fingerprint(const char *path, uint64_t have, uint64_t want)
+{
+    if (have != want)
+        return offnas_error("%s: made for another search space (fingerprint %016llx, this job "
+                            "%016llx)",
+                            path, (unsigned long long)have, (unsigned long long)want);
+    return 0;
+}
+
+int latency_check_fingerprint(const char *path, uint64_t have, const struct net *net)
+{
+    return check_space_fingerprint(path, have, latency_fingerprint(net, NULL, 0));
+}
+
+/* Refuses a space text that is not the job's (the text its fingerprint hashes). */
+static int check_space_text(const char *path, const char *have, const char *want)
+{
+    if (strcmp(have, want))
+        return offnas_error("%s: space: does not match its fingerprint", path);
+    return 0;
+}
+
 /* Refuses a file made for another search space than net's. space gets net's canonical text. */
 static int check_fingerprint(hid_t f, const char *path, const struct net *net, char *space,
                              size_t size)
@@ -240,11 +263,7 @@ static int check_fingerprint(hid_t f, const char *path, const struct net *net, c
     if (errno || *end || end == fingerprint)
         return offnas_error("%s: fingerprint: '%.40s' is not a 64-bit hex number", path,
                             fingerprint);
-    if ((uint64_t)have != want)
-        return offnas_error("%s: made for another search space (fingerprint %016llx, this job "
-                            "%016llx)",
-                            path, have, (unsigned long long)want);
-    return 0;
+    return check_space_fingerprint(path, (uint64_t)have, want);
 }
 
 /* The optional attribute name (a fitted table's held-out error) into *value, which stays as it
@@ -275,8 +294,7 @@ static int read_attributes(struct latency_table *t, hid_t f, const char *path, c
     OFFNAS_TRY(get_string(f, "date", t->date, sizeof t->date, path));
     OFFNAS_TRY(get_string(f, "source", t->source, sizeof t->source, path));
     OFFNAS_TRY(get_string(f, "space", t->space, sizeof t->space, path));
-    if (strcmp(t->space, space))
-        return offnas_error("%s: space: does not match its fingerprint", path);
+    OFFNAS_TRY(check_space_text(path, t->space, space));
     OFFNAS_TRY(read_int(f, "threads", 1, LATENCY_MAX_THREADS, path, &t->threads));
     OFFNAS_TRY(read_int(f, "version", 0, INT32_MAX, path, &t->version));
     /* written since tables carry it; older ones are checked by their entries alone */
@@ -402,3 +420,21 @@ int latency_load(struct latency_table *table, const char *path, const struct net
     return rc;
 }
 
+int latency_check_received(const struct latency_table *t, const struct net *net,
+                           const char *name)
+{
+    char space[SPACE_TEXT_MAX];
+    OFFNAS_TRY(check_space_fingerprint(name, t->fingerprint,
+                                       latency_fingerprint(net, space, sizeof space)));
+    OFFNAS_TRY(check_space_text(name, t->space, space));
+    /* the shape of net's space, as latency_table_init gives it and load_open reads into */
+    struct latency_table *want = offnas_malloc(sizeof *want);
+    latency_table_init(want, net, "");
+    int ignored, rc = check_int64(name, "slot_count", t->slot_count, want->slot_count,
+                                  want->slot_count, &ignored);
+    for (int s = 0; !rc && s < want->slot_count; s++)
+        rc = check_int64(name, "op_count", t->op_count[s], want->op_count[s], want->op_count[s],
+                         &ignored);
+    free(want);
+    return rc ? rc : check_table(t, name);
+}

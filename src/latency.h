@@ -66,6 +66,18 @@ double latency_network_ms(const struct latency_table *t, int layers, const int *
 int latency_save(const struct latency_table *table, const char *path);
 int latency_load(struct latency_table *table, const char *path, const struct net *net);
 
+/* Refuses (as latency_load does) a fingerprint have that is not the one of net's space:
+ * "NAME: made for another search space (fingerprint …, this job …)". Returns 0 or -1. */
+int latency_check_fingerprint(const char *name, uint64_t have, const struct net *net);
+
+/* The checks latency_load applies, for a table that arrived otherwise (a profiler rank's
+ * message, latency_wire.h): the fingerprint and space text of net's space, its shape
+ * (slot_count, op_count of every slot), then threads, version, fit errors and every entry as
+ * latency_save checks them. name starts the message ("NAME: FIELD: what is wrong").
+ * Returns 0 or -1 with an error. */
+int latency_check_received(const struct latency_table *t, const struct net *net,
+                           const char *name);
+
 /* Milliseconds of one entry times scale. */
 static inline double latency_ms(const struct latency_table *t, int slot, int op, double scale)
 {

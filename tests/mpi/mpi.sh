@@ -185,6 +185,35 @@ test_missing_table_source() {
   echo "ok: missing table sources and bad cluster.profilers are refused"
 }
 
+# A damaged or foreign table message from a profiler rank reaches the trainers: refused with
+# one line naming the sender and what is wrong, and every rank ends (non-zero, no hang). The
+# profiler spoils its message through the test hook OFFNAS_TEST_DAMAGE_TABLE (mpi/lutcast.c):
+# 1 flips a byte of the first table, version marks it as another build's format, later flips a
+# byte of the first corrected table (taken up mid-search, after the first epoch).
+test_table_message_refused() {
+  local how want rc
+  for how in 1 version later; do
+    case $how in
+      1 | later) want="table message from profiler rank 2 (mobile): CRC-32 [0-9a-f]*, the bytes give [0-9a-f]* (damaged on the way)" ;;
+      version) want="table message from profiler rank 2 (mobile): version 2, this build reads 1 (another build of offnas?)" ;;
+    esac
+    OFFNAS_TEST_DAMAGE_TABLE=$how run "x-$how.log" mpirun -np 4 "$offnas" search --job job.ini \
+      --out "x-$how" --set cluster.profilers="mobile:1, edge:1"
+    rc=$?
+    [[ $rc != 0 ]] || die "$how: a damaged table message was taken"
+    [[ $rc != 124 && $rc != 137 ]] || die "$how: the job hung (killed by the time limit)"
+    grep -aq "offnas: $want\$" "x-$how.log" ||
+      die "$how: unclear error: $(grep -a offnas: "x-$how.log" | head -n 3)"
+    ! grep -aqE "internal error|Segmentation|signal 11" "x-$how.log" || die "$how: a crash"
+    if [[ $how == later ]]; then
+      grep -aq "search: epoch 1:" "x-$how.log" || die "later: refused before the first epoch ended"
+    else
+      [[ ! -e x-$how/checkpoint.h5 ]] || die "$how: a checkpoint was written"
+    fi
+  done
+  echo "ok: damaged and foreign table messages are refused on every rank with one line"
+}
+
 # Diverged replicas stop the job with an error naming the step.
 test_divergence_detected() {
   profiles
