@@ -52,7 +52,12 @@ for ((d = 0; d < 4; d++)); do
     >/dev/null 2>"$tmp/term$d.log" &
   pids+=($!)
 done
-sleep 1
+# stop once all four are connected and under way (the listener and 4 connections)
+for ((i = 0; i < 600; i++)); do
+  (($(sockets "$server_pid") >= 5)) && break
+  sleep 0.05
+done
+sleep 0.5
 stop_server
 check "edge-serve exits 0 on SIGTERM during a load" test "$server_status" -eq 0
 received=0
