@@ -298,6 +298,9 @@ int latency_wire_decode_table(struct latency_table *t, const uint8_t *msg, size_
     uint64_t fingerprint;
     OFFNAS_TRY(open_message(&c, msg, bytes, from, LATENCY_WIRE_TABLE, LATENCY_WIRE_END, &kind,
                             &fingerprint));
+    if (kind == LATENCY_WIRE_END && fingerprint != 0)
+        return offnas_error("%s: fingerprint: %016llx in the last word, which carries none", from,
+                            (unsigned long long)fingerprint);
     if (kind == LATENCY_WIRE_END)
         return check_filled(&c) ? -1 : 0;
     /* another space is named as such before its body could be refused for its shape */

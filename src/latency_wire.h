@@ -61,8 +61,8 @@ size_t latency_wire_encode_arch(uint8_t *buf, size_t size, const struct dist_arc
 
 /* Decodes the message in msg[0 … bytes): bytes after its length are ignored (a broadcast
  * carries LATENCY_WIRE_MAX bytes). Checks, in order: magic, version, kind (a table or the
- * end), length (within bytes: else "truncated: 812 of 1024 bytes"), CRC-32, that the fields
- * fill the length exactly and every string fits its field, then latency_check_received
+ * end), length (within bytes: else "truncated: 812 of 1024 bytes"), CRC-32 (the last word:
+ * fingerprint 0 and no body), that the fields fill the length exactly and every string fits its field, then latency_check_received
  * against net (fingerprint, space, shape, values). Messages start with from ("FROM: version
  * 2, this build reads 1"). Returns 1 with the table in t, 0 for the last word (t untouched),
  * or -1 with an error (t untouched). */

@@ -179,6 +179,14 @@ TEST(end_message_is_the_last_word)
     t->version = 42;
     EXPECT_EQ_INT(latency_wire_decode_table(t, msg, n, net, FROM), 0);
     EXPECT_EQ_INT(t->version, 42);
+    /* the last word carries no fingerprint and no body (the encoding is canonical) */
+    msg[16] = 0xf6;
+    uint32_t crc = (uint32_t)crc32(0L, msg, (uInt)(n - 4));
+    put_le32(msg + n - 4, crc);
+    EXPECT_EQ_INT(latency_wire_decode_table(t, msg, n, net, FROM), -1);
+    EXPECT_CONTAINS(offnas_last_error(), FROM ": fingerprint: 000000f600000000 in the last word");
+    msg[16] = 0;
+    put_le32(msg + n - 4, (uint32_t)crc32(0L, msg, (uInt)(n - 4)));
     /* an architecture decoder does not take it */
     struct dist_arch a;
     EXPECT_EQ_INT(latency_wire_decode_arch(&a, msg, n, net, "architecture message"), -1);
