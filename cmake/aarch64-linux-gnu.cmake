@@ -34,7 +34,6 @@ set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 
 # pkg-config reads the sysroot's .pc files only and prefixes their paths with the sysroot
-set(ENV{PKG_CONFIG_DIR} "")
 set(ENV{PKG_CONFIG_PATH} "")
 set(ENV{PKG_CONFIG_LIBDIR}
     "${OFFNAS_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu/pkgconfig:${OFFNAS_ARM64_SYSROOT}/usr/share/pkgconfig")
