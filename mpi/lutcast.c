@@ -14,12 +14,19 @@
 #include "latency_measure.h"
 #include "latency_wire.h"
 #include "net.h"
+#include "link.h"
 #include "op.h"
+#include "probe.h"
+#include "sock.h"
 #include "train.h"
+#include "wire.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PROFILE_WARMUP 5
 #define PROFILE_REPEATS 20
@@ -298,10 +305,146 @@ static void scale_table(struct latency_table *t, const struct latency_table *bas
     t->version = version;
 }
 
-/* Until trainer 0 says stop: measures each architecture it sends end to end and broadcasts the
+/* ---- partitions measured over TCP (both profiler ranks present) ------------------------ */
+
+/* The TCP path between the two profiler ranks: the edge rank listens (cluster.probe_listen)
+ * and tells the mobile rank where, once, before the first architecture. */
+struct probe_path {
+    int active;
+    int listen_fd;           /* edge */
+    struct sockaddr_in edge; /* mobile */
+    int format;              /* the job's wire format */
+    struct link link;        /* the job's link: what the tables predict */
+};
+
+#define PROBE_ADDR_BYTES 64
+#define PROBE_TIMEOUT_S 120.0
+
+/* An address the other node can reach for a socket bound to bound (the host's first IPv4
+ * address when bound to 0.0.0.0). */
+static void reachable_text(const struct sockaddr_in *bound, char *buf, size_t size)
+{
+    struct sockaddr_in a = *bound;
+    char host[256];
+    struct addrinfo hints = {.ai_family = AF_INET}, *res = NULL;
+    if (a.sin_addr.s_addr == htonl(INADDR_ANY) && !gethostname(host, sizeof host) &&
+        !getaddrinfo(host, NULL, &hints, &res) && res)
+        a.sin_addr = ((const struct sockaddr_in *)res->ai_addr)->sin_addr;
+    if (res)
+        freeaddrinfo(res);
+    sock_addr_text(&a, buf, size);
+}
+
+static void probe_setup(const struct job *job, const struct dp_ctx *c, struct probe_path *pp)
+{
+    memset(pp, 0, sizeof *pp);
+    pp->listen_fd = -1;
+    if (c->profiler_world[0] < 0 || c->profiler_world[1] < 0)
+        return; /* one profiler: it corrects its table end to end */
+    char text[PROBE_ADDR_BYTES] = "";
+    const char *name = DIST_DEVICE_NAMES[c->role];
+    int fmt = wire_format_parse(job->search_wire);
+    if (link_from_job(&pp->link, job) || fmt < 0) {
+        fprintf(stderr, "offnas: profiler rank %d (%s): %s: no partition probes\n",
+                c->world_rank, name, offnas_last_error());
+        fmt = -1;
+    }
+    pp->format = fmt;
+    if (c->role == 1) { /* edge */
+        struct sockaddr_in want, bound;
+        if (fmt > 0 && !sock_parse_addr(job->cluster_probe_listen, "cluster.probe_listen", 1, &want) &&
+            (pp->listen_fd = sock_listen(&want, 4, &bound)) >= 0)
+            reachable_text(&bound, text, sizeof text);
+        else if (fmt > 0)
+            fprintf(stderr, "offnas: profiler rank %d (edge): %s: no partition probes\n",
+                    c->world_rank, offnas_last_error());
+        MPI_CHECK(MPI_Send(text, PROBE_ADDR_BYTES, MPI_CHAR, c->profiler_world[0], TAG_PROBE_ADDR,
+                           MPI_COMM_WORLD));
+        pp->active = text[0] != 0;
+    } else {
+        MPI_Request r;
+        MPI_CHECK(MPI_Irecv(text, PROBE_ADDR_BYTES, MPI_CHAR, c->profiler_world[1], TAG_PROBE_ADDR,
+                            MPI_COMM_WORLD, &r));
+        wait_quietly(&r);
+        text[PROBE_ADDR_BYTES - 1] = 0;
+        pp->active = fmt > 0 && text[0] && !sock_parse_addr(text, "probe address", 0, &pp->edge);
+    }
+    if (pp->active)
+        fprintf(stderr, "offnas: profiler rank %d (%s): partitions are measured over TCP, edge "
+                        "at %s\n", c->world_rank, name, text);
+}
+
+/* The table's milliseconds of slots [from, to] of architecture a (slot 0 the stem, L + 1 the
+ * head). */
+static double slots_ms(const struct latency_table *t, const struct dist_arch *a, int from, int to)
+{
+    double ms = 0;
+    for (int j = from; j <= to; j++)
+        ms += t->median[j][j == 0 || j == a->layers + 1 ? 0 : a->ops[j - 1]];
+    return ms;
+}
+
+/* Measures partition a over TCP with the other profiler and scales this rank's table (its
+ * half: the device slots 0..split, or the edge slots split+1..L+1) to the measurement; the
+ * mobile rank's table carries the probe to the trainers. Returns 0, or -1 (reported: the
+ * caller corrects end to end instead). */
+static int probe_partition(struct latency_table *t, const struct latency_table *base,
+                           struct net *net, const struct dist_arch *a, const struct probe_path *pp,
+                           const struct dp_ctx *c)
+{
+    struct probe_partition p = {.layers = a->layers, .split = a->split, .kept = a->kept,
+                                .format = pp->format};
+    memcpy(p.ops, a->ops, sizeof(int) * (size_t)a->layers);
+    const int L = a->layers, edge = c->role == 1;
+    double predicted_base = edge ? slots_ms(base, a, a->split + 1, L + 1)
+                                 : slots_ms(base, a, 0, a->split);
+    double before[3] = {slots_ms(t, a, 0, a->split), 0, 0};
+    double measured;
+    struct probe_result r;
+    if (edge) {
+        if (probe_edge_serve(pp->listen_fd, net, &p, PROBE_TIMEOUT_S, &measured))
+            return -1;
+    } else {
+        if (probe_device_run(&pp->edge, net, &p, PROFILE_REPEATS, &r))
+            return -1;
+        measured = r.device_ms;
+    }
+    double ratio = predicted_base > 0 && measured > 0 ? measured / predicted_base : 1.0;
+    scale_table(t, base, ratio, t->version + 1);
+    if (!edge) {
+        int side = net_out_side(net, a->split);
+        double bytes = (double)side * side * a->kept * wire_format_bytes(pp->format);
+        before[1] = link_transfer_ms(&pp->link, bytes);
+        /* the edge's part as the trainers' tables had it: not known here, the edge rank's
+         * correction follows on its own; the probe reports what the edge measured */
+        t->probe = (struct latency_probe){
+            .present = 1, .split = a->split, .kept = a->kept,
+            .measured = {r.device_ms, r.transfer_ms, r.edge_ms},
+            .predicted = {before[0], before[1], 0},
+            .link_fitted = r.link_fitted, .bandwidth_mbps = r.bandwidth_mbps, .rtt_ms = r.rtt_ms};
+    }
+    /* one write: the other profiler rank shares this stderr */
+    char line[512];
+    int n = snprintf(line, sizeof line, "offnas: profiler rank %d (%s): partition split %d, %d "
+                     "channels, over TCP: %s %.3f ms measured, %.3f in the table: version %d "
+                     "scaled by %.3f", c->world_rank, DIST_DEVICE_NAMES[c->role], a->split,
+                     a->kept, edge ? "edge half" : "device half", measured, predicted_base,
+                     t->version, ratio);
+    if (!edge && n < (int)sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, "; transfer %.3f ms (predicted %.3f); %s",
+                      r.transfer_ms, before[1], r.link_fitted ? "link fitted" : "link not fitted");
+    if (!edge && r.link_fitted && n < (int)sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, " %.2f Mbit/s, rtt %.3f ms", r.bandwidth_mbps,
+                 r.rtt_ms);
+    fprintf(stderr, "%s\n", line);
+    return 0;
+}
+
+/* Until trainer 0 says stop: measures each architecture it sends (over TCP with the other
+ * profiler when both are present and the split is inner; else end to end) and broadcasts the
  * table scaled to that measurement. Returns the last architecture received (layers 0: none). */
 static struct dist_arch serve_corrections(struct latency_table *t, struct net *net,
-                                          const struct dp_ctx *c)
+                                          const struct dp_ctx *c, const struct probe_path *pp)
 {
     MPI_Comm comm = c->device[c->role];
     float *x = offnas_calloc((size_t)net->side * net->side * net->in_channels, sizeof(float));
@@ -312,6 +455,16 @@ static struct dist_arch serve_corrections(struct latency_table *t, struct net *n
         if (receive_arch(comm, net, &got) != TAG_ARCH)
             break;
         a = got;
+        if (pp->active && a.split >= 1 && a.split <= a.layers && a.kept > 0) {
+            if (!probe_partition(t, &base, net, &a, pp, c)) {
+                broadcast_table(comm, t);
+                t->probe.present = 0;
+                continue;
+            }
+            fprintf(stderr, "offnas: profiler rank %d (%s): the partition probe failed: %s; "
+                            "measuring end to end\n",
+                    c->world_rank, DIST_DEVICE_NAMES[c->role], offnas_last_error());
+        }
         for (int l = 0; l < a.layers; l++)
             net->choice[l] = a.ops[l];
         double measured = latency_forward_timing(net, x, PROFILE_WARMUP, PROFILE_REPEATS).median;
@@ -369,7 +522,11 @@ int lutcast_run_profiler(const struct job *job, const struct dp_ctx *c, int serv
     op_set_threads(1);
     measure_first_table(t, net, c);
     save_first_table(job, t, c);
-    struct dist_arch a = serve_corrections(t, net, c);
+    struct probe_path pp;
+    probe_setup(job, c, &pp);
+    struct dist_arch a = serve_corrections(t, net, c, &pp);
+    if (pp.listen_fd >= 0)
+        close(pp.listen_fd);
     report_architecture(net, &a, c);
     broadcast_table(comm, NULL); /* the last word: the trainers stop listening */
     net_free(net);

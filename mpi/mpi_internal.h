@@ -19,12 +19,14 @@
 #define DEVICES DIST_DEVICE_COUNT /* mobile (latency.device), edge (latency.edge) */
 #define TAG_ARCH 11
 #define TAG_STOP 12
+#define TAG_PROBE_ADDR 13 /* the edge profiler's probe address, to the mobile profiler */
 #define MAX_REQUESTS 4096
 
 struct dp_ctx {
     int world_rank, world_size;
     int role;          /* -1: trainer, else the device this profiler rank serves */
     int seen[DEVICES]; /* profiler ranks per device in the world (0 or 1) */
+    int profiler_world[DEVICES]; /* each device's profiler rank in the world, -1: none */
     int uses_tables;   /* some rank's command takes tables from the profilers */
     MPI_Comm trainers;
     MPI_Comm device[DEVICES]; /* {profiler, trainers}; MPI_COMM_NULL without a profiler */

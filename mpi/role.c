@@ -164,6 +164,11 @@ int role_setup(struct dp_ctx *c, const struct job *job, const char *profiler_dev
     }
     c->uses_tables = cl.uses_tables;
     c->role = role[c->world_rank];
+    for (int dev = 0; dev < DEVICES; dev++)
+        c->profiler_world[dev] = -1;
+    for (int r = 0; r < c->world_size; r++)
+        if (role[r] >= 0)
+            c->profiler_world[role[r]] = r;
     split_communicators(c, role);
     free(role);
     return 0;

@@ -28,6 +28,7 @@ struct dist_arch {
     int ops[64];   /* candidate index per layer */
     int layers;
     int split;     /* 0 .. L+1 */
+    int kept;      /* channels sent at an inner split (0 at 0 and L+1) */
 };
 
 struct dist {

@@ -120,6 +120,7 @@ static const struct job_key KEYS[] = {
     K_INT("search", "seed", search_seed, "1", 0, INT_MAX),
     K_BOOL("search", "deterministic", search_deterministic, "0"),
     K_ENUM("search", "split", search_split, "search", SPLIT_WORDS),
+    K_INT("search", "pin_split", search_pin_split, "-1", -1, NET_MAX_LAYERS + 1),
     K_ENUM("search", "op_gradient", search_op_gradient, "paired", OP_GRADIENT_WORDS),
 
     K_DBL("derive", "max_accuracy_drop", derive_max_accuracy_drop, "0.005", 0, 1),
@@ -142,6 +143,8 @@ static const struct job_key KEYS[] = {
     K_INT("cluster", "checkpoint_every", cluster_checkpoint_every, "200", 0, BIG),
     K_INT("cluster", "bucket_kb", cluster_bucket_kb, "256", 1, 1 << 20),
     K_STR("cluster", "profile_dir", cluster_profile_dir, "profiles"),
+    K_STR("cluster", "probe_listen", cluster_probe_listen, "127.0.0.1:0"),
+    K_BOOL("cluster", "fit_link", cluster_fit_link, "1"),
 };
 
 /* Longest line a job file may have: the longest text value plus its key and some spacing. */
@@ -736,6 +739,9 @@ int job_finalize(struct job *job)
     OFFNAS_TRY(parse_ops(job, &desc));
     OFFNAS_TRY(parse_candidates(job, &desc));
     desc.shared = !strcmp(job->net_supernet, "shared");
+    if (job->search_pin_split > desc.layer_count + 1)
+        FINALIZE_ERROR("search", "pin_split", "%d is beyond the last split %d (the %d layers + 1)",
+                       job->search_pin_split, desc.layer_count + 1, desc.layer_count);
     job->net = desc;
     return 0;
 }

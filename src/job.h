@@ -102,6 +102,9 @@ struct job {
     int cluster_checkpoint_every;         /* steps between checkpoints */
     int cluster_bucket_kb;                /* allreduce bucket size */
     char cluster_profile_dir[JOB_PATH_MAX]; /* where profiler ranks save their tables */
+    char cluster_probe_listen[64]; /* where the edge profiler rank listens for probes */
+    int cluster_fit_link;          /* take up the link the profilers fit from their probes */
+    int search_pin_split;          /* -1: the split is searched; else pinned there (0 .. L+1) */
 
     /* The network the job describes, what net_create takes: the stem and head from their
      * keys, the layers, fixed ops and candidates derived by job_finalize() from the three

@@ -25,6 +25,17 @@
 #define LATENCY_MAX_THREADS 4096 /* threads attribute of a table */
 #define LATENCY_MAX_FIT_MAPE 1e6 /* held-out error of a fit, percent: above, no model */
 
+/* A partition the profiler ranks measured for real over TCP (src/runtime/probe.h), carried by
+ * the mobile profiler's corrected table to the trainers. Not saved in profile files. */
+struct latency_probe {
+    int present;           /* 0: none (the other fields are 0) */
+    int split, kept;       /* the partition: an inner split and its channels sent */
+    double measured[3];    /* device, transfer, edge ms: medians */
+    double predicted[3];   /* the same from the tables and link in use before */
+    int link_fitted;       /* bandwidth and rtt fitted from the transfers */
+    double bandwidth_mbps, rtt_ms;
+};
+
 struct latency_table {
     char device[64];
     char host[128];
@@ -43,6 +54,7 @@ struct latency_table {
     double fit_mape;    /* held-out error of a fitted table, percent; -1: not a fit */
     double fit_rmse_ms; /* held-out root mean square error of a fitted table; -1: not a fit */
     char space[LATENCY_SPACE_MAX]; /* canonical text the fingerprint hashes */
+    struct latency_probe probe;    /* a measured partition (profiler messages only) */
 };
 
 /* Canonical text of the search space of net (input side and channels, stem width and stride

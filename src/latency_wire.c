@@ -5,6 +5,7 @@
 #include "check.h"
 #include "common.h"
 
+#include <math.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -136,6 +137,19 @@ static void put_table_body(struct cursor *c, const struct latency_table *t)
             put_f64(c, t->p90[s][i]);
             put_le(c, (uint32_t)t->repeats[s][i], 4);
         }
+    const struct latency_probe *pr = &t->probe;
+    put_le(c, pr->present ? 1 : 0, 2);
+    if (!pr->present)
+        return;
+    put_le(c, (uint64_t)pr->split, 2);
+    put_le(c, (uint64_t)pr->kept, 2);
+    for (int k = 0; k < 3; k++)
+        put_f64(c, pr->measured[k]);
+    for (int k = 0; k < 3; k++)
+        put_f64(c, pr->predicted[k]);
+    put_le(c, pr->link_fitted ? 1 : 0, 2);
+    put_f64(c, pr->bandwidth_mbps);
+    put_f64(c, pr->rtt_ms);
 }
 
 size_t latency_wire_encode_table(uint8_t *buf, size_t size, const struct latency_table *t)
@@ -169,6 +183,7 @@ size_t latency_wire_encode_arch(uint8_t *buf, size_t size, const struct dist_arc
     put_le(&c, (uint64_t)a->split, 2);
     for (int l = 0; l < a->layers; l++)
         put_le(&c, (uint64_t)a->ops[l], 2);
+    put_le(&c, (uint64_t)a->kept, 2);
     size_t length = c.pos + LATENCY_WIRE_CRC;
     put_header(buf, LATENCY_WIRE_ARCH, (uint32_t)length, fingerprint);
     return put_crc(buf, length);
@@ -263,6 +278,42 @@ static int get_string(struct cursor *c, const char *field, char *out, size_t fie
     return rc;
 }
 
+/* A finite, non-negative milliseconds (or rate) field. */
+static int get_ms(struct cursor *c, const char *field, double *out)
+{
+    *out = get_f64(c, field);
+    if (!c->failed && !(isfinite(*out) && *out >= 0))
+        return offnas_error("%s: probe.%s: %g is not a finite number >= 0", c->from, field, *out);
+    return c->failed ? -1 : 0;
+}
+
+/* The optional probe section after a table's entries (layers: L of the space). */
+static int get_probe(struct cursor *c, struct latency_probe *p, int layers)
+{
+    memset(p, 0, sizeof *p);
+    int present;
+    OFFNAS_TRY(get_count(c, "probe", 0, 1, &present));
+    if (!present)
+        return 0;
+    p->present = 1;
+    OFFNAS_TRY(get_count(c, "probe.split", 1, layers, &p->split));
+    OFFNAS_TRY(get_count(c, "probe.kept", 1, NET_MAX_CHANNELS, &p->kept));
+    static const char *const MEASURED[3] = {"measured_device_ms", "measured_transfer_ms",
+                                            "measured_edge_ms"};
+    static const char *const PREDICTED[3] = {"predicted_device_ms", "predicted_transfer_ms",
+                                             "predicted_edge_ms"};
+    for (int k = 0; k < 3; k++)
+        OFFNAS_TRY(get_ms(c, MEASURED[k], &p->measured[k]));
+    for (int k = 0; k < 3; k++)
+        OFFNAS_TRY(get_ms(c, PREDICTED[k], &p->predicted[k]));
+    OFFNAS_TRY(get_count(c, "probe.link_fitted", 0, 1, &p->link_fitted));
+    OFFNAS_TRY(get_ms(c, "bandwidth_mbps", &p->bandwidth_mbps));
+    OFFNAS_TRY(get_ms(c, "rtt_ms", &p->rtt_ms));
+    if (p->link_fitted && !(p->bandwidth_mbps > 0))
+        return offnas_error("%s: probe.bandwidth_mbps: a fitted link of 0 Mbit/s", c->from);
+    return 0;
+}
+
 /* The body of a table message into t (zeroed first); the values are checked afterwards. */
 static int get_table_body(struct cursor *c, struct latency_table *t)
 {
@@ -287,7 +338,7 @@ static int get_table_body(struct cursor *c, struct latency_table *t)
             t->p90[s][i] = get_f64(c, "p90_ms");
             t->repeats[s][i] = get_i32(c, "repeats");
         }
-    return check_filled(c);
+    return get_probe(c, &t->probe, t->slot_count - 2) || check_filled(c) ? -1 : 0;
 }
 
 int latency_wire_decode_table(struct latency_table *t, const uint8_t *msg, size_t bytes,
@@ -334,6 +385,8 @@ int latency_wire_decode_arch(struct dist_arch *a, const uint8_t *msg, size_t byt
         snprintf(field, sizeof field, "ops[%d]", l);
         OFFNAS_TRY(get_count(&c, field, 0, net->layers[l].candidate_count - 1, &got.ops[l]));
     }
+    int inner = got.split >= 1 && got.split <= L;
+    OFFNAS_TRY(get_count(&c, "kept", 0, inner ? net_out_channels(net, got.split) : 0, &got.kept));
     OFFNAS_TRY(check_filled(&c));
     *a = got;
     return 0;

@@ -39,12 +39,14 @@ enum latency_wire_kind {
 #define LATENCY_WIRE_TABLE_FIXED 26 /* threads, version, fit_mape, fit_rmse_ms, slot_count */
 #define LATENCY_WIRE_STRINGS 6      /* device, host, cpu, date, source, space */
 #define LATENCY_WIRE_ENTRY 28       /* median, p10, p90 (f64), repeats (i32) */
+#define LATENCY_WIRE_PROBE 72       /* present, split, kept, 6 ms (f64), link_fitted, bandwidth, rtt */
 #define LATENCY_WIRE_MAX                                                                        \
     (LATENCY_WIRE_HEADER + LATENCY_WIRE_TABLE_FIXED + 2 * LATENCY_MAX_SLOTS +                   \
      2 * LATENCY_WIRE_STRINGS + (64 + 128 + 128 + 32 + 256 + LATENCY_SPACE_MAX - 6) +          \
-     LATENCY_WIRE_ENTRY * LATENCY_MAX_SLOTS * NET_MAX_CANDIDATES + LATENCY_WIRE_CRC)
+     LATENCY_WIRE_ENTRY * LATENCY_MAX_SLOTS * NET_MAX_CANDIDATES + LATENCY_WIRE_PROBE +          \
+     LATENCY_WIRE_CRC)
 /* The longest architecture message: 64 layers of ops. */
-#define LATENCY_WIRE_ARCH_MAX (LATENCY_WIRE_HEADER + 4 + 2 * 64 + LATENCY_WIRE_CRC)
+#define LATENCY_WIRE_ARCH_MAX (LATENCY_WIRE_HEADER + 4 + 2 * 64 + 2 + LATENCY_WIRE_CRC)
 
 /* Encodes table t into buf (size bytes, at least LATENCY_WIRE_MAX is always enough) and
  * returns the message's length. t's counts must be within the struct (an assertion);

@@ -155,6 +155,9 @@ int search_save_checkpoint(const char *path, const struct job *job, const struct
         snprintf(name, sizeof name, "%s_table_version", i ? "edge" : "device");
         rc = rc || h5_attr_set_int(f, name, state->tables[i].version);
     }
+    if (!rc && state->link_bandwidth_mbps > 0)
+        rc = h5_attr_set_double(f, "link_bandwidth_mbps", state->link_bandwidth_mbps) ||
+             h5_attr_set_double(f, "link_rtt_ms", state->link_rtt_ms);
     free(text);
     if (rc) {
         h5_abort(f, tmp);
@@ -279,6 +282,17 @@ static int load_sums_and_tables(hid_t f, const char *path, struct search_state *
         OFFNAS_TRY(h5_attr_get_int(f, name, &v));
         OFFNAS_TRY(check_int64(path, name, v, 0, INT32_MAX, &state->tables[i].version));
     }
+    state->link_bandwidth_mbps = state->link_rtt_ms = 0;
+    if (state->tables && h5_attr_exists(f, "link_bandwidth_mbps") > 0) {
+        double bw, rtt;
+        OFFNAS_TRY(h5_attr_get_double(f, "link_bandwidth_mbps", &bw));
+        OFFNAS_TRY(h5_attr_get_double(f, "link_rtt_ms", &rtt));
+        if (!(isfinite(bw) && bw > 0 && bw < 1e9) || !(isfinite(rtt) && rtt >= 0 && rtt < 1e6))
+            return offnas_error("%s: link_bandwidth_mbps %g, link_rtt_ms %g: not a link", path,
+                                bw, rtt);
+        state->link_bandwidth_mbps = bw;
+        state->link_rtt_ms = rtt;
+    }
     return 0;
 }
 
@@ -366,6 +380,14 @@ struct search_ctx {
     int largest[NET_MAX_LAYERS]; /* each layer's candidate of the most multiply-adds */
 };
 
+/* The split the job pins (search.split = device: L + 1; search.pin_split = S), or -1: searched. */
+static int pinned_split(const struct search_ctx *c)
+{
+    if (!strcmp(c->job->search_split, "device"))
+        return c->arch.split_count - 1;
+    return c->job->search_pin_split;
+}
+
 static void ctx_close(struct search_ctx *c)
 {
     train_batch_free(&c->tb);
@@ -396,6 +418,10 @@ static void ctx_broadcast(struct search_ctx *c)
     c->state.epoch = (int)counters[1];
     c->state.arch_steps = counters[2];
     d->broadcast(d, &c->state.t_ref_ms, sizeof c->state.t_ref_ms);
+    double link[2] = {c->state.link_bandwidth_mbps, c->state.link_rtt_ms};
+    d->broadcast(d, link, sizeof link);
+    c->state.link_bandwidth_mbps = link[0];
+    c->state.link_rtt_ms = link[1];
     for (int i = 0; i < 2; i++) {
         d->broadcast(d, c->tables[i].median, sizeof c->tables[i].median);
         d->broadcast(d, &c->tables[i].version, sizeof c->tables[i].version);
@@ -473,8 +499,8 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
         for (int i = 0; i < c->net->layers[l].candidate_count; i++)
             if (net_block_macs(c->net, l, i) > net_block_macs(c->net, l, c->largest[l]))
                 c->largest[l] = i;
-    if (!strcmp(job->search_split, "device"))
-        arch_fix_split(&c->arch, c->arch.split_count - 1);
+    if (pinned_split(c) >= 0)
+        arch_fix_split(&c->arch, pinned_split(c));
     c->mom = offnas_calloc(c->net->param_count, sizeof(float));
     c->state.momentum = c->mom;
     c->state.t_ref_ms = job->search_t_ref_ms;
@@ -484,6 +510,10 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
     if (resume)
         OFFNAS_TRY(ctx_resume(c, out_dir));
     ctx_broadcast(c);
+    if (c->state.link_bandwidth_mbps > 0) { /* a fitted link before the stop goes on */
+        c->cost.link.bandwidth_mbps = c->state.link_bandwidth_mbps;
+        c->cost.link.rtt_ms = c->state.link_rtt_ms;
+    }
     if (c->state.t_ref_ms <= 0)
         c->state.t_ref_ms = !strcmp(job->search_t_ref, "fastest")
                                 ? arch_fastest_split_latency(&c->arch, &c->cost, NULL)
@@ -619,13 +649,13 @@ static void arch_step(struct search_ctx *c, float tau, struct search_epoch_sums 
         for (size_t i = 0; i < arch->count; i++)
             arch->grads[i] *= (float)task_scale;
     arch_expected_latency(arch, &c->cost, arch->grads, dlat);
-    if (!strcmp(job->search_split, "device"))
+    if (pinned_split(c) >= 0)
         memset(arch->grads + arch->beta, 0, (size_t)arch->split_count * sizeof(float));
     optim_adam_step(arch->params, arch->grads, arch->adam_m, arch->adam_v, arch->count,
                     (float)job->search_arch_lr, 0.9f, 0.999f, 1e-8f,
                     (float)job->search_arch_weight_decay, ++c->state.arch_steps);
-    if (!strcmp(job->search_split, "device")) /* weight decay must not move it either */
-        arch_fix_split(arch, arch->split_count - 1);
+    if (pinned_split(c) >= 0) /* weight decay must not move it either */
+        arch_fix_split(arch, pinned_split(c));
     sums->val_loss += (double)vloss * c->B;
     sums->val_hits += correct;
     sums->val_images += c->B;
@@ -739,7 +769,8 @@ static void log_epoch(FILE *log, struct search_ctx *c, float tau, int epoch)
                "with %d channels, train acc %.4f, val acc %.4f",
                epoch, t.total, t.device, t.transfer, t.edge, split, kept, train_acc, val_acc);
     /* the profilers measure what the trainers prefer now */
-    struct dist_arch a = {.layers = c->net->layer_count, .split = split};
+    struct dist_arch a = {.layers = c->net->layer_count, .split = split,
+                          .kept = split >= 1 && split <= c->net->layer_count ? kept : 0};
     memcpy(a.ops, ops, sizeof(int) * (size_t)c->net->layer_count);
     c->d->send_arch(c->d, &a);
 }
@@ -750,9 +781,24 @@ static void poll_tables(struct search_ctx *c)
     for (int dev = 0; dev < 2; dev++) {
         if (!c->d->has_profiler(c->d, dev))
             continue;
-        if (c->d->poll_table(c->d, dev, &c->tables[dev]))
-            offnas_log("search: step %ld: %s table version %d from its profiler rank",
-                       c->state.step, dev ? "edge" : "device", c->tables[dev].version);
+        if (!c->d->poll_table(c->d, dev, &c->tables[dev]))
+            continue;
+        offnas_log("search: step %ld: %s table version %d from its profiler rank",
+                   c->state.step, dev ? "edge" : "device", c->tables[dev].version);
+        const struct latency_probe *p = &c->tables[dev].probe;
+        if (!p->present)
+            continue;
+        offnas_log("search: step %ld: partition split %d with %d channels measured over TCP: "
+                   "device %.3f, transfer %.3f, edge %.3f ms; predicted %.3f, %.3f, %.3f ms",
+                   c->state.step, p->split, p->kept, p->measured[0], p->measured[1],
+                   p->measured[2], p->predicted[0], p->predicted[1], p->predicted[2]);
+        if (p->link_fitted && c->job->cluster_fit_link) {
+            offnas_log("search: step %ld: link fitted from the transfers: %.3f Mbit/s, rtt %.3f "
+                       "ms (was %.3f Mbit/s, %.3f ms)", c->state.step, p->bandwidth_mbps,
+                       p->rtt_ms, c->cost.link.bandwidth_mbps, c->cost.link.rtt_ms);
+            c->cost.link.bandwidth_mbps = c->state.link_bandwidth_mbps = p->bandwidth_mbps;
+            c->cost.link.rtt_ms = c->state.link_rtt_ms = p->rtt_ms;
+        }
     }
 }
 

@@ -80,6 +80,8 @@ struct search_state {
     int trainers;    /* trainer ranks that wrote it */
     /* the tables in use (NULL: not saved/loaded) */
     struct latency_table *tables;
+    /* the link fitted by the profiler ranks' probes (bandwidth 0: the job's link) */
+    double link_bandwidth_mbps, link_rtt_ms;
 };
 int search_save_checkpoint(const char *path, const struct job *job, const struct net *net,
                            const struct arch *arch, const struct search_state *state);

@@ -116,6 +116,44 @@ TEST(table_message_round_trip_is_bit_exact)
     net_free(net);
 }
 
+/* A table that carries a measured partition (the mobile profiler's, to the trainers) round
+ * trips bit for bit; a probe with a split outside the inner splits, a negative or NaN time or
+ * a fitted link of 0 Mbit/s is refused naming the field. */
+TEST(table_message_carries_a_probe)
+{
+    struct net *net = tiny_net(NULL, 1);
+    struct latency_table *t = calloc(1, sizeof *t), *back = calloc(1, sizeof *back);
+    uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
+    fill_table(t, net);
+    t->probe = (struct latency_probe){.present = 1, .split = 2, .kept = 3,
+                                      .measured = {0.25, 10.5, 0.125},
+                                      .predicted = {0.2, 10.25, 0},
+                                      .link_fitted = 1, .bandwidth_mbps = 18.5, .rtt_ms = 9.75};
+    size_t n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
+    memset(back, 0xab, sizeof *back);
+    EXPECT_EQ_INT(latency_wire_decode_table(back, msg, n, net, FROM), 1);
+    CU_ASSERT(memcmp(back, t, sizeof *t) == 0);
+    struct latency_table bad = *t;
+    bad.probe.split = net->layer_count + 1;
+    n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, &bad);
+    EXPECT_EQ_INT(latency_wire_decode_table(back, msg, n, net, FROM), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "probe.split");
+    bad = *t;
+    bad.probe.measured[1] = NAN;
+    n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, &bad);
+    EXPECT_EQ_INT(latency_wire_decode_table(back, msg, n, net, FROM), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "probe.measured_transfer_ms");
+    bad = *t;
+    bad.probe.bandwidth_mbps = 0;
+    n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, &bad);
+    EXPECT_EQ_INT(latency_wire_decode_table(back, msg, n, net, FROM), -1);
+    EXPECT_CONTAINS(offnas_last_error(), "probe.bandwidth_mbps");
+    free(msg);
+    free(t);
+    free(back);
+    net_free(net);
+}
+
 TEST(table_message_is_little_endian_whatever_the_host)
 {
     struct net *net = tiny_net(NULL, 1);
@@ -143,8 +181,9 @@ TEST(table_message_is_little_endian_whatever_the_host)
     size_t entries = 0;
     for (int s = 0; s < t->slot_count; s++)
         entries += (size_t)t->op_count[s];
+    /* + 2: the probe flag (0: no probe section) */
     EXPECT_EQ_INT(n, LATENCY_WIRE_HEADER + LATENCY_WIRE_TABLE_FIXED + 2 * t->slot_count +
-                         strings + LATENCY_WIRE_ENTRY * entries + LATENCY_WIRE_CRC);
+                         strings + LATENCY_WIRE_ENTRY * entries + 2 + LATENCY_WIRE_CRC);
     free(msg);
     free(t);
     net_free(net);
@@ -163,6 +202,7 @@ TEST(largest_table_fits_the_broadcast)
     t->slot_count = LATENCY_MAX_SLOTS;
     for (int s = 0; s < t->slot_count; s++)
         t->op_count[s] = NET_MAX_CANDIDATES;
+    t->probe.present = 1; /* and a probe section */
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
     EXPECT_EQ_INT(latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t), LATENCY_WIRE_MAX);
     free(msg);
@@ -390,14 +430,15 @@ TEST(table_message_refuses_bad_counts_and_strings)
 TEST(arch_message_round_trip)
 {
     struct net *net = tiny_net(NULL, 1);
-    struct dist_arch a = {.ops = {2, 0, 3}, .layers = 3, .split = 4}, back;
+    struct dist_arch a = {.ops = {2, 0, 3}, .layers = 3, .split = 2, .kept = 5}, back;
     uint8_t msg[LATENCY_WIRE_ARCH_MAX];
     size_t n = latency_wire_encode_arch(msg, sizeof msg, &a, latency_fingerprint(net, NULL, 0));
-    EXPECT_EQ_INT(n, LATENCY_WIRE_HEADER + 4 + 2 * 3 + LATENCY_WIRE_CRC);
+    EXPECT_EQ_INT(n, LATENCY_WIRE_HEADER + 4 + 2 * 3 + 2 + LATENCY_WIRE_CRC);
     memset(&back, 0x77, sizeof back);
     EXPECT_EQ_INT(latency_wire_decode_arch(&back, msg, n, net, "architecture message"), 0);
     EXPECT_EQ_INT(back.layers, 3);
-    EXPECT_EQ_INT(back.split, 4);
+    EXPECT_EQ_INT(back.split, 2);
+    EXPECT_EQ_INT(back.kept, 5);
     for (int l = 0; l < 3; l++)
         EXPECT_EQ_INT(back.ops[l], a.ops[l]);
     net_free(net);
@@ -435,12 +476,19 @@ TEST(arch_message_refuses_damaged_foreign_and_out_of_range)
     b.layers = 4;
     b.ops[3] = 0;
     expect_arch_refused(&b, fp, net, "layers: 4 is not in 3..3");
+    b = a;
+    b.kept = 1; /* split 4 (all on the device) sends nothing */
+    expect_arch_refused(&b, fp, net, "kept: 1 is not in 0..0");
+    b = a;
+    b.split = 1;
+    b.kept = net_out_channels(net, 1) + 1;
+    expect_arch_refused(&b, fp, net, "kept: ");
 
     uint8_t msg[LATENCY_WIRE_ARCH_MAX];
     size_t n = latency_wire_encode_arch(msg, sizeof msg, &a, fp);
     struct dist_arch back;
     EXPECT_EQ_INT(latency_wire_decode_arch(&back, msg, n - 1, net, "arch"), -1);
-    EXPECT_CONTAINS(offnas_last_error(), "arch: truncated: 33 of 34 bytes");
+    EXPECT_CONTAINS(offnas_last_error(), "arch: truncated: 35 of 36 bytes");
     msg[n - 6] ^= 1;
     EXPECT_EQ_INT(latency_wire_decode_arch(&back, msg, n, net, "arch"), -1);
     EXPECT_CONTAINS(offnas_last_error(), "arch: CRC-32");
@@ -463,6 +511,7 @@ TEST(arch_message_refuses_damaged_foreign_and_out_of_range)
 
 static const struct test_case TESTS[] = {
     CASE(table_message_round_trip_is_bit_exact),
+    CASE(table_message_carries_a_probe),
     CASE(table_message_is_little_endian_whatever_the_host),
     CASE(largest_table_fits_the_broadcast),
     CASE(end_message_is_the_last_word),

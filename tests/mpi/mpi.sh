@@ -163,6 +163,28 @@ test_profilers_one_program() {
   echo "ok: 2 trainers + 2 profilers (one program): identical table, corrected tables taken up, one architecture; retrained on 2 ranks"
 }
 
+# Both profilers present and an inner split (pinned at 2): each epoch the mobile rank runs the
+# device half of the preferred partition and sends its tensor to the edge rank over TCP in
+# the runtime's protocol; each corrects its half of the table to what it measured, and the
+# trainers log the measured partition beside the prediction.
+test_profilers_measure_partition() {
+  run q.log mpirun -np 2 "$offnas" search --job job.ini --out q --set search.pin_split=2 \
+    : -np 1 "$offnas" profiler --job job.ini --device mobile \
+    : -np 1 "$offnas" profiler --job job.ini --device edge || die "search: $(tail -n 3 q.log)"
+  grep -q "profiler rank 3 (edge): partitions are measured over TCP, edge at 127.0.0.1:" q.log ||
+    die "the edge rank did not open its probe socket on loopback"
+  local dev edge
+  dev=$(grep -c "profiler rank 2 (mobile): partition split 2, [0-9]* channels, over TCP: device half" q.log)
+  edge=$(grep -c "profiler rank 3 (edge): partition split 2, [0-9]* channels, over TCP: edge half" q.log)
+  ((dev == 2 && edge == 2)) || die "partitions measured: $dev by the mobile rank, $edge by the edge rank (want 2 each, one per epoch)"
+  grep -q "search: step [0-9]*: partition split 2 with [0-9]* channels measured over TCP: device" q.log ||
+    die "the trainers did not log the measured partition"
+  local last
+  last=$(tail -n 1 q/log.csv | cut -d, -f15,16)
+  [[ $last == "2,2" || $last == "3,3" ]] || die "log.csv table versions at the end: '$last' (want corrected tables)"
+  echo "ok: the preferred partition measured over TCP by the two profiler ranks each epoch, tables corrected, logged by the trainers"
+}
+
 # MPMD: mpirun -np 2 search : -np 1 profiler mobile : -np 1 profiler edge.
 test_profilers_mpmd() {
   run m.log mpirun -np 2 "$offnas" search --job job.ini --out m \
