@@ -25,12 +25,7 @@ path = $fashion_file
 val_size = 128
 train_limit = 512
 test_limit = 128
-[net]
-stem = 8
-head = 32
-layers = 8/1, 16/2, 16/1, 24/2
-candidates = k3e1, k3e3, k5e3, skip
-ops = k3e1, k3e3, k3e3, k5e3
+$(tiny_net_section)
 [train]
 batch = 32
 threads = 1

@@ -11,6 +11,7 @@
 #   die WHY                     # fail at once: a message on stderr and exit 1
 #   finish                      # the summary; its status is the test's (0: nothing failed)
 #   fashion_h5 OFFNAS           # fashion_file: the Fashion-MNIST HDF5 beside OFFNAS's build
+#   tiny_net_section            # prints the [net] section of the tests' tiny 4-layer space
 
 FASHION_IDX=/usr/share/datasets/fashion-mnist
 
@@ -79,4 +80,17 @@ fashion_h5() {
     [[ -s $fashion_file ]] && exit 0
     "$1" data import fashion-mnist --from "$FASHION_IDX" --out "$fashion_file" >/dev/null
   ) 9>"$fashion_file.lock" || die "cannot import $FASHION_IDX (tests/deps installs dataset-fashion-mnist)"
+}
+
+# The [net] section of the tiny search space the shell tests share (4 layers, 28x28): the
+# fuzzers' FUZZ_TINY_JOB and the unit tests' tiny space are their own.
+tiny_net_section() {
+  cat <<'EOF_NET'
+[net]
+stem = 8
+head = 32
+layers = 8/1, 16/2, 16/1, 24/2
+candidates = k3e1, k3e3, k5e3, skip
+ops = k3e1, k3e3, k3e3, k5e3
+EOF_NET
 }
