@@ -16,27 +16,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* A table for net with distinct, non-round values in every entry. */
-static void fill_table(struct latency_table *t, const struct net *net)
-{
-    latency_table_init(t, net, "tiny-device");
-    snprintf(t->host, sizeof t->host, "host-1");
-    snprintf(t->cpu, sizeof t->cpu, "Some CPU @ 2.0GHz");
-    snprintf(t->date, sizeof t->date, "2024-05-06T07:08:09Z");
-    snprintf(t->source, sizeof t->source, "measured");
-    t->threads = 3;
-    t->version = 7;
-    struct rng rng;
-    rng_seed(&rng, 5, 0);
-    for (int s = 0; s < t->slot_count; s++)
-        for (int i = 0; i < t->op_count[s]; i++) {
-            double m = 0.01 + fabs(rng_normal(&rng)) / 3.0;
-            t->p10[s][i] = m * 0.9;
-            t->median[s][i] = m;
-            t->p90[s][i] = m * 1.1 + 1e-17;
-            t->repeats[s][i] = 50 + s + i;
-        }
-}
 
 TEST(fingerprint_changes_only_with_the_space)
 {
@@ -116,7 +95,7 @@ TEST(save_load_round_trip_is_bit_exact)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t, back;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     t.fit_mape = 7.25;
     t.fit_rmse_ms = 0.0123456789;
     const char *path = temp_path("round.h5");
@@ -173,7 +152,7 @@ TEST(load_refuses_wrong_fingerprint)
 {
     struct net *net = tiny_net(NULL, 1), *other = tiny_net("net.candidates=k3e1, k5e3, skip", 1);
     struct latency_table t;
-    fill_table(&t, other);
+    tiny_fill_table(&t, other, 5, 50);
     char want[256];
     snprintf(want, sizeof want, "made for another search space (fingerprint %016llx, this job "
              "%016llx)", (unsigned long long)t.fingerprint,
@@ -187,7 +166,7 @@ TEST(load_refuses_missing_entry)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     t.op_count[3] = 3; /* the file lacks (slot 3, op 3), the skip of the last layer */
     expect_refused(&t, "missing.h5", net, "no entry for (slot 3, op 3) (skip)");
     net_free(net);
@@ -248,7 +227,7 @@ TEST(load_refuses_nan_value)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     expect_load_refused(damaged_copy(&t, "nan.h5", "median_ms", ROW_SLOT2_OP1, NAN), net,
                         "median_ms (slot 2, op 1): nan is not a number in [0, 3.6e+06]");
     net_free(net);
@@ -258,7 +237,7 @@ TEST(load_refuses_negative_value)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     expect_load_refused(damaged_copy(&t, "negative.h5", "p10_ms", 1, -0.5), net,
                         "p10_ms (slot 1, op 0): -0.5 is not a number");
     net_free(net);
@@ -268,7 +247,7 @@ TEST(load_refuses_infinite_value)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     expect_load_refused(damaged_copy(&t, "inf.h5", "p90_ms", 11, INFINITY), net,
                         "p90_ms (slot 4, op 0): inf is not a number");
     net_free(net);
@@ -280,7 +259,7 @@ TEST(load_refuses_a_latency_above_an_hour)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     expect_load_refused(damaged_copy(&t, "huge.h5", "median_ms", 0, 1e308), net,
                         "median_ms (slot 0, op 0): 1e+308 is not a number in [0, 3.6e+06]");
     expect_load_refused(damaged_copy(&t, "hour.h5", "median_ms", 0, CHECK_MAX_LATENCY_MS * 1.01),
@@ -297,7 +276,7 @@ TEST(load_refuses_integer_attributes_out_of_range)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     const struct {
         const char *name;
         int64_t value;
@@ -324,7 +303,7 @@ TEST(load_refuses_fit_errors_that_are_not_figures)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     t.fit_mape = 5;
     t.fit_rmse_ms = 0.1;
     const struct {
@@ -353,7 +332,7 @@ TEST(load_refuses_a_string_attribute_longer_than_its_field)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     const char *path = temp_path("long.h5");
     CU_ASSERT_EQUAL_FATAL(latency_save(&t, path), 0);
     char name[100];
@@ -372,7 +351,7 @@ TEST(save_refuses_what_load_refuses)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table good, t;
-    fill_table(&good, net);
+    tiny_fill_table(&good, net, 5, 50);
     t = good;
     t.median[2][1] = NAN;
     expect_save_refused(&t, "nan.h5", "median_ms (slot 2, op 1): nan is not a number");
@@ -406,7 +385,7 @@ TEST(load_refuses_wrong_data_set_lengths)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table t;
-    fill_table(&t, net);
+    tiny_fill_table(&t, net, 5, 50);
     const char *path = temp_path("lengths.h5");
     char keep[256];
     snprintf(keep, sizeof keep, "%s", path);

@@ -19,27 +19,6 @@
 
 #define FROM "table message from profiler rank 3 (mobile)"
 
-/* A table for net with distinct, non-round values in every entry. */
-static void fill_table(struct latency_table *t, const struct net *net)
-{
-    latency_table_init(t, net, "tiny-device");
-    snprintf(t->host, sizeof t->host, "host-1");
-    snprintf(t->cpu, sizeof t->cpu, "Cortex-A76 @ 2.4GHz");
-    snprintf(t->date, sizeof t->date, "2026-12-03T09:00:00Z");
-    snprintf(t->source, sizeof t->source, "measured");
-    t->threads = 3;
-    t->version = 7;
-    struct rng rng;
-    rng_seed(&rng, 11, 0);
-    for (int s = 0; s < t->slot_count; s++)
-        for (int i = 0; i < t->op_count[s]; i++) {
-            double m = 0.01 + fabs(rng_normal(&rng)) / 3.0;
-            t->p10[s][i] = m * 0.9;
-            t->median[s][i] = m;
-            t->p90[s][i] = m * 1.1 + 1e-17;
-            t->repeats[s][i] = 20 + s + i;
-        }
-}
 
 static uint32_t get_le32(const uint8_t *p)
 {
@@ -92,7 +71,7 @@ TEST(table_message_round_trip_is_bit_exact)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t), *back = calloc(1, sizeof *back);
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     for (int fit = 0; fit < 2; fit++) {
         t->fit_mape = fit ? 7.25 : -1.0;
         t->fit_rmse_ms = fit ? 0.0123456789 : -1.0;
@@ -124,7 +103,7 @@ TEST(table_message_carries_a_probe)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t), *back = calloc(1, sizeof *back);
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->probe = (struct latency_probe){.present = 1, .split = 2, .kept = 3,
                                       .measured = {0.25, 10.5, 0.125},
                                       .predicted = {0.2, 10.25, 0},
@@ -159,7 +138,7 @@ TEST(table_message_is_little_endian_whatever_the_host)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t);
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     size_t n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
     CU_ASSERT(memcmp(msg, "OFPM", 4) == 0);
     EXPECT_EQ_INT(msg[4] | msg[5] << 8, LATENCY_WIRE_VERSION);
@@ -240,7 +219,7 @@ TEST(table_message_refuses_truncated)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t);
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     size_t n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
     char want[64];
     snprintf(want, sizeof want, "truncated: %zu of %zu bytes", n - 1, n);
@@ -254,7 +233,7 @@ TEST(table_message_refuses_truncated)
     reseal(msg);
     expect_table_refused(msg, n, net, "runs past the message's length");
     /* longer than the fields (bytes after them counted in) */
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
     put_le32(msg + 8, (uint32_t)n + 8);
     reseal(msg);
@@ -274,7 +253,7 @@ TEST(table_message_refuses_another_version_or_magic_or_kind)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t);
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     size_t n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
     msg[4] = 2;
     expect_table_refused(msg, n, net, "version 2, this build reads 1");
@@ -302,7 +281,7 @@ TEST(table_message_refuses_wrong_crc)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t);
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     size_t n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
     /* one bit anywhere after the header's checked fields: a value, a string, the CRC itself */
     const size_t where[] = {12, 20, 50, n / 2, n - 5, n - 1};
@@ -321,7 +300,7 @@ TEST(table_message_refuses_wrong_fingerprint)
 {
     struct net *net = tiny_net(NULL, 1), *other = tiny_net("net.candidates=k3e1, k5e3, skip", 1);
     struct latency_table *t = calloc(1, sizeof *t);
-    fill_table(t, other);
+    tiny_fill_table(t, other, 11, 20);
     char want[96];
     snprintf(want, sizeof want, "made for another search space (fingerprint %016llx, this job "
                                 "%016llx)",
@@ -329,14 +308,14 @@ TEST(table_message_refuses_wrong_fingerprint)
              (unsigned long long)latency_fingerprint(net, NULL, 0));
     expect_encoded_refused(t, net, want);
     /* a table whose space text does not go with its fingerprint */
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->space[0] = 'X';
     expect_encoded_refused(t, net, "space: does not match its fingerprint");
     /* right fingerprint, another shape (as a damaged sender would write it) */
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->op_count[3] = 2;
     expect_encoded_refused(t, net, "op_count: 2 is not in 4..4");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->slot_count = 4;
     expect_encoded_refused(t, net, "slot_count: 4 is not in 5..5");
     free(t);
@@ -348,31 +327,31 @@ TEST(table_message_refuses_out_of_range_values)
 {
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->median[2][1] = NAN;
     expect_encoded_refused(t, net, "median_ms (slot 2, op 1): nan is not a number in [0,");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->p90[4][0] = -0.5;
     expect_encoded_refused(t, net, "p90_ms (slot 4, op 0): -0.5 is not a number");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->p10[1][0] = INFINITY;
     expect_encoded_refused(t, net, "p10_ms (slot 1, op 0): inf is not a number");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->median[0][0] = 3.7e6; /* more than an hour */
     expect_encoded_refused(t, net, "median_ms (slot 0, op 0)");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->repeats[3][3] = -2;
     expect_encoded_refused(t, net, "repeats (slot 3, op 3): -2 is negative");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->threads = 0;
     expect_encoded_refused(t, net, "threads: 0 is not in 1..4096");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->version = -1;
     expect_encoded_refused(t, net, "version: -1 is not in 0..");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->fit_mape = 2e6;
     expect_encoded_refused(t, net, "fit_mape: 2e+06 is not a number in [0, 1e+06]");
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->fit_rmse_ms = NAN;
     expect_encoded_refused(t, net, "fit_rmse_ms: nan is not a number");
     free(t);
@@ -384,7 +363,7 @@ TEST(table_message_refuses_bad_counts_and_strings)
     struct net *net = tiny_net(NULL, 1);
     struct latency_table *t = calloc(1, sizeof *t);
     uint8_t *msg = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     size_t n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
     /* slot_count 35 would index past the arrays: refused before any entry is read */
     msg[44] = LATENCY_MAX_SLOTS + 1;
@@ -409,7 +388,7 @@ TEST(table_message_refuses_bad_counts_and_strings)
     free(msg);
 
     /* a string longer than the field it goes into (written by hand: the encoder cannot) */
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     t->device[0] = 0;
     msg = calloc(1, LATENCY_WIRE_MAX);
     n = latency_wire_encode_table(msg, LATENCY_WIRE_MAX, t);
@@ -500,7 +479,7 @@ TEST(arch_message_refuses_damaged_foreign_and_out_of_range)
     /* a table message is not an architecture */
     struct latency_table *t = calloc(1, sizeof *t);
     uint8_t *table = calloc(1, LATENCY_WIRE_MAX);
-    fill_table(t, net);
+    tiny_fill_table(t, net, 11, 20);
     size_t tn = latency_wire_encode_table(table, LATENCY_WIRE_MAX, t);
     EXPECT_EQ_INT(latency_wire_decode_arch(&back, table, tn, net, "arch"), -1);
     EXPECT_CONTAINS(offnas_last_error(), "arch: kind 1, expected 3");

@@ -34,6 +34,13 @@ struct net *tiny_net(const char *extra, uint64_t seed);
 /* A job on the Fashion-MNIST file of fixture.h (data.path) with sets applied after it. */
 struct job fashion_job(const char *sets);
 
+struct latency_table;
+
+/* Fills t as a table for net with distinct, non-round values in every entry (drawn with seed;
+ * repeats repeats_base + slot + op) and fixed strings, threads 3, version 7. */
+void tiny_fill_table(struct latency_table *t, const struct net *net, uint64_t seed,
+                     int repeats_base);
+
 /* A generator seeded with seed (stream 0). */
 struct rng test_rng(uint64_t seed);
 
