@@ -58,6 +58,7 @@ static void flush_bucket(struct dist *d)
     if (d->pending_count) {
         d->reduce_start(d, d->pending, d->pending_count);
         d->reduced_bytes += (long)(d->pending_count * sizeof(float));
+        d->reduced_messages++;
     }
     d->pending = NULL;
     d->pending_count = 0;

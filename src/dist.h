@@ -58,6 +58,7 @@ struct dist {
     void (*finish)(struct dist *d);
     double wait_seconds; /* time spent in reduce_wait */
     long reduced_bytes;  /* bytes handed to reduce_start */
+    long reduced_messages; /* reduce_start calls: allreduce messages started */
     size_t bucket_floats;
     /* bucket assembly (see dist_grad_ready) */
     float *pending;

@@ -985,11 +985,12 @@ int search_bench(const struct job *job, int warmup, int steps, struct search_ben
     double *ms = offnas_calloc((size_t)steps, sizeof(double));
     struct search_epoch_sums sums = {0};
     double wait = 0;
-    long bytes0 = 0;
+    long bytes0 = 0, messages0 = 0;
     for (int i = 0; i < warmup + steps; i++) {
         if (i == warmup) {
             wait = d->wait_seconds;
             bytes0 = d->reduced_bytes;
+            messages0 = d->reduced_messages;
         }
         double t = offnas_now();
         weight_step(&c, 1.0f, &sums);
@@ -1015,6 +1016,7 @@ int search_bench(const struct job *job, int warmup, int steps, struct search_ben
     out->wait_share = v[1] / d->size;
     out->images_per_second = 2.0 * job->train_batch / (out->step_ms / 1e3);
     out->reduced_bytes_per_step = (d->reduced_bytes - bytes0) / (steps > 0 ? steps : 1);
+    out->reduced_messages_per_step = (double)(d->reduced_messages - messages0) / (steps > 0 ? steps : 1);
     free(ms);
     d->finish(d);
     ctx_close(&c);

@@ -43,6 +43,7 @@ struct search_bench {
     double wait_share;         /* share of step time spent waiting on allreduce */
     int trainers;
     long reduced_bytes_per_step;
+    double reduced_messages_per_step; /* allreduce messages of the weight gradients */
 };
 int search_bench(const struct job *job, int warmup, int steps, struct search_bench *out);
 

@@ -144,10 +144,10 @@ static int bench_search(int argc, char **argv)
         printf("offnas bench search: trainers %d global batch %d threads %d steps %d\n"
                "step_ms: %.2f\nimages_per_second_per_trainer: %.1f\n"
                "images_per_second: %.1f\nallreduce_wait_share: %.3f\n"
-               "allreduce_bytes_per_step: %ld\n",
+               "allreduce_bytes_per_step: %ld\nallreduce_messages_per_step: %.1f\n",
                b.trainers, job.train_batch, op_get_threads(), steps, b.step_ms,
                b.images_per_second / b.trainers, b.images_per_second, b.wait_share,
-               b.reduced_bytes_per_step);
+               b.reduced_bytes_per_step, b.reduced_messages_per_step);
     return 0;
 }
 
