@@ -3,6 +3,7 @@
 
 #include "common.h"
 #include "derived.h"
+#include "h5.h"
 #include "latency.h"
 #include "op.h"
 #include "search.h"
@@ -20,6 +21,24 @@ struct eval_state {
 
 const char EVAL_NO_TABLES[] = "(no tables)";
 
+/* The in_channels and classes attributes of a model file (written since the split runtime),
+ * in plausible ranges: 0, or -1 when the file or either attribute is missing or out of range
+ * (the caller asks the data file instead; model.h5 itself is checked when it is loaded). */
+static int model_shape(const char *path, int *channels, int *classes)
+{
+    hid_t f = h5_open_read(path);
+    if (f < 0)
+        return -1;
+    int64_t c = 0, k = 0;
+    int ok = h5_attr_exists(f, "in_channels") > 0 && h5_attr_exists(f, "classes") > 0 &&
+             !h5_attr_get_int(f, "in_channels", &c) && !h5_attr_get_int(f, "classes", &k) &&
+             c >= 1 && c <= 64 && k >= 1 && k <= 256;
+    h5_close(f);
+    *channels = (int)c;
+    *classes = (int)k;
+    return ok ? 0 : -1;
+}
+
 int eval_model_open(struct eval_model *m, const char *run, const char *const *sets, int n,
                     const char *lut_device, const char *lut_edge)
 {
@@ -28,15 +47,23 @@ int eval_model_open(struct eval_model *m, const char *run, const char *const *se
     snprintf(path, sizeof path, "%s/arch.json", run);
     OFFNAS_TRY(derived_load(&m->d, path));
     OFFNAS_TRY(derived_job(&m->job, &m->d, run, sets, n));
-    /* the input's channels and the classes, from the first image of the data file (of /train
-     * when /test is empty: eval says so once it has the test split) */
+    /* the input's channels and the classes: from the first image of the data file (of /train
+     * when /test is empty: eval says so once it has the test split); where there is no data
+     * file (an edge server), from model.h5's attributes (loading the model checks them) */
     struct dataset one;
     long rows = 0;
-    OFFNAS_TRY(data_rows(m->job.data_path, "test", &rows));
-    OFFNAS_TRY(data_load(&one, m->job.data_path, rows > 0 ? "test" : "train", 0, 1));
-    m->channels = one.channels;
-    m->classes = one.classes;
-    data_free(&one);
+    if (!data_rows(m->job.data_path, "test", &rows) &&
+        !data_load(&one, m->job.data_path, rows > 0 ? "test" : "train", 0, 1)) {
+        m->channels = one.channels;
+        m->classes = one.classes;
+        data_free(&one);
+    } else {
+        char data_error[1024];
+        snprintf(data_error, sizeof data_error, "%s", offnas_last_error());
+        snprintf(path, sizeof path, "%s/model.h5", run);
+        if (model_shape(path, &m->channels, &m->classes))
+            return offnas_error("%s", data_error);
+    }
     m->super = net_create(&m->job.net, 1, m->job.data_resize, m->channels, m->classes, 0, 1);
     if (!m->super)
         return -1;
@@ -53,6 +80,14 @@ int eval_model_open(struct eval_model *m, const char *run, const char *const *se
         if (m->ops[l] < 0)
             return offnas_error("%s: op %d is not a candidate of the search space", run, l + 1);
     }
+    return 0;
+}
+
+int eval_model_check_data(const struct eval_model *m, const struct dataset *ds)
+{
+    if (ds->channels != m->channels || ds->classes != m->classes)
+        return offnas_error("%s: %d channels and %d classes, the model was trained for %d and %d",
+                            m->job.data_path, ds->channels, ds->classes, m->channels, m->classes);
     return 0;
 }
 
@@ -77,6 +112,7 @@ static int eval_open(struct eval_state *s, const char *run, const char *const *s
         return offnas_error("%s: the test split is empty: no test accuracy to report",
                             job->data_path);
     const struct dataset *t = &s->td.test;
+    OFFNAS_TRY(eval_model_check_data(&s->m, t));
     OFFNAS_TRY(train_check_memory(job, 256, &s->td, 1, 1));
     s->fixed = net_create(&job->net, 256, job->data_resize, t->channels, t->classes, 1, 1);
     if (!s->fixed)

@@ -6,6 +6,7 @@
 #define OFFNAS_EVAL_H
 
 #include "arch.h"
+#include "data.h"
 #include "derived.h"
 #include "job.h"
 #include "latency.h"
@@ -33,6 +34,10 @@ extern const char EVAL_NO_TABLES[]; /* a unique address, compared as a pointer *
 int eval_model_open(struct eval_model *m, const char *run, const char *const *sets, int n,
                     const char *lut_device, const char *lut_edge);
 void eval_model_close(struct eval_model *m);
+
+/* Whether data set ds (of the job's data file) has the model's input channels and classes:
+ * 0, or -1 with an error naming the data file. */
+int eval_model_check_data(const struct eval_model *m, const struct dataset *ds);
 
 struct eval_result {
     double test_accuracy;

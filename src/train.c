@@ -355,6 +355,7 @@ int train_save_model(const struct net *net, const struct job *job, const char *p
              h5_attr_set_string(f, "job", text) || h5_attr_set_string(f, "ops", ops) ||
              h5_attr_set_int(f, "input_side", net->side) ||
              h5_attr_set_int(f, "classes", net->classes) ||
+             h5_attr_set_int(f, "in_channels", net->in_channels) ||
              h5_attr_set_int(f, "parameters", (int64_t)net_param_count_chosen(net)) ||
              h5_attr_set_int(f, "mask_layer", net->mask_layer);
     if (!rc && net->wire_format)

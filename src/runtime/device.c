@@ -225,6 +225,10 @@ int device_run(const struct runtime_model *rm, const struct device_options *o,
     struct train_data td;
     OFFNAS_TRY(train_data_load(&td, job, NULL));
     const struct dataset *test = &td.test;
+    if (eval_model_check_data(&rm->m, test)) {
+        train_data_free(&td);
+        return -1;
+    }
     long n = o->images > 0 && o->images < test->count ? o->images : test->count;
     if (n < 1) {
         train_data_free(&td);

@@ -55,6 +55,16 @@ else
   check "edge-serve of an all-on-device model is refused in one line" grep -q "nothing to serve" "$tmp/err"
 fi
 
+# an edge server needs no data file: model.h5 names the input's channels and the classes
+start_server "$fx/run2" --set data.path="$tmp/no-such-data.h5"
+if "$offnas" device-run --run "$fx/run2" --server "$server_addr" --out "$tmp/nodata.json" >/dev/null 2>"$tmp/err"; then
+  check "an edge server without the data file serves eval's accuracy" \
+    jq -e --argjson e "$(json "$fx/run2/summary.json" .test_accuracy)" '(.accuracy - $e) | fabs < 1e-9' "$tmp/nodata.json"
+else
+  fail "an edge server without the data file" "$(head -n 2 "$tmp/err")"
+fi
+stop_server
+
 # a device of another model (split 0) against the split-2 server is refused at the hello
 start_server "$fx/run2"
 if "$offnas" device-run --run "$fx/run0" --server "$server_addr" --images 5 --out "$tmp/x.json" \
