@@ -222,17 +222,20 @@ int device_run(const struct runtime_model *rm, const struct device_options *o,
     const struct job *job = &rm->m.job;
     const int all_device = rm->split > rm->layers;
     op_set_threads(1); /* batch 1 on one core, as `offnas profile` times it */
-    struct train_data td;
-    OFFNAS_TRY(train_data_load(&td, job, NULL));
-    const struct dataset *test = &td.test;
-    if (eval_model_check_data(&rm->m, test)) {
-        train_data_free(&td);
-        return -1;
-    }
-    long n = o->images > 0 && o->images < test->count ? o->images : test->count;
-    if (n < 1) {
-        train_data_free(&td);
+    /* the images eval measures: the first data.test_limit of /test (only those are read) */
+    long rows = 0;
+    OFFNAS_TRY(data_rows(job->data_path, "test", &rows));
+    if (job->data_test_limit > 0 && job->data_test_limit < rows)
+        rows = job->data_test_limit;
+    long n = o->images > 0 && o->images < rows ? o->images : rows;
+    if (n < 1)
         return offnas_error("%s: the test split is empty: no image to run", job->data_path);
+    struct dataset ds;
+    OFFNAS_TRY(data_load(&ds, job->data_path, "test", 0, n));
+    const struct dataset *test = &ds;
+    if (eval_model_check_data(&rm->m, test)) {
+        data_free(&ds);
+        return -1;
     }
     struct runtime_worker w;
     struct device_link l = {.fd = -1};
@@ -324,6 +327,6 @@ int device_run(const struct runtime_model *rm, const struct device_options *o,
     wire_buf_free(&l.reply);
     train_batch_free(&tb);
     runtime_worker_close(&w);
-    train_data_free(&td);
+    data_free(&ds);
     return rc;
 }
