@@ -2,10 +2,13 @@
 # runtime/link.sh OFFNAS SOURCE_DIR: device-run and edge-serve in two network namespaces joined
 # by a veth pair whose uplink tbf shapes to a preset's bandwidth (tests/runtime/netns.bash), the
 # preset's round trip added by --rtt-ms, tables measured here just before: at lte and wifi the
-# measured end-to-end median is within 15% of the predicted one at split 0 (u8 pixels), split 2
-# (6 int8 channels) and all on the device; a frame of 6.3 KB (split 1, every channel) is paced
-# by the shaper (its transfer beyond the round trip is 60..115% of bytes / bandwidth); the
-# namespaces are gone afterwards. Exits 77 (skipped) where namespaces cannot be made.
+# measured end-to-end median is within 15% of the predicted one at split 0 (u8 pixels) and
+# split 2 (6 int8 channels), where the link dominates; a frame of 6.3 KB (split 1, every
+# channel) is paced by the shaper (its transfer beyond the round trip is 60..115% of bytes /
+# bandwidth); all on the device nothing crosses (its 0.05 ms of compute is printed, not
+# asserted: a timing that small is the machine's noise; jobs/split-sweep measures the compute
+# on the camera network, docs/results.md); the namespaces are gone afterwards. Exits 77
+# (skipped) where namespaces cannot be made.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/netns.bash"
 if ! netns_available; then
@@ -59,8 +62,14 @@ for preset in lte wifi; do
     f=$tmp/$preset-run$s.json
     [[ -s $f ]] || continue
     line=$(jq -r '"measured \(.measured_ms.total.median | . * 1000 | round / 1000) ms, predicted \(.predicted_ms.total | . * 1000 | round / 1000) ms"' "$f")
-    check "$preset split $s: end-to-end median within 15% of the prediction ($line)" \
-      jq -e '(.measured_ms.total.median / .predicted_ms.total - 1) | fabs <= 0.15' "$f"
+    if ((s == 5)); then
+      check "$preset split 5: all on the device, nothing crosses ($line)" \
+        jq -e '.server == null and .frame_bytes == 0 and .measured_ms.transfer.median == 0 and
+               .measured_ms.edge.median == 0 and .predicted_ms.transfer == 0' "$f"
+    else
+      check "$preset split $s: end-to-end median within 15% of the prediction ($line)" \
+        jq -e '(.measured_ms.total.median / .predicted_ms.total - 1) | fabs <= 0.15' "$f"
+    fi
   done
   # a bandwidth-bound frame: split 1 with every channel (6.3 KB)
   run_pair "$preset" "$fx/run2" --split 1
