@@ -17,7 +17,7 @@ start_server "$run" --read-timeout 1 --max-connections 8
   >/dev/null 2>&1 || die "the probe device-run failed"
 
 # a real device, slowed by an added round trip so that it runs while the attacks go on
-"$offnas" device-run --run "$run" --server "$server_addr" --rtt-ms 3 --check \
+"$offnas" device-run --run "$run" --server "$server_addr" --rtt-ms 6 --check \
   --out "$tmp/good.json" >"$tmp/good.log" 2>&1 &
 good=$!
 cases=(garbage version type too-large crc truncated-hello fingerprint tensor-before-hello
