@@ -214,5 +214,24 @@ help "profiler --help" profiler --help
 help "bench search --help" bench search --help
 help "bench infer --help" bench infer --help
 help "report --help" report --help
+help "edge-serve --help" edge-serve --help
+help "device-run --help" device-run --help
+
+# the split runtime's commands: bad options and a missing run folder
+bad "edge-serve without --run" edge-serve
+exits "edge-serve without --run" 2
+bad "edge-serve --listen without a port" edge-serve --run "$tmp" --listen 127.0.0.1
+exits "edge-serve --listen without a port" 2
+bad "edge-serve --listen with a host name" edge-serve --run "$tmp" --listen example.org:80
+bad "edge-serve --threads 0" edge-serve --run "$tmp" --threads 0
+bad "edge-serve --read-timeout not a number" edge-serve --run "$tmp" --read-timeout soon
+bad "edge-serve of a folder without arch.json" edge-serve --run "$tmp/no_such_run"
+exits "edge-serve of a folder without arch.json" 1
+bad "device-run --server without a port" device-run --run "$tmp" --server 127.0.0.1:
+exits "device-run --server without a port" 2
+bad "device-run --rtt-ms negative" device-run --run "$tmp" --rtt-ms -1
+bad "device-run --tables without a comma" device-run --run "$tmp" --tables only_one.h5
+bad "device-run of a folder without arch.json" device-run --run "$tmp/no_such_run" --server 127.0.0.1:9
+exits "device-run of a folder without arch.json" 1
 
 finish

@@ -77,7 +77,8 @@ static int open_model(struct runtime_model *rm, const char *run, const struct cm
         const char *comma = strchr(tables, ',');
         if (!comma || comma == tables || !comma[1] || strchr(comma + 1, ',') ||
             (size_t)(comma - tables) >= sizeof dev || strlen(comma + 1) >= sizeof edge) {
-            fprintf(stderr, "offnas: --tables: '%s' is not DEVICE.h5,EDGE.h5\n", tables);
+            fprintf(stderr, "offnas: device-run: --tables: '%s' is not DEVICE.h5,EDGE.h5\n",
+                    tables);
             return 2;
         }
         snprintf(dev, sizeof dev, "%.*s", (int)(comma - tables), tables);
@@ -178,6 +179,10 @@ int cmd_device_run(int argc, char **argv)
     if (parse_number(rtt, "device-run: --rtt-ms", 0, 60000, &o.rtt_ms) ||
         parse_number(timeout, "device-run: --timeout", 0.01, 86400, &o.timeout))
         return 2;
+    if (server && sock_parse_addr(server, "--server", 0, &o.server)) { /* before the model */
+        fprintf(stderr, "offnas: device-run: %s\n", offnas_last_error());
+        return 2;
+    }
     char out_default[1100];
     snprintf(out_default, sizeof out_default, "%s/runtime.json", run);
     o.out = out ? out : out_default;
@@ -190,11 +195,6 @@ int cmd_device_run(int argc, char **argv)
             runtime_model_close(&rm);
             return cmd_usage_error("device-run: --server HOST:PORT is needed: the model splits "
                                    "after layer %d", rm.split);
-        }
-        if (sock_parse_addr(server, "--server", 0, &o.server)) {
-            fprintf(stderr, "offnas: device-run: %s\n", offnas_last_error());
-            runtime_model_close(&rm);
-            return 2;
         }
     }
     signal(SIGPIPE, SIG_IGN);
