@@ -246,8 +246,13 @@ static void worker_accept(struct edge_worker *wk, double now)
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
         int fd = accept4(sh->listen_fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN: another worker took it, or nothing waits */
+        if (fd < 0) {
+            /* out of file descriptors: the listener stays readable, so pause instead of
+             * spinning on it; EAGAIN: another worker took it, or nothing waits */
+            if (errno == EMFILE || errno == ENFILE)
+                nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+            return;
+        }
         char text[32];
         sock_addr_text(&peer, text, sizeof text);
         /* the global count caps every worker's array too (wk->count <= open connections) */
