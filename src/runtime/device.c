@@ -44,13 +44,10 @@ static int refused(struct device_link *l, const char *server)
                         l->err.message);
 }
 
-/* Connects and exchanges hellos. */
-static int link_open(struct device_link *l, const struct runtime_model *rm,
-                     const struct device_options *o)
+/* Exchanges hellos on the connected l->fd (closed on failure). */
+static int link_hello(struct device_link *l, const struct runtime_model *rm,
+                      const struct device_options *o)
 {
-    l->fd = sock_connect(&o->server, DEVICE_CONNECT_MS);
-    if (l->fd < 0)
-        return -1;
     struct wire_hello mine = rm->hello, theirs;
     mine.role = WIRE_ROLE_DEVICE;
     struct wire_buf b = {0};
@@ -73,6 +70,29 @@ static int link_open(struct device_link *l, const struct runtime_model *rm,
         return -1;
     }
     return 0;
+}
+
+/* Connects and exchanges hellos. */
+static int link_open(struct device_link *l, const struct runtime_model *rm,
+                     const struct device_options *o)
+{
+    l->fd = sock_connect(&o->server, DEVICE_CONNECT_MS);
+    return l->fd < 0 ? -1 : link_hello(l, rm, o);
+}
+
+/* The one reconnect: the server may be restarting, so connecting is tried for up to
+ * DEVICE_RECONNECT_S (every 200 ms); a server that answers and refuses ends it at once. */
+#define DEVICE_RECONNECT_S 10.0
+static int link_reopen(struct device_link *l, const struct runtime_model *rm,
+                       const struct device_options *o)
+{
+    double deadline = offnas_now() + DEVICE_RECONNECT_S;
+    while ((l->fd = sock_connect(&o->server, DEVICE_CONNECT_MS)) < 0) {
+        if (offnas_now() > deadline)
+            return -1;
+        sleep_ms(200);
+    }
+    return link_hello(l, rm, o);
 }
 
 /* Sends l->frame and reads the result of request id into l->result: 0; -1 for a lost
@@ -271,7 +291,7 @@ int device_run(const struct runtime_model *rm, const struct device_options *o,
                                          "reconnecting once\n", i + 1, offnas_last_error());
                 r->reconnects++;
                 close(l.fd);
-                e = link_open(&l, rm, o) ? 1 : link_request(&l, rm, o, id);
+                e = link_reopen(&l, rm, o) ? 1 : link_request(&l, rm, o, id);
             }
             if (e) {
                 offnas_error("%s: stopped after %ld of %ld results%s: %s", o->server_text,

@@ -4,8 +4,8 @@
 #
 #   source "$(dirname "$0")/lib.sh"
 #   runtime_start NAME OFFNAS SOURCE_DIR   # harness_start + the fixture in $fx (see below)
-#   start_server RUN [ARGS...]             # edge-serve on 127.0.0.1:0: $server_pid, $server_addr,
-#                                          # its log in $tmp/server.log
+#   start_server RUN [ARGS...]             # edge-serve on 127.0.0.1:0 (or $listen): $server_pid,
+#                                          # $server_addr, its log in $tmp/server.log
 #   stop_server                            # SIGTERM, wait; $server_status is its exit status
 #   json FILE FILTER                       # jq -r FILTER FILE
 #   finish
@@ -91,8 +91,9 @@ start_server() {
   local run=$1
   shift
   rm -f "$tmp/ready"
-  "$offnas" edge-serve --run "$run" --listen 127.0.0.1:0 --ready-file "$tmp/ready" "$@" \
-    2>"$tmp/server.log" &
+  [[ -n ${listen:-} ]] || : >"$tmp/server.log" # a restart on a given port keeps the log
+  "$offnas" edge-serve --run "$run" --listen "${listen:-127.0.0.1:0}" --ready-file "$tmp/ready" "$@" \
+    2>>"$tmp/server.log" &
   server_pid=$!
   local i
   for ((i = 0; i < 200; i++)); do

@@ -76,4 +76,24 @@ check "every answered request reached its device: server $answered, devices $rec
   test "${answered:-x}" = "$received"
 check "the devices were told the server stopped (one line each)" \
   bash -c "for f in $tmp/term?.log; do test \$(wc -l <\$f) -le 2 && grep -q 'offnas: .*stopped after' \$f || exit 1; done"
+# a dropped connection: the server is killed (SIGKILL: no goodbye) under a running device and a
+# new one started on the same port; the device reconnects once, sends the request in flight
+# again, and ends with every result right and the reconnect reported
+start_server "$run"
+"$offnas" device-run --run "$run" --server "$server_addr" --rtt-ms 2 --check --out "$tmp/re.json" \
+  >"$tmp/re.out" 2>"$tmp/re.log" &
+device=$!
+sleep 1
+kill -KILL "$server_pid"
+wait "$server_pid" 2>/dev/null
+listen=$server_addr start_server "$run"
+if wait "$device"; then
+  check "after the server was killed and restarted the device got all 1000 results, one reconnect, none differs" \
+    jq -e '.images == 1000 and .reconnects == 1 and .mismatches == 0' "$tmp/re.json"
+  check "the reconnect is reported on stderr" grep -q "connection dropped at image .*reconnecting once" "$tmp/re.log"
+  check "and in the summary line" grep -q "1 reconnect" "$tmp/re.out"
+else
+  fail "device-run across a server restart" "$(tail -n 2 "$tmp/re.log" | tr '\n' '|')"
+fi
+stop_server
 finish
