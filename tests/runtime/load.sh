@@ -83,7 +83,11 @@ start_server "$run"
 "$offnas" device-run --run "$run" --server "$server_addr" --rtt-ms 2 --check --out "$tmp/re.json" \
   >"$tmp/re.out" 2>"$tmp/re.log" &
 device=$!
-sleep 1
+for ((i = 0; i < 600; i++)); do # connected and under way
+  (($(sockets "$server_pid") >= 2)) && break
+  sleep 0.05
+done
+sleep 0.5
 kill -KILL "$server_pid"
 wait "$server_pid" 2>/dev/null
 listen=$server_addr start_server "$run"
