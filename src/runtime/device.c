@@ -44,7 +44,8 @@ static int refused(struct device_link *l, const char *server)
                         l->err.message);
 }
 
-/* Exchanges hellos on the connected l->fd (closed on failure). */
+/* Exchanges hellos on the connected l->fd (closed on failure): 0, -1 when the server refused
+ * (or answered wrong), -2 when the connection failed before an answer. */
 static int link_hello(struct device_link *l, const struct runtime_model *rm,
                       const struct device_options *o)
 {
@@ -54,8 +55,9 @@ static int link_hello(struct device_link *l, const struct runtime_model *rm,
     double deadline = offnas_now() + o->timeout;
     int e = wire_encode_hello(&b, &mine) || sock_send_all(l->fd, b.data, b.len, deadline);
     wire_buf_free(&b);
+    int lost = e != 0;
     if (!e)
-        e = sock_recv_frame(l->fd, &l->h, &l->reply, WIRE_MAX_PAYLOAD, deadline);
+        lost = (e = sock_recv_frame(l->fd, &l->h, &l->reply, WIRE_MAX_PAYLOAD, deadline)) < 0;
     if (!e && l->h.type == WIRE_ERROR)
         e = refused(l, o->server_text);
     else if (!e && l->h.type != WIRE_HELLO)
@@ -67,7 +69,7 @@ static int link_hello(struct device_link *l, const struct runtime_model *rm,
     if (e) {
         close(l->fd);
         l->fd = -1;
-        return -1;
+        return lost ? -2 : -1;
     }
     return 0;
 }
@@ -77,7 +79,7 @@ static int link_open(struct device_link *l, const struct runtime_model *rm,
                      const struct device_options *o)
 {
     l->fd = sock_connect(&o->server, DEVICE_CONNECT_MS);
-    return l->fd < 0 ? -1 : link_hello(l, rm, o);
+    return l->fd < 0 || link_hello(l, rm, o) ? -1 : 0;
 }
 
 /* The one reconnect: the server may be restarting, so connecting is tried for up to
@@ -86,13 +88,17 @@ static int link_open(struct device_link *l, const struct runtime_model *rm,
 static int link_reopen(struct device_link *l, const struct runtime_model *rm,
                        const struct device_options *o)
 {
+    /* a dying server may still complete a connection and then reset it: that is retried too */
     double deadline = offnas_now() + DEVICE_RECONNECT_S;
-    while ((l->fd = sock_connect(&o->server, DEVICE_CONNECT_MS)) < 0) {
+    for (;;) {
+        l->fd = sock_connect(&o->server, DEVICE_CONNECT_MS);
+        int e = l->fd < 0 ? -2 : link_hello(l, rm, o);
+        if (e != -2)
+            return e ? -1 : 0;
         if (offnas_now() > deadline)
             return -1;
         sleep_ms(200);
     }
-    return link_hello(l, rm, o);
 }
 
 /* Sends l->frame and reads the result of request id into l->result: 0; -1 for a lost
