@@ -19,12 +19,18 @@ struct timing timing_of_samples(double *samples, int n)
 {
     OFFNAS_ASSERT(n >= 1);
     qsort(samples, (size_t)n, sizeof *samples, offnas_compare_double);
+    double mean = 0;
+    for (int i = 0; i < n; i++)
+        mean += samples[i];
+    mean /= n;
     return (struct timing){
         .min = samples[0],
         .p10 = quantile(samples, n, 0.1),
         .median = quantile(samples, n, 0.5),
         .p90 = quantile(samples, n, 0.9),
+        .p99 = quantile(samples, n, 0.99),
         .max = samples[n - 1],
+        .mean = mean,
         .repeats = n,
     };
 }

@@ -8,7 +8,8 @@
 #define OFFNAS_TIMING_H
 
 struct timing {
-    double min, p10, median, p90, max; /* milliseconds */
+    double min, p10, median, p90, p99, max; /* milliseconds */
+    double mean;
     int repeats;                       /* timed runs summarised */
 };
 

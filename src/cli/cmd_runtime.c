@@ -214,7 +214,7 @@ int cmd_device_run(int argc, char **argv)
                rm.format ? wire_format_name(rm.format) : "nothing sent", r.frame_bytes,
                r.value_bytes, rm.bytes_predicted);
         printf("%-10s %9s %9s %9s %11s\n", "ms", "median", "p90", "p99", "predicted");
-        const struct device_quantiles *q[4] = {&r.device, &r.transfer, &r.edge, &r.total};
+        const struct timing *q[4] = {&r.device, &r.transfer, &r.edge, &r.total};
         const char *names[4] = {"device", "transfer", "edge", "total"};
         const double pred[4] = {p->device, p->transfer, p->edge, p->total};
         for (int k = 0; k < 4; k++)

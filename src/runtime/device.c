@@ -134,35 +134,13 @@ static int link_request(struct device_link *l, const struct runtime_model *rm,
     return 0;
 }
 
-static int compare_double(const void *a, const void *b)
+/* The summary of v[0..n) (sorted in place); all zero when nothing was timed. */
+static struct timing quantiles(double *v, long n)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return n < 1 ? (struct timing){0} : timing_of_samples(v, (int)n);
 }
 
-/* Quantiles of v[0..n) (sorted in place), linear between ranks. */
-static struct device_quantiles quantiles(double *v, long n)
-{
-    struct device_quantiles q = {0, 0, 0, 0};
-    if (n < 1)
-        return q;
-    qsort(v, (size_t)n, sizeof *v, compare_double);
-    double sum = 0;
-    for (long i = 0; i < n; i++)
-        sum += v[i];
-    q.mean = sum / (double)n;
-    const double at[3] = {0.5, 0.9, 0.99};
-    double *out[3] = {&q.median, &q.p90, &q.p99};
-    for (int k = 0; k < 3; k++) {
-        double pos = at[k] * (double)(n - 1);
-        long i = (long)pos;
-        double f = pos - (double)i;
-        *out[k] = i + 1 < n ? v[i] * (1 - f) + v[i + 1] * f : v[n - 1];
-    }
-    return q;
-}
-
-static json_t *quantiles_json(const struct device_quantiles *q)
+static json_t *quantiles_json(const struct timing *q)
 {
     return json_pack("{s:f, s:f, s:f, s:f}", "median", q->median, "p90", q->p90, "p99", q->p99,
                      "mean", q->mean);

@@ -11,6 +11,7 @@
 #define OFFNAS_DEVICE_H
 
 #include "model.h"
+#include "timing.h"
 
 #include <netinet/in.h>
 #include <stdio.h>
@@ -27,17 +28,12 @@ struct device_options {
     FILE *progress;   /* progress lines (NULL: none) */
 };
 
-/* Figures of one quantity over the timed images, milliseconds. */
-struct device_quantiles {
-    double median, p90, p99, mean;
-};
-
 struct device_report {
     long images, correct, timed, reconnects, checked, mismatches;
     double accuracy;
     double frame_bytes;  /* bytes of one TENSOR frame (header + payload), 0 all on device */
     double value_bytes;  /* of those, the values (what the prediction counts) */
-    struct device_quantiles device, transfer, edge, total;
+    struct timing device, transfer, edge, total; /* over the timed images, ms */
     double seconds;
 };
 

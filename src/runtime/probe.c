@@ -5,6 +5,7 @@
 #include "common.h"
 #include "sock.h"
 #include "split.h"
+#include "timing.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -53,18 +54,9 @@ static int probe_open(struct split_half *h, struct net *net, const struct probe_
     return 0;
 }
 
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
-    if (n < 1)
-        return 0;
-    qsort(v, (size_t)n, sizeof *v, compare_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    return n < 1 ? 0 : timing_of_samples(v, n).median;
 }
 
 int probe_fit_line(const double *x, const double *y, int n, double *a, double *b)
