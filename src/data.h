@@ -61,6 +61,9 @@ int data_rows(const char *path, const char *split, long *count);
 /* Fashion-MNIST pixel statistics (the peer's normalisation), what data_batch is given. */
 #define DATA_MEAN 0.2860f
 #define DATA_STD 0.3530f
+/* That normalisation of a pixel p (0..255): p * DATA_GAIN + DATA_OFFSET. */
+#define DATA_GAIN (1.0f / (255.0f * DATA_STD))
+#define DATA_OFFSET (-DATA_MEAN / DATA_STD)
 
 /* Builds a float batch: out (B, side, side, C) from the images idx[0..B) of ds, scaled to
  * [0,1], normalised with (x - mean)/std (Fashion-MNIST: 0.2860, 0.3530), bilinearly resized

@@ -189,12 +189,11 @@ void train_batch_free(struct train_batch *tb)
 /* What split 0 sends: the pixel values of the (resized) input rounded to u8, normalised. */
 static void round_pixels(struct train_batch *tb, int B)
 {
-    const float gain = 1.0f / (255.0f * DATA_STD), offset = -DATA_MEAN / DATA_STD;
     size_t n = (size_t)B * tb->side * tb->side * tb->channels;
     for (size_t i = 0; i < n; i++) {
-        float q = (tb->x[i] - offset) / gain;
+        float q = (tb->x[i] - DATA_OFFSET) / DATA_GAIN;
         wire_fake_quant(&q, 1, WIRE_U8);
-        tb->x[i] = q * gain + offset;
+        tb->x[i] = q * DATA_GAIN + DATA_OFFSET;
     }
 }
 

@@ -5,7 +5,6 @@
 #include "data.h"
 #include "train.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,8 +74,6 @@ int runtime_model_open(struct runtime_model *rm, const char *run,
         rm->split = opts->split;
         rm->use_mask = 0;
     }
-    rm->gain = 1.0f / (255.0f * DATA_STD);
-    rm->offset = -DATA_MEAN / DATA_STD;
 
     struct runtime_worker w;
     int rc = runtime_worker_open(&w, rm);
@@ -162,8 +159,9 @@ int runtime_device_encode(struct runtime_worker *w, const struct runtime_model *
     size_t n = (size_t)h * wd * c;
     uint8_t *q = (uint8_t *)w->values; /* values holds n floats: room for n bytes */
     for (size_t i = 0; i < n; i++) {
-        float v = roundf((sent[i] - rm->offset) / rm->gain);
-        q[i] = (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
+        float v = (sent[i] - DATA_OFFSET) / DATA_GAIN;
+        wire_fake_quant(&v, 1, WIRE_U8); /* as train --arch rounds them */
+        q[i] = (uint8_t)v;
     }
     return wire_encode_tensor(b, id, WIRE_U8, NULL, q, h, wd, c, w->half.total, w->half.channels);
 }
@@ -194,7 +192,7 @@ int runtime_edge_run(struct runtime_worker *w, const struct runtime_model *rm,
     if (t->format == WIRE_U8) {
         size_t n = (size_t)t->h * t->w * t->c;
         for (size_t i = 0; i < n; i++)
-            w->values[i] = w->values[i] * rm->gain + rm->offset;
+            w->values[i] = w->values[i] * DATA_GAIN + DATA_OFFSET;
     }
     split_edge_forward(&w->half, w->values);
     return 0;

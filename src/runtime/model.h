@@ -42,7 +42,6 @@ struct runtime_model {
     int format;              /* enum wire_format of what crosses (0 at split L + 1) */
     int height, width, total, kept; /* of what crosses */
     uint16_t channels[WIRE_MAX_CHANNELS];
-    float gain, offset;      /* a u8 input pixel q is q * gain + offset to the network */
     struct wire_hello hello; /* the role is the caller's to set */
     struct arch_latency predicted; /* of the split on the tables and link of the job */
     double bytes_predicted;  /* what the prediction sends per image (payload of the values) */
