@@ -925,9 +925,11 @@ int search_run(const struct job *job, const char *out_dir, int resume, int until
     struct search_ctx c;
     FILE *log = NULL;
     int rc = SEARCH_FAILED;
+    /* before the data loads: a stop signal that comes while it does (a short time limit, a
+     * preemption at start) still ends in a checkpoint after the first step, not in death */
+    dist_catch_stop_signals();
     if (ctx_open(&c, job, out_dir, resume))
         goto done;
-    dist_catch_stop_signals();
     if (open_outputs(&c, out_dir, resume, &log))
         goto done;
     log_start(&c, resume);
