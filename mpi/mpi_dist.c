@@ -51,7 +51,6 @@ static void install_trainer(const struct job *job)
     dist.world_size = ctx.world_size;
     dist.profilers = ctx.seen[0] + ctx.seen[1];
     dist.impl = &ctx;
-    dist.bucket_floats = (size_t)job->cluster_bucket_kb * 1024 / sizeof(float);
     lutcast_listen(&ctx, job);
     if (dist.rank != 0)
         offnas_log_quiet = 1;

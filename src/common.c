@@ -98,3 +98,13 @@ void *offnas_calloc(size_t count, size_t size)
     }
     return p;
 }
+
+void *offnas_realloc(void *p, size_t bytes)
+{
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) {
+        fprintf(stderr, "offnas: out of memory allocating %zu bytes\n", bytes);
+        abort();
+    }
+    return q;
+}

@@ -45,6 +45,7 @@ int offnas_compare_double(const void *a, const void *b);
  * these is released with free(). */
 void *offnas_malloc(size_t bytes);
 void *offnas_calloc(size_t count, size_t size);
+void *offnas_realloc(void *p, size_t bytes);
 
 /* Invariant checks that stay on in release builds: a failure is a bug, not bad input. */
 #define OFFNAS_ASSERT(cond)                                                                  \

@@ -3,7 +3,6 @@
 #include "dist.h"
 
 #include "common.h"
-#include "net.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -53,15 +52,38 @@ struct dist *dist_local(void) { return &local; }
 struct dist *dist_get(void) { return current; }
 void dist_set(struct dist *d) { current = d ? d : &local; }
 
+void dist_grads_setup(struct dist *d, size_t bucket_floats, size_t capacity)
+{
+    OFFNAS_ASSERT(bucket_floats >= 1);
+    d->bucket_floats = bucket_floats;
+    d->pack_used = d->bucket_start = d->seg_count = 0;
+    if (d->size == 1 || capacity <= d->pack_capacity)
+        return;
+    free(d->pack);
+    d->pack = offnas_malloc(capacity * sizeof(float));
+    d->pack_capacity = capacity;
+}
+
+void dist_grads_release(struct dist *d)
+{
+    free(d->pack);
+    free(d->segs);
+    d->pack = NULL;
+    d->segs = NULL;
+    d->pack_capacity = d->pack_used = d->bucket_start = 0;
+    d->seg_count = d->seg_capacity = 0;
+}
+
+/* Hands pack[bucket_start, pack_used) to reduce_start (nothing when empty). */
 static void flush_bucket(struct dist *d)
 {
-    if (d->pending_count) {
-        d->reduce_start(d, d->pending, d->pending_count);
-        d->reduced_bytes += (long)(d->pending_count * sizeof(float));
+    size_t n = d->pack_used - d->bucket_start;
+    if (n) {
+        d->reduce_start(d, d->pack + d->bucket_start, n);
+        d->reduced_bytes += (long)(n * sizeof(float));
         d->reduced_messages++;
     }
-    d->pending = NULL;
-    d->pending_count = 0;
+    d->bucket_start = d->pack_used;
 }
 
 void dist_grad_ready(void *ctx, float *grads, size_t offset, size_t count)
@@ -69,32 +91,31 @@ void dist_grad_ready(void *ctx, float *grads, size_t offset, size_t count)
     struct dist *d = ctx;
     if (d->size == 1 || count == 0)
         return;
-    float *p = grads + offset;
-    if (d->pending && d->pending + d->pending_count != p)
-        flush_bucket(d);
+    OFFNAS_ASSERT(d->pack_used + count <= d->pack_capacity); /* dist_grads_setup's capacity */
+    float *from = grads + offset;
+    struct dist_segment *last = d->seg_count ? &d->segs[d->seg_count - 1] : NULL;
+    if (last && last->to + last->count == from) {
+        last->count += count;
+    } else {
+        if (d->seg_count == d->seg_capacity) {
+            d->seg_capacity = d->seg_capacity ? 2 * d->seg_capacity : 64;
+            d->segs = offnas_realloc(d->segs, d->seg_capacity * sizeof *d->segs);
+        }
+        d->segs[d->seg_count++] = (struct dist_segment){from, count};
+    }
     while (count) {
-        if (!d->pending)
-            d->pending = p;
-        size_t room = d->bucket_floats - d->pending_count;
+        size_t room = d->bucket_floats - (d->pack_used - d->bucket_start);
         size_t take = count < room ? count : room;
-        d->pending_count += take;
-        p += take;
+        memcpy(d->pack + d->pack_used, from, take * sizeof(float));
+        d->pack_used += take;
+        from += take;
         count -= take;
-        if (d->pending_count == d->bucket_floats)
+        if (d->pack_used - d->bucket_start == d->bucket_floats)
             flush_bucket(d);
     }
 }
 
-static void scale_range(size_t offset, size_t count, void *ctx)
-{
-    void **a = ctx;
-    float *g = a[0];
-    float s = *(float *)a[1];
-    for (size_t i = 0; i < count; i++)
-        g[offset + i] *= s;
-}
-
-void dist_grads_finish(struct dist *d, struct net *net)
+void dist_grads_finish(struct dist *d)
 {
     if (d->size == 1)
         return;
@@ -103,8 +124,14 @@ void dist_grads_finish(struct dist *d, struct net *net)
     d->reduce_wait(d);
     d->wait_seconds += offnas_now() - t;
     float s = 1.0f / (float)d->size;
-    void *a[2] = {net->grads, &s};
-    net_for_each_used_range(net, scale_range, a);
+    const float *from = d->pack;
+    for (size_t k = 0; k < d->seg_count; k++) {
+        float *to = d->segs[k].to;
+        for (size_t i = 0; i < d->segs[k].count; i++)
+            to[i] = from[i] * s;
+        from += d->segs[k].count;
+    }
+    d->pack_used = d->bucket_start = d->seg_count = 0;
 }
 
 void dist_average(struct dist *d, float *buf, size_t n)

@@ -5,10 +5,14 @@
  * MPI calls. That keeps src/ free of MPI and the loops identical on 1 and on 1000 ranks.
  *
  * A step on T trainers:
- *     net->grad_ready = dist_grad_ready; net->grad_ready_ctx = d;   // set once
- *     net_backward(net, ...);     // each finished layer's range starts its bucket allreduce
- *     dist_grads_finish(d, net);  // waits for the buckets, scales the sums by 1/T
+ *     dist_grads_setup(d, bucket_floats, net->param_count);         // set once
+ *     net->grad_ready = dist_grad_ready; net->grad_ready_ctx = d;
+ *     net_backward(net, ...);  // each finished range is packed; a full bucket starts its allreduce
+ *     dist_grads_finish(d);    // waits for the buckets, unpacks the sums scaled by 1/T
  * so the summed gradient is the mean over the global batch, as one trainer would compute it.
+ * The ranges of one step (a supernet step's sampled slices are many and far apart) are packed
+ * back to back into one send buffer, so a step sends ceil(floats / bucket_floats) messages
+ * however scattered its ranges are.
  */
 #ifndef OFFNAS_DIST_H
 #define OFFNAS_DIST_H
@@ -60,9 +64,16 @@ struct dist {
     long reduced_bytes;  /* bytes handed to reduce_start */
     long reduced_messages; /* reduce_start calls: allreduce messages started */
     size_t bucket_floats;
-    /* bucket assembly (see dist_grad_ready) */
-    float *pending;
-    size_t pending_count;
+    /* the step's send buffer (see dist_grad_ready): pack[0, pack_used) holds the ranges handed
+     * in so far, pack[bucket_start, pack_used) the bucket not yet handed to reduce_start;
+     * segs[] says where each packed run came from, for dist_grads_finish to put the sums back */
+    float *pack;
+    size_t pack_capacity, pack_used, bucket_start;
+    struct dist_segment {
+        float *to;
+        size_t count;
+    } *segs;
+    size_t seg_count, seg_capacity;
     void *impl;
 };
 
@@ -73,13 +84,20 @@ struct dist *dist_local(void);
 struct dist *dist_get(void);
 void dist_set(struct dist *d);
 
+/* Sets the bucket size (floats per allreduce message) and, on more than one trainer, makes
+ * room for a step's gradients: at most capacity floats (a net's param_count) between two
+ * dist_grads_finish. Call before the first step; dist_grads_release frees the room. */
+void dist_grads_setup(struct dist *d, size_t bucket_floats, size_t capacity);
+void dist_grads_release(struct dist *d);
 /* Bucketed gradient allreduce during backward: net_backward calls this with each finished
- * parameter range, in buffer order. Adjacent ranges merge into one bucket until it holds
- * bucket_floats values; a full or non-adjacent bucket is handed to reduce_start at once. */
+ * gradient range (no float twice in a step). The range is copied behind the previous ones in
+ * the send buffer; each time the buffer holds bucket_floats values more, those are handed to
+ * reduce_start at once, so buckets are full but for the last and come in the order the ranges
+ * came, on every trainer alike. */
 void dist_grad_ready(void *ctx, float *grads, size_t offset, size_t count);
-/* Hands the last bucket over, waits for all, and scales every used range by 1/size. */
-struct net;
-void dist_grads_finish(struct dist *d, struct net *net);
+/* Hands the last bucket over, waits for all, and writes every range's sum back scaled by
+ * 1/size. */
+void dist_grads_finish(struct dist *d);
 
 /* Mean of n floats over the trainers (blocking), e.g. BN running statistics before saving. */
 void dist_average(struct dist *d, float *buf, size_t n);

@@ -141,7 +141,7 @@ static const struct job_key KEYS[] = {
     K_STR("cluster", "profilers", cluster_profilers, ""),
     K_INT("cluster", "checksum_every", cluster_checksum_every, "50", 0, BIG),
     K_INT("cluster", "checkpoint_every", cluster_checkpoint_every, "200", 0, BIG),
-    K_INT("cluster", "bucket_kb", cluster_bucket_kb, "256", 1, 1 << 20),
+    K_INT("cluster", "bucket_kb", cluster_bucket_kb, "512", 1, 1 << 20),
     K_STR("cluster", "profile_dir", cluster_profile_dir, "profiles"),
     K_STR("cluster", "probe_listen", cluster_probe_listen, "127.0.0.1:0"),
     K_BOOL("cluster", "fit_link", cluster_fit_link, "1"),

@@ -553,6 +553,51 @@ static void block_scatter_grads(struct net *net, const struct net_layer *layer,
         }
 }
 
+/* Hands the gradient ranges a sliced candidate wrote (its slice of the super block) to
+ * net->grad_ready in buffer order, adjacent ones as one: the first h of each expand row and of
+ * bn1, the centre k x k taps' first h, the first h of bn2, the first h rows of the projection
+ * and bn3. The rest of the super block's gradient is zero in this step and is not sent. */
+struct range_run {
+    struct net *net;
+    size_t offset, count;
+};
+
+static void run_add(struct range_run *r, size_t offset, size_t count)
+{
+    if (r->count && r->offset + r->count == offset) {
+        r->count += count;
+        return;
+    }
+    if (r->count)
+        r->net->grad_ready(r->net->grad_ready_ctx, r->net->grads, r->offset, r->count);
+    r->offset = offset;
+    r->count = count;
+}
+
+static void block_slice_grads_ready(struct net *net, const struct net_layer *layer,
+                                    const struct net_block *blk)
+{
+    const struct net_block *sb = &layer->super;
+    size_t H = (size_t)sb->hidden, h = (size_t)blk->hidden, K = (size_t)sb->kernel;
+    size_t k = (size_t)blk->kernel, c0 = (K - k) / 2;
+    struct range_run r = {net, 0, 0};
+    if (blk->spec.expand != 1) {
+        for (size_t i = 0; i < (size_t)blk->cin; i++)
+            run_add(&r, sb->w_expand + i * H, h);
+        run_add(&r, blk->bn1.gamma, h);
+        run_add(&r, blk->bn1.beta, h);
+    }
+    for (size_t y = 0; y < k; y++)
+        for (size_t x = 0; x < k; x++)
+            run_add(&r, sb->w_dw + ((y + c0) * K + (x + c0)) * H, h);
+    run_add(&r, blk->bn2.gamma, h);
+    run_add(&r, blk->bn2.beta, h);
+    run_add(&r, blk->w_project, h * (size_t)blk->cout);
+    run_add(&r, blk->bn3.gamma, (size_t)blk->cout);
+    run_add(&r, blk->bn3.beta, (size_t)blk->cout);
+    run_add(&r, 0, 0); /* hands over the last run */
+}
+
 /* Runs candidate blk of layer on layer->in; returns the output pointer. */
 static const float *block_forward(struct net *net, struct net_layer *layer,
                                   const struct net_block *blk, int B, int training)
@@ -717,7 +762,9 @@ void net_backward(struct net *net, const float *dlogits, int B)
             net->gate_grad[l] = (float)dot;
         }
         block_backward(net, layer, &layer->cand[net->choice[l]], dx, dy, B);
-        if (net->grad_ready && blk->count)
+        if (net->grad_ready && blk->sliced)
+            block_slice_grads_ready(net, layer, blk);
+        else if (net->grad_ready && blk->count)
             net->grad_ready(net->grad_ready_ctx, G, blk->offset, blk->count);
         float *t = dy;
         dy = dx;

@@ -395,6 +395,8 @@ static void ctx_close(struct search_ctx *c)
     free(c->mom);
     arch_free(&c->arch);
     free(c->tables);
+    if (c->d)
+        dist_grads_release(c->d);
     net_free(c->net);
     train_data_free(&c->td);
 }
@@ -491,7 +493,8 @@ static int ctx_open(struct search_ctx *c, const struct job *job, const char *out
         return -1;
     c->net->bn_groups = sh->owned;
     c->net->grad_ready_ctx = d;
-    d->bucket_floats = (size_t)job->cluster_bucket_kb * 1024 / sizeof(float);
+    dist_grads_setup(d, (size_t)job->cluster_bucket_kb * 1024 / sizeof(float),
+                     c->net->param_count);
     OFFNAS_TRY(search_costs(&c->tables[0], &c->tables[1], &c->cost, job, c->net,
                             d->rank == 0 ? out_dir : NULL));
     arch_init(&c->arch, c->net, 2.0f);

@@ -276,7 +276,7 @@ float train_step(struct net *net, float *mom, const float *x, const unsigned cha
     net_zero_grads(net);
     float loss = train_forward_backward(net, x, labels, B, hp->label_smoothing, correct);
     if (d)
-        dist_grads_finish(d, net);
+        dist_grads_finish(d);
     train_sgd_step(net, mom, hp->lr, hp->momentum, hp->weight_decay);
     return loss;
 }
@@ -532,6 +532,8 @@ static void fixed_close(struct fixed_run *r)
         fclose(r->log);
     free(r->mom);
     train_batch_free(&r->tb);
+    if (r->d)
+        dist_grads_release(r->d);
     net_free(r->net);
     train_data_free(&r->td);
 }
@@ -566,7 +568,7 @@ static int fixed_open(struct fixed_run *r, const struct job *job, const struct t
     net->bn_groups = sh->owned;
     net->grad_ready = dist_grad_ready;
     net->grad_ready_ctx = d;
-    d->bucket_floats = (size_t)job->cluster_bucket_kb * 1024 / sizeof(float);
+    dist_grads_setup(d, (size_t)job->cluster_bucket_kb * 1024 / sizeof(float), net->param_count);
     if (split && split->split >= 1 && split->split <= net->layer_count) {
         net->mask_layer = split->split - 1;
         memcpy(net->mask, split->mask, (size_t)net->layers[split->split - 1].cout * sizeof(float));

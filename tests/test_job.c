@@ -79,7 +79,7 @@ TEST(job_defaults_match_design)
     EXPECT_NEAR(job.network_rtt_ms, 100, 0);
     EXPECT_EQ_INT(job.cluster_checksum_every, 50);
     EXPECT_EQ_INT(job.cluster_checkpoint_every, 200);
-    EXPECT_EQ_INT(job.cluster_bucket_kb, 256);
+    EXPECT_EQ_INT(job.cluster_bucket_kb, 512);
     CU_ASSERT_STRING_EQUAL(job.source, "");
 
     /* the derived lists: the default fixed network of DESIGN.md */
