@@ -637,20 +637,25 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
     }
     const float *P = net->params;
     float *G = net->grads;
+    int weights = !net->skip_weight_grads;
     const float *w_expand = P + blk->w_expand, *w_dw = P + blk->w_dw;
-    float *g_expand = G + blk->w_expand, *g_dw = G + blk->w_dw;
+    float *g_expand = G + blk->w_expand, *g_dw = G + blk->w_dw, *g_project = G + blk->w_project;
     if (blk->sliced) {
         w_expand = layer->w_expand;
         w_dw = layer->w_dw;
         g_expand = layer->g_expand;
         g_dw = layer->g_dw;
-        memset(g_expand, 0, (size_t)blk->cin * blk->hidden * sizeof(float));
-        memset(g_dw, 0, (size_t)blk->kernel * blk->kernel * blk->hidden * sizeof(float));
+        if (weights) {
+            memset(g_expand, 0, (size_t)blk->cin * blk->hidden * sizeof(float));
+            memset(g_dw, 0, (size_t)blk->kernel * blk->kernel * blk->hidden * sizeof(float));
+        }
     }
+    if (!weights)
+        g_expand = g_dw = g_project = NULL;
     float *g3 = net->g_hid1, *g2 = net->g_hid2;
     bn_backward(net, g3, dy, layer->a3, &blk->bn3, nout);
-    op_pointwise_backward(g2, G + blk->w_project, g3, layer->r2, P + blk->w_project, nout,
-                          blk->hidden, blk->cout);
+    op_pointwise_backward(g2, g_project, g3, layer->r2, P + blk->w_project, nout, blk->hidden,
+                          blk->cout);
     bn_relu6_backward(net, g2, g2, layer->a2, layer->r2, &blk->bn2, nout);
     const float *r1 = blk->spec.expand != 1 ? layer->r1 : layer->in;
     if (blk->spec.expand != 1) {
@@ -665,7 +670,7 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
     }
     if (blk->residual)
         op_add_forward(dx, dx, dy, (size_t)nin * blk->cin);
-    if (blk->sliced)
+    if (blk->sliced && weights)
         block_scatter_grads(net, layer, blk);
 }
 
@@ -735,14 +740,15 @@ void net_backward(struct net *net, const float *dlogits, int B)
     int nh = B * hw * hw;
     const float *h = net->layer_count ? net->layers[net->layer_count - 1].y : net->stem_y;
 
+    int weights = !net->skip_weight_grads;
     float *dpool = net->g_hid2;
-    op_linear_backward(dpool, G + net->w_fc, G + net->b_fc, dlogits, net->pooled, P + net->w_fc, B,
-                       net->head_channels, net->classes);
+    op_linear_backward(dpool, weights ? G + net->w_fc : NULL, weights ? G + net->b_fc : NULL,
+                       dlogits, net->pooled, P + net->w_fc, B, net->head_channels, net->classes);
     float *dh = net->g_hid1;
     op_avgpool_backward(dh, dpool, B, hw * hw, net->head_channels);
     bn_relu6_backward(net, dh, dh, net->head_a, net->head_y, &net->bn_head, nh);
     float *dy = net->g_a, *dx = net->g_b;
-    op_pointwise_backward(dy, G + net->w_head, dh, h, P + net->w_head, nh, last_c,
+    op_pointwise_backward(dy, weights ? G + net->w_head : NULL, dh, h, P + net->w_head, nh, last_c,
                           net->head_channels);
     if (net->grad_ready)
         net->grad_ready(net->grad_ready_ctx, G, net->head_offset, net->head_count);
@@ -761,6 +767,8 @@ void net_backward(struct net *net, const float *dlogits, int B)
                 dot += (double)dy[i] * unmasked[i];
             net->gate_grad[l] = (float)dot;
         }
+        if (l == 0 && !weights)
+            return; /* the first layer's input gradient reaches no gate: the stem is not searched */
         block_backward(net, layer, &layer->cand[net->choice[l]], dx, dy, B);
         if (net->grad_ready && blk->sliced)
             block_slice_grads_ready(net, layer, blk);

@@ -131,6 +131,12 @@ struct net {
      * straight-through gradient of the op choice). */
     int want_gate_grad;
     float gate_grad[NET_MAX_LAYERS];
+    /* With skip_weight_grads set, net_backward computes only what flows back to the layers'
+     * inputs (gate and mask gradients, batch-norm scale and shift as a by-product) and none of
+     * the convolution and linear weight gradients, nor the stem's or the first layer's backward
+     * (nothing flows from them to a gate): the architecture step, which uses no weight
+     * gradient. */
+    int skip_weight_grads;
 
     /* Batch norm in training mode computes its statistics over bn_groups equal slices of the
      * batch (default 1: the whole batch). With one group per data shard, one trainer computes

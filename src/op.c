@@ -132,8 +132,9 @@ void op_pointwise_forward(float *out, const float *in, const float *w, int N, in
 void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int N, int Ci, int Co)
 {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ci, Co, N, 1.0f, in, Ci, dout, Co, 1.0f,
-                dw, Co);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ci, Co, N, 1.0f, in, Ci, dout, Co,
+                    1.0f, dw, Co);
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, Ci, Co, 1.0f, dout, Co, w, Co,
                     0.0f, din, Ci);
@@ -254,7 +255,7 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
     OFFNAS_ASSERT(k >= 1 && k <= 7);
     int pad = k / 2;
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
-    size_t wsize = (size_t)k * k * C;
+    size_t wsize = dw ? (size_t)k * k * C : 0;
     int threads = op_threads < B ? op_threads : B;
     float *partial = scratch_get(wsize * (size_t)threads);
     memset(partial, 0, wsize * (size_t)threads * sizeof(float));
@@ -267,7 +268,7 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
             const float *img = in + (size_t)b * H * W * C;
             const float *gimg = dout + (size_t)b * Ho * Wo * C;
             /* dw: per output row and tap, a run of output columns with valid inputs */
-            for (int oy = 0; oy < Ho; oy++)
+            for (int oy = 0; dw && oy < Ho; oy++)
                 for (int ky = 0; ky < k; ky++) {
                     int iy = oy * stride + ky - pad;
                     if (iy < 0 || iy >= H)
@@ -316,7 +317,7 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
                 }
         }
     }
-    for (int t = 0; t < threads; t++)
+    for (int t = 0; dw && t < threads; t++)
         for (size_t i = 0; i < wsize; i++)
             dw[i] += partial[wsize * (size_t)t + i];
 }
@@ -567,11 +568,13 @@ void op_linear_forward(float *out, const float *in, const float *w, const float 
 void op_linear_backward(float *din, float *dw, float *dbias, const float *dout, const float *in,
                         const float *w, int B, int In, int Out)
 {
-    for (int b = 0; b < B; b++)
-        for (int o = 0; o < Out; o++)
-            dbias[o] += dout[(size_t)b * Out + o];
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, In, Out, B, 1.0f, in, In, dout, Out, 1.0f,
-                dw, Out);
+    if (dbias)
+        for (int b = 0; b < B; b++)
+            for (int o = 0; o < Out; o++)
+                dbias[o] += dout[(size_t)b * Out + o];
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, In, Out, B, 1.0f, in, In, dout, Out,
+                    1.0f, dw, Out);
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, In, Out, 1.0f, dout, Out, w, Out,
                     0.0f, din, In);

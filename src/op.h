@@ -44,7 +44,7 @@ void op_conv_backward(float *din, float *dw, float *dcol, const float *dout, con
 
 /* Pointwise (1x1) convolution as one GEMM: out (N,Co) = in (N,Ci) @ w (Ci,Co). */
 void op_pointwise_forward(float *out, const float *in, const float *w, int N, int Ci, int Co);
-/* din (N,Ci) may be NULL. dw (Ci,Co) accumulates. */
+/* din (N,Ci) may be NULL. dw (Ci,Co) accumulates; NULL skips it. */
 void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int N, int Ci, int Co);
 
@@ -52,6 +52,7 @@ void op_pointwise_backward(float *din, float *dw, const float *dout, const float
  * out (B,Ho,Wo,C), in (B,H,W,C), w (k,k,C). */
 void op_depthwise_forward(float *out, const float *in, const float *w, int B, int H, int W, int C,
                           int k, int stride);
+/* din may be NULL; dw (k,k,C) accumulates; NULL skips it. */
 void op_depthwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int B, int H, int W, int C, int k, int stride);
 
@@ -90,7 +91,8 @@ void op_add_forward(float *out, const float *a, const float *b, size_t n);
 void op_avgpool_forward(float *out, const float *in, int B, int HW, int C);
 void op_avgpool_backward(float *din, const float *dout, int B, int HW, int C);
 
-/* Linear: out (B,Out) = in (B,In) @ w (In,Out) + bias (Out). din may be NULL. */
+/* Linear: out (B,Out) = in (B,In) @ w (In,Out) + bias (Out). Backward: din may be NULL; dw
+ * and dbias accumulate, NULL skips them. */
 void op_linear_forward(float *out, const float *in, const float *w, const float *bias, int B, int In,
                        int Out);
 void op_linear_backward(float *din, float *dw, float *dbias, const float *dout, const float *in,

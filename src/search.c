@@ -10,6 +10,7 @@
 #include "link.h"
 #include "op.h"
 #include "optim.h"
+#include "timing.h"
 #include "train.h"
 
 #include <errno.h>
@@ -633,9 +634,11 @@ static void arch_step(struct search_ctx *c, float tau, struct search_epoch_sums 
     net_zero_grads(net);
     memset(arch->grads, 0, arch->count * sizeof(float));
     net->want_gate_grad = 1;
-    net->grad_ready = NULL; /* the weight gradients of this batch are not used */
+    net->grad_ready = NULL;
+    net->skip_weight_grads = 1; /* the weight gradients of this batch are not used */
     int correct = 0;
     float vloss = train_forward_backward(net, c->vb.x, c->vb.labels, c->B, 0.0f, &correct);
+    net->skip_weight_grads = 0;
     int paired = !strcmp(job->search_op_gradient, "paired");
     arch_task_gradients(arch, &sample, net, !paired);
     if (paired)
@@ -978,6 +981,48 @@ done:
     return rc;
 }
 
+/* The fixed network of the ops net->choice holds (a sampled path), with its momentum. */
+struct bench_fixed {
+    struct net *net;
+    float *mom;
+    int ops[NET_MAX_LAYERS];
+};
+
+static void bench_fixed_free(struct bench_fixed *f)
+{
+    net_free(f->net);
+    free(f->mom);
+    f->net = NULL;
+    f->mom = NULL;
+}
+
+/* Milliseconds of one training step of the fixed network of the supernet's current path on
+ * the weight step's batch (one process: no allreduce), after one untimed step; the network is
+ * built again only when the path changed. */
+static double bench_fixed_step(struct search_ctx *c, struct bench_fixed *f)
+{
+    const struct net *sn = c->net;
+    if (f->net && !memcmp(f->ops, sn->choice, (size_t)sn->layer_count * sizeof(int)))
+        goto timed;
+    bench_fixed_free(f);
+    struct net_desc desc = c->job->net;
+    for (int l = 0; l < sn->layer_count; l++) {
+        desc.fixed_ops[l] = sn->layers[l].cand[sn->choice[l]].spec;
+        f->ops[l] = sn->choice[l];
+    }
+    f->net = net_create(&desc, c->B, c->job->data_resize, c->td.train.channels,
+                        c->td.train.classes, 1, (uint64_t)c->job->search_seed);
+    OFFNAS_ASSERT(f->net); /* the supernet of the same shapes was built */
+    f->net->bn_groups = sn->bn_groups;
+    f->mom = offnas_calloc(f->net->param_count, sizeof(float));
+timed:;
+    struct train_hparams hp = {0.01f, (float)c->job->train_momentum, 0.0f, 0.0f};
+    train_step(f->net, f->mom, c->tb.x, c->tb.labels, c->B, &hp, NULL, NULL);
+    double t = offnas_now();
+    train_step(f->net, f->mom, c->tb.x, c->tb.labels, c->B, &hp, NULL, NULL);
+    return 1e3 * (offnas_now() - t);
+}
+
 int search_bench(const struct job *job, int warmup, int steps, struct search_bench *out)
 {
     memset(out, 0, sizeof *out);
@@ -987,9 +1032,11 @@ int search_bench(const struct job *job, int warmup, int steps, struct search_ben
         return -1;
     }
     struct dist *d = c.d;
-    double *ms = offnas_calloc((size_t)steps, sizeof(double));
+    enum { STEP, WEIGHT, ARCH, FIXED, SEARCH_OVER_FIXED, WEIGHT_OVER_FIXED, SERIES };
+    double *ms = offnas_calloc((size_t)steps * SERIES, sizeof(double));
+    struct bench_fixed fixed = {0};
     struct search_epoch_sums sums = {0};
-    double wait = 0;
+    double wait = 0, timed_ms = 0;
     long bytes0 = 0, messages0 = 0;
     for (int i = 0; i < warmup + steps; i++) {
         if (i == warmup) {
@@ -997,31 +1044,50 @@ int search_bench(const struct job *job, int warmup, int steps, struct search_ben
             bytes0 = d->reduced_bytes;
             messages0 = d->reduced_messages;
         }
-        double t = offnas_now();
+        double t0 = offnas_now();
         weight_step(&c, 1.0f, &sums);
+        double t1 = offnas_now();
+        int path[NET_MAX_LAYERS];
+        memcpy(path, c.net->choice, sizeof path);
         arch_step(&c, 1.0f, &sums);
+        double t2 = offnas_now();
         c.state.step = (c.state.step + 1) % c.per_epoch;
-        if (i >= warmup)
-            ms[i - warmup] = 1e3 * (offnas_now() - t);
+        if (i < warmup)
+            continue;
+        double *row = ms + (size_t)(i - warmup) * SERIES;
+        row[STEP] = 1e3 * (t2 - t0);
+        row[WEIGHT] = 1e3 * (t1 - t0);
+        row[ARCH] = 1e3 * (t2 - t1);
+        timed_ms += row[STEP];
+        memcpy(c.net->choice, path, sizeof path); /* the weight step's path, as a fixed net */
+        row[FIXED] = bench_fixed_step(&c, &fixed);
+        row[SEARCH_OVER_FIXED] = row[STEP] / row[FIXED];
+        row[WEIGHT_OVER_FIXED] = row[WEIGHT] / row[FIXED];
     }
-    /* median over steps, then the mean over the trainers */
-    for (int i = 1; i < steps; i++)
-        for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
-            double x = ms[j];
-            ms[j] = ms[j - 1];
-            ms[j - 1] = x;
-        }
-    double total_ms = 0;
-    for (int i = 0; i < steps; i++)
-        total_ms += ms[i];
-    double v[2] = {ms[steps / 2], (d->wait_seconds - wait) * 1e3 / total_ms};
-    d->sum_doubles(d, v, 2);
+    /* medians over the steps, then means over the trainers */
+    double v[SERIES + 1], *col = offnas_calloc((size_t)steps, sizeof(double));
+    for (int k = 0; k < SERIES; k++) {
+        for (int i = 0; i < steps; i++)
+            col[i] = ms[(size_t)i * SERIES + k];
+        v[k] = timing_of_samples(col, steps).median;
+    }
+    free(col);
+    v[SERIES] = (d->wait_seconds - wait) * 1e3 / timed_ms;
+    d->sum_doubles(d, v, SERIES + 1);
+    for (int k = 0; k <= SERIES; k++)
+        v[k] /= d->size;
     out->trainers = d->size;
-    out->step_ms = v[0] / d->size;
-    out->wait_share = v[1] / d->size;
+    out->step_ms = v[STEP];
+    out->weight_step_ms = v[WEIGHT];
+    out->arch_step_ms = v[ARCH];
+    out->fixed_step_ms = v[FIXED];
+    out->search_over_fixed = v[SEARCH_OVER_FIXED];
+    out->weight_over_fixed = v[WEIGHT_OVER_FIXED];
+    out->wait_share = v[SERIES];
     out->images_per_second = 2.0 * job->train_batch / (out->step_ms / 1e3);
     out->reduced_bytes_per_step = (d->reduced_bytes - bytes0) / (steps > 0 ? steps : 1);
     out->reduced_messages_per_step = (double)(d->reduced_messages - messages0) / (steps > 0 ? steps : 1);
+    bench_fixed_free(&fixed);
     free(ms);
     d->finish(d);
     ctx_close(&c);

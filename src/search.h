@@ -39,6 +39,10 @@ int search_run(const struct job *job, const char *out_dir, int resume, int until
  * untimed ones; fills the figures trainer 0 prints. Collective over the trainers. */
 struct search_bench {
     double step_ms;            /* median over steps, wall clock */
+    double weight_step_ms, arch_step_ms; /* its two halves, medians */
+    /* a training step of the fixed network of the weight step's sampled ops on the same batch
+     * (median), and the medians of the per-step ratios to it */
+    double fixed_step_ms, search_over_fixed, weight_over_fixed;
     double images_per_second;  /* overall: global images of both batches per second */
     double wait_share;         /* share of step time spent waiting on allreduce */
     int trainers;

@@ -533,6 +533,80 @@ TEST(net_ghost_bn_gradient_is_mean_of_halves)
     net_free(net);
 }
 
+/* The architecture step's backward (skip_weight_grads) gives the same gate and mask gradients
+ * as the full backward, bit for bit, on the shared and the separate supernet with a channel
+ * mask, for paths through every candidate; it writes no convolution or linear weight gradient
+ * (the head's, the chosen blocks' expand, depthwise and projection weights, the stem's) and
+ * leaves the layers' inputs' gradient below layer 0 alone. */
+static void check_skip_weight_grads(const char *supernet, const int *choice)
+{
+    op_set_threads(1);
+    struct job job = tiny_job_of(1, supernet);
+    int B = 3, side = 9;
+    struct net *net = net_create(&job.net, B, side, 1, 5, 0, 7);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(net);
+    for (int l = 0; l < net->layer_count; l++)
+        net->choice[l] = choice[l];
+    net->mask_layer = 1;
+    for (int c = 0; c < 8; c++)
+        net->mask[c] = (c % 3 == 0) ? 0.25f : 1.0f;
+    net_set_residual_scales(net, 1.0f);
+    net->want_gate_grad = 1;
+    float x[3 * 81];
+    unsigned char labels[3];
+    struct rng rng = test_rng(11);
+    gradient_batch(net, x, labels, &rng);
+    float gate[NET_MAX_LAYERS], mask[NET_MAX_CHANNELS];
+    memcpy(gate, net->gate_grad, sizeof gate);
+    memcpy(mask, net->mask_grad, sizeof mask);
+    int nonzero = 0;
+    for (int l = 0; l < net->layer_count; l++)
+        nonzero += gate[l] != 0.0f;
+    EXPECT_EQ_INT(nonzero, net->layer_count); /* so equal is not equal by being zero */
+
+    memset(net->gate_grad, 0, sizeof net->gate_grad);
+    net->skip_weight_grads = 1;
+    rng = test_rng(11);
+    gradient_batch(net, x, labels, &rng);
+    net->skip_weight_grads = 0;
+    EXPECT_EQ_INT(memcmp(gate, net->gate_grad, (size_t)net->layer_count * sizeof(float)), 0);
+    EXPECT_EQ_INT(memcmp(mask, net->mask_grad, 8 * sizeof(float)), 0);
+    /* the weight gradients it skips stay zero */
+    size_t written = 0;
+    const float *G = net->grads;
+    for (size_t i = 0; i < (size_t)net->head_channels * net->classes + net->classes; i++)
+        written += G[net->w_fc + i] != 0.0f;
+    for (size_t i = 0; i < (size_t)net_out_channels(net, net->layer_count) * net->head_channels; i++)
+        written += G[net->w_head + i] != 0.0f;
+    for (size_t i = 0; i < net->stem_count; i++)
+        written += G[net->stem_offset + i] != 0.0f;
+    for (int l = 0; l < net->layer_count; l++) {
+        const struct net_layer *layer = &net->layers[l];
+        const struct net_block *blk = &layer->cand[choice[l]];
+        if (blk->spec.kind == OP_SKIP)
+            continue;
+        const struct net_block *w = blk->sliced ? &layer->super : blk;
+        size_t expand = w->spec.expand != 1 ? (size_t)w->cin * w->hidden : 0;
+        for (size_t i = 0; i < expand; i++)
+            written += G[w->w_expand + i] != 0.0f;
+        for (size_t i = 0; i < (size_t)w->kernel * w->kernel * w->hidden; i++)
+            written += G[w->w_dw + i] != 0.0f;
+        for (size_t i = 0; i < (size_t)w->hidden * w->cout; i++)
+            written += G[w->w_project + i] != 0.0f;
+    }
+    EXPECT_EQ_INT(written, 0);
+    net_free(net);
+}
+
+TEST(net_skip_weight_grads_keeps_gate_and_mask_gradients)
+{
+    const int paths[4][3] = {{0, 0, 0}, {1, 1, 1}, {2, 2, 2}, {0, 2, 3}};
+    for (int p = 0; p < 4; p++) {
+        check_skip_weight_grads("shared", paths[p]);
+        check_skip_weight_grads("separate", paths[p]);
+    }
+}
+
 static const struct test_case TESTS[] = {
     CASE(net_fixed_gradient_matches_finite_differences),
     CASE(net_supernet_gradient_with_channel_mask),
@@ -545,5 +619,6 @@ static const struct test_case TESTS[] = {
     CASE(net_default_fixed_network_costs_about_7M_macs),
     CASE(net_ghost_bn_forward_matches_separate_halves),
     CASE(net_ghost_bn_gradient_is_mean_of_halves),
+    CASE(net_skip_weight_grads_keeps_gate_and_mask_gradients),
 };
 TEST_MAIN("net", TESTS)

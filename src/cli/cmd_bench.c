@@ -119,9 +119,12 @@ static const char SEARCH_BENCH_USAGE[] =
     "       [--warmup W]\n"
     "\n"
     "Times search steps (a weight step and an architecture step each) on the trainer ranks:\n"
-    "prints the median step time, images/s per trainer and overall (both batches of a step,\n"
-    "global batch train.batch), and the share of step time spent waiting on the gradient\n"
-    "allreduce. Profiler ranks (cluster.profilers) serve their tables as in a search.\n";
+    "prints the median step time and its two halves, the median training step of the fixed\n"
+    "network of each weight step's sampled ops on the same batch (fixed_step_ms) and the\n"
+    "medians of the per-step ratios to it, images/s per trainer and overall (both batches of\n"
+    "a step, global batch train.batch), the share of step time spent waiting on the gradient\n"
+    "allreduce, and its bytes and messages per step. Profiler ranks (cluster.profilers) serve\n"
+    "their tables as in a search.\n";
 
 static int bench_search(int argc, char **argv)
 {
@@ -142,12 +145,15 @@ static int bench_search(int argc, char **argv)
     }
     if (dist_get()->rank == 0)
         printf("offnas bench search: trainers %d global batch %d threads %d steps %d\n"
-               "step_ms: %.2f\nimages_per_second_per_trainer: %.1f\n"
+               "step_ms: %.2f\nweight_step_ms: %.2f\narch_step_ms: %.2f\n"
+               "fixed_step_ms: %.2f\nsearch_over_fixed: %.3f\nweight_over_fixed: %.3f\n"
+               "images_per_second_per_trainer: %.1f\n"
                "images_per_second: %.1f\nallreduce_wait_share: %.3f\n"
                "allreduce_bytes_per_step: %ld\nallreduce_messages_per_step: %.1f\n",
                b.trainers, job.train_batch, op_get_threads(), steps, b.step_ms,
-               b.images_per_second / b.trainers, b.images_per_second, b.wait_share,
-               b.reduced_bytes_per_step, b.reduced_messages_per_step);
+               b.weight_step_ms, b.arch_step_ms, b.fixed_step_ms, b.search_over_fixed,
+               b.weight_over_fixed, b.images_per_second / b.trainers, b.images_per_second,
+               b.wait_share, b.reduced_bytes_per_step, b.reduced_messages_per_step);
     return 0;
 }
 
