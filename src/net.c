@@ -469,10 +469,9 @@ static void bn_relu6_forward(struct net *net, float *out, const float *in, const
     bn_run(net, out, in, bn, N, training, 1);
 }
 
-/* Backward of bn_run (training mode), group by group; din may alias dout. out is the forward
- * output when relu6. */
+/* Backward of bn_run (training mode), group by group; din may alias dout. */
 static void bn_run_backward(struct net *net, float *din, const float *dout, const float *in,
-                            const float *out, const struct net_bn *bn, int N, int relu6)
+                            const struct net_bn *bn, int N, int relu6)
 {
     int G = net->bn_groups, C = bn->channels, n = N / G;
     for (int g = 0; g < G; g++) {
@@ -480,25 +479,26 @@ static void bn_run_backward(struct net *net, float *din, const float *dout, cons
         const float *mean = bn->mean + (size_t)g * C, *rstd = bn->rstd + (size_t)g * C;
         if (relu6)
             op_batchnorm_relu6_backward(din + at, net->grads + bn->gamma, net->grads + bn->beta,
-                                        dout + at, in + at, out + at, mean, rstd,
-                                        net->params + bn->gamma, n, C);
+                                        dout + at, in + at, mean, rstd, net->params + bn->gamma,
+                                        net->params + bn->beta, n, C);
         else
             op_batchnorm_backward(din + at, net->grads + bn->gamma, net->grads + bn->beta,
                                   dout + at, in + at, mean, rstd, net->params + bn->gamma, n, C);
     }
 }
 
-/* Backward of bn_relu6_forward given its output out; din may alias dout. */
+/* Backward of bn_relu6_forward (its input in; the ReLU6 mask is recomputed from it); din may
+ * alias dout. */
 static void bn_relu6_backward(struct net *net, float *din, const float *dout, const float *in,
-                              const float *out, const struct net_bn *bn, int N)
+                              const struct net_bn *bn, int N)
 {
-    bn_run_backward(net, din, dout, in, out, bn, N, 1);
+    bn_run_backward(net, din, dout, in, bn, N, 1);
 }
 
 static void bn_backward(struct net *net, float *din, const float *dout, const float *in,
                         const struct net_bn *bn, int N)
 {
-    bn_run_backward(net, din, dout, in, NULL, bn, N, 0);
+    bn_run_backward(net, din, dout, in, bn, N, 0);
 }
 
 /* The expand and depthwise weights of candidate blk as contiguous (cin, hidden) and
@@ -656,13 +656,13 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
     bn_backward(net, g3, dy, layer->a3, &blk->bn3, nout);
     op_pointwise_backward(g2, g_project, g3, layer->r2, P + blk->w_project, nout, blk->hidden,
                           blk->cout);
-    bn_relu6_backward(net, g2, g2, layer->a2, layer->r2, &blk->bn2, nout);
+    bn_relu6_backward(net, g2, g2, layer->a2, &blk->bn2, nout);
     const float *r1 = blk->spec.expand != 1 ? layer->r1 : layer->in;
     if (blk->spec.expand != 1) {
         float *g1 = net->g_hid1;
         op_depthwise_backward(g1, g_dw, g2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
                               blk->kernel, blk->stride);
-        bn_relu6_backward(net, g1, g1, layer->a1, layer->r1, &blk->bn1, nin);
+        bn_relu6_backward(net, g1, g1, layer->a1, &blk->bn1, nin);
         op_pointwise_backward(dx, g_expand, g1, layer->in, w_expand, nin, blk->cin, blk->hidden);
     } else {
         op_depthwise_backward(dx, g_dw, g2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
@@ -746,7 +746,7 @@ void net_backward(struct net *net, const float *dlogits, int B)
                        dlogits, net->pooled, P + net->w_fc, B, net->head_channels, net->classes);
     float *dh = net->g_hid1;
     op_avgpool_backward(dh, dpool, B, hw * hw, net->head_channels);
-    bn_relu6_backward(net, dh, dh, net->head_a, net->head_y, &net->bn_head, nh);
+    bn_relu6_backward(net, dh, dh, net->head_a, &net->bn_head, nh);
     float *dy = net->g_a, *dx = net->g_b;
     op_pointwise_backward(dy, weights ? G + net->w_head : NULL, dh, h, P + net->w_head, nh, last_c,
                           net->head_channels);
@@ -779,7 +779,7 @@ void net_backward(struct net *net, const float *dlogits, int B)
         dx = t;
     }
     int n = B * net->stem_side * net->stem_side;
-    bn_relu6_backward(net, dy, dy, net->stem_a, net->stem_y, &net->bn_stem, n);
+    bn_relu6_backward(net, dy, dy, net->stem_a, &net->bn_stem, n);
     op_conv_backward(NULL, G + net->w_stem, net->g_col, dy, net->stem_col, P + net->w_stem, B,
                      net->side, net->side, net->in_channels, net->stem_channels, 3,
                      net->stem_stride);

@@ -328,14 +328,28 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
 #define BN_EPS 1e-5f
 #define BN_BLOCK_ROWS 64
 
+/* The normalisation folded to y = x * scale + shift, one expression for the forward and for the
+ * backward that recomputes its ReLU6 mask from x (the same floats give the same mask). */
+static inline void bn_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                           const float *mean, const float *rstd, int C)
+{
+    for (int c = 0; c < C; c++) {
+        scale[c] = gamma[c] * rstd[c];
+        shift[c] = beta[c] - mean[c] * scale[c];
+    }
+}
+
+static inline float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
+
 /* Per-channel sums over the N rows of (N,C) tensors, in one pass:
  *   forward  (g == NULL): s = sum (x - x0), q = sum (x - x0)^2 with x0 the first row (a shift
  *            that keeps E[x^2] - E[x]^2 from cancelling);
  *   backward (g != NULL): s = sum g', q = sum g' * (x - mean), where g' = g masked by
- *            0 < y < 6 when y (the ReLU6 output) is given.
+ *            0 < y < 6 when the ReLU6 follows: y = x * ys + yt (ys, yt: the forward's folded
+ *            scale and shift, so y is recomputed from x instead of read).
  * Rows are summed in float over blocks of BN_BLOCK_ROWS, blocks in double, threads in order. */
 static void channel_sums(double *sum, double *sumsq, const float *x, const float *shift,
-                         const float *g, const float *y, int N, int C)
+                         const float *g, const float *ys, const float *yt, int N, int C)
 {
     int threads = op_threads;
     if (N < 4 * BN_BLOCK_ROWS)
@@ -360,10 +374,11 @@ static void channel_sums(double *sum, double *sumsq, const float *x, const float
                         s[c] += d;
                         q[c] += d * d;
                     }
-                } else if (y) {
-                    const float *restrict grow = g + (size_t)n * C, *restrict yrow = y + (size_t)n * C;
+                } else if (ys) {
+                    const float *restrict grow = g + (size_t)n * C;
                     for (int c = 0; c < C; c++) {
-                        float gv = (yrow[c] > 0.0f && yrow[c] < 6.0f) ? grow[c] : 0.0f;
+                        float y = bn_affine(row[c], ys[c], yt[c]);
+                        float gv = (y > 0.0f && y < 6.0f) ? grow[c] : 0.0f;
                         s[c] += gv;
                         q[c] += gv * (row[c] - shift[c]);
                     }
@@ -399,7 +414,7 @@ static void batchnorm_forward(float *out, float *mean, float *rstd, const float 
     if (training) {
         double sum[C], sq[C];
         const float *x0 = in; /* shift: the first row */
-        channel_sums(sum, sq, in, x0, NULL, NULL, N, C);
+        channel_sums(sum, sq, in, x0, NULL, NULL, NULL, N, C);
         for (int c = 0; c < C; c++) {
             double m = sum[c] / N; /* mean of x - x0 */
             double var = sq[c] / N - m * m;
@@ -410,9 +425,8 @@ static void batchnorm_forward(float *out, float *mean, float *rstd, const float 
             double unbiased = N > 1 ? var * N / (N - 1) : var;
             running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c];
             running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * unbiased);
-            scale[c] = gamma[c] * rstd[c];
-            shift[c] = beta[c] - mean[c] * scale[c];
         }
+        bn_fold(scale, shift, gamma, beta, mean, rstd, C);
     } else {
         for (int c = 0; c < C; c++) {
             scale[c] = gamma[c] / sqrtf(running_var[c] + BN_EPS);
@@ -425,25 +439,31 @@ static void batchnorm_forward(float *out, float *mean, float *rstd, const float 
         float *restrict y = out + (size_t)n * C;
         if (relu6) {
             for (int c = 0; c < C; c++) {
-                float v = x[c] * scale[c] + shift[c];
+                float v = bn_affine(x[c], scale[c], shift[c]);
                 v = v < 0.0f ? 0.0f : v;
                 y[c] = v > 6.0f ? 6.0f : v;
             }
         } else {
             for (int c = 0; c < C; c++)
-                y[c] = x[c] * scale[c] + shift[c];
+                y[c] = bn_affine(x[c], scale[c], shift[c]);
         }
     }
 }
 
-/* With x_hat = (x - mean) * rstd and g' the incoming gradient (masked by the ReLU6 when out is
- * given): dbeta = sum g', dgamma = sum g' x_hat, dx = gamma rstd (g' - dbeta/N - x_hat dgamma/N). */
+/* With x_hat = (x - mean) * rstd and g' the incoming gradient (masked by the ReLU6 when beta is
+ * given: the forward's output recomputed from x, which saves reading it twice):
+ * dbeta = sum g', dgamma = sum g' x_hat, dx = gamma rstd (g' - dbeta/N - x_hat dgamma/N). */
 static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                               const float *in, const float *out, const float *mean,
+                               const float *in, const float *beta, const float *mean,
                                const float *rstd, const float *gamma, int N, int C)
 {
+    float ys[C], yt[C];
+    if (beta)
+        bn_fold(ys, yt, gamma, beta, mean, rstd, C);
+    else
+        memset(yt, 0, sizeof yt); /* unused without the ReLU6 */
     double sum_g[C], sum_gx[C];
-    channel_sums(sum_g, sum_gx, in, mean, dout, out, N, C);
+    channel_sums(sum_g, sum_gx, in, mean, dout, beta ? ys : NULL, yt, N, C);
     float k[C], a[C], b[C];
     for (int c = 0; c < C; c++) {
         float db = (float)sum_g[c], dg = (float)(sum_gx[c] * rstd[c]);
@@ -458,10 +478,10 @@ static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const fl
     for (int n = 0; n < N; n++) {
         const float *restrict x = in + (size_t)n * C, *g = dout + (size_t)n * C;
         float *dx = din + (size_t)n * C;
-        if (out) {
-            const float *restrict y = out + (size_t)n * C;
+        if (beta) {
             for (int c = 0; c < C; c++) {
-                float gv = (y[c] > 0.0f && y[c] < 6.0f) ? g[c] : 0.0f;
+                float y = bn_affine(x[c], ys[c], yt[c]);
+                float gv = (y > 0.0f && y < 6.0f) ? g[c] : 0.0f;
                 dx[c] = k[c] * gv + a[c] * x[c] + b[c];
             }
         } else {
@@ -495,10 +515,10 @@ void op_batchnorm_relu6_forward(float *out, float *mean, float *rstd, const floa
 }
 
 void op_batchnorm_relu6_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                                 const float *in, const float *out, const float *mean,
-                                 const float *rstd, const float *gamma, int N, int C)
+                                 const float *in, const float *mean, const float *rstd,
+                                 const float *gamma, const float *beta, int N, int C)
 {
-    batchnorm_backward(din, dgamma, dbeta, dout, in, out, mean, rstd, gamma, N, C);
+    batchnorm_backward(din, dgamma, dbeta, dout, in, beta, mean, rstd, gamma, N, C);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -70,14 +70,15 @@ void op_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float 
                            const float *gamma, int N, int C);
 
 /* Batch norm followed by ReLU6 in one pass (the pair every block uses): out = relu6(bn(in)).
- * out must not alias in. The backward takes the forward output to mask the gradient, then
+ * out must not alias in. The backward masks the gradient by the forward's output, recomputed
+ * from in, mean, rstd, gamma and beta (bit for bit the forward's: it is not read back), then
  * runs the batch-norm backward; din may alias dout. Same results as the two ops in turn. */
 void op_batchnorm_relu6_forward(float *out, float *mean, float *rstd, const float *in,
                                 const float *gamma, const float *beta, float *running_mean,
                                 float *running_var, int N, int C, int training, float momentum);
 void op_batchnorm_relu6_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                                 const float *in, const float *out, const float *mean,
-                                 const float *rstd, const float *gamma, int N, int C);
+                                 const float *in, const float *mean, const float *rstd,
+                                 const float *gamma, const float *beta, int N, int C);
 
 /* ReLU6: out = min(max(in, 0), 6); out may alias in. */
 void op_relu6_forward(float *out, const float *in, size_t n);

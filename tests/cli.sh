@@ -234,4 +234,15 @@ bad "device-run --tables without a comma" device-run --run "$tmp" --tables only_
 bad "device-run of a folder without arch.json" device-run --run "$tmp/no_such_run" --server 127.0.0.1:9
 exits "device-run of a folder without arch.json" 1
 
+# with no OPENBLAS_CORETYPE of the user's, the kernels the program names are the ones OpenBLAS
+# loads (it prints its core under OPENBLAS_VERBOSE=2; the last line is the re-executed
+# program's): SkylakeX on an AVX-512 CPU
+flags=$(grep -m 1 '^flags' /proc/cpuinfo 2>/dev/null)
+if [[ $(uname -m) == x86_64 ]] && grep -qw avx512f <<<"$flags" && grep -qw avx512bw <<<"$flags" &&
+  grep -qw avx512vl <<<"$flags" && grep -qw avx512dq <<<"$flags"; then
+  core=$(env -u OPENBLAS_CORETYPE -u OFFNAS_ENV_SET OPENBLAS_VERBOSE=2 "$offnas" --help 2>&1 >/dev/null |
+    grep '^Core:' | tail -n 1)
+  if [[ $core == "Core: SkylakeX" ]]; then pass "OpenBLAS loads its SkylakeX kernels"; else fail "OpenBLAS loads its SkylakeX kernels" "'$core'"; fi
+fi
+
 finish

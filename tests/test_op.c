@@ -1410,7 +1410,7 @@ TEST(batchnorm_relu6_fused_equals_composition)
         rv1[c] = rv2[c] = 1.0f;
     op_set_threads(2);
     op_batchnorm_relu6_forward(y1, m1, r1, in, gamma, beta, rm1, rv1, N, C, 1, 0.1f);
-    op_batchnorm_relu6_backward(d1, dg1, db1, d1, in, y1, m1, r1, gamma, N, C);
+    op_batchnorm_relu6_backward(d1, dg1, db1, d1, in, m1, r1, gamma, beta, N, C);
     op_batchnorm_forward(y2, m2, r2, in, gamma, beta, rm2, rv2, N, C, 1, 0.1f);
     op_relu6_forward(y2, y2, n);
     op_relu6_backward(d2, g, y2, n);
