@@ -25,6 +25,8 @@ void op_set_threads(int threads)
 
 int op_get_threads(void) { return op_threads; }
 
+const char *op_blas_core(void) { return openblas_get_corename(); }
+
 /* Per-thread scratch for parameter-gradient partial sums, grown (never shrunk) as needed:
  * after the first training step no call allocates. */
 static float *scratch;

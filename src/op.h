@@ -118,5 +118,8 @@ void op_channel_mask_backward(float *din, float *dmask, const float *dout, const
 /* Threads used by the ops and BLAS (0: all cores). Applies to the whole process. */
 void op_set_threads(int threads);
 int op_get_threads(void);
+/* The name of the kernels OpenBLAS loaded (e.g. "SkylakeX", "Haswell"): OPENBLAS_CORETYPE or
+ * its own choice; benchmarks print it beside their figures. */
+const char *op_blas_core(void);
 
 #endif

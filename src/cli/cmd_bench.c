@@ -50,8 +50,10 @@ static int bench_train(int argc, char **argv)
         x[i] = (float)rng_normal(&rng);
     for (int i = 0; i < batch; i++)
         labels[i] = (unsigned char)rng_below(&rng, classes);
-    printf("offnas bench train: threads %d batch %d side %d params %zu MACs/image %.2fM\n",
-           op_get_threads(), batch, side, net_param_count_chosen(net), net_macs_chosen(net) / 1e6);
+    printf("offnas bench train: threads %d batch %d side %d params %zu MACs/image %.2fM\n"
+           "blas_core: %s\n",
+           op_get_threads(), batch, side, net_param_count_chosen(net), net_macs_chosen(net) / 1e6,
+           op_blas_core());
     double *rates = offnas_malloc((size_t)windows * sizeof(double));
     const struct train_hparams hp = {0.01f, 0.9f, 4e-5f, 0.0f};
     for (int w = -1; w < windows; w++) {
@@ -106,9 +108,10 @@ static int bench_infer(int argc, char **argv)
     for (int i = 0; i < side * side; i++)
         x[i] = (float)rng_normal(&rng);
     struct timing t = latency_forward_timing(net, x, INFER_WARMUP, runs);
-    printf("offnas bench infer: threads %d side %d MACs %.2fM\np10_ms: %.4f\np90_ms: %.4f\n"
-           "batch1_latency_ms: %.4f\n",
-           op_get_threads(), side, net_macs_chosen(net) / 1e6, t.p10, t.p90, t.median);
+    printf("offnas bench infer: threads %d side %d MACs %.2fM\nblas_core: %s\np10_ms: %.4f\n"
+           "p90_ms: %.4f\nbatch1_latency_ms: %.4f\n",
+           op_get_threads(), side, net_macs_chosen(net) / 1e6, op_blas_core(), t.p10, t.p90,
+           t.median);
     free(x);
     net_free(net);
     return 0;
@@ -145,12 +148,12 @@ static int bench_search(int argc, char **argv)
     }
     if (dist_get()->rank == 0)
         printf("offnas bench search: trainers %d global batch %d threads %d steps %d\n"
-               "step_ms: %.2f\nweight_step_ms: %.2f\narch_step_ms: %.2f\n"
+               "blas_core: %s\nstep_ms: %.2f\nweight_step_ms: %.2f\narch_step_ms: %.2f\n"
                "fixed_step_ms: %.2f\nsearch_over_fixed: %.3f\nweight_over_fixed: %.3f\n"
                "images_per_second_per_trainer: %.1f\n"
                "images_per_second: %.1f\nallreduce_wait_share: %.3f\n"
                "allreduce_bytes_per_step: %ld\nallreduce_messages_per_step: %.1f\n",
-               b.trainers, job.train_batch, op_get_threads(), steps, b.step_ms,
+               b.trainers, job.train_batch, op_get_threads(), steps, op_blas_core(), b.step_ms,
                b.weight_step_ms, b.arch_step_ms, b.fixed_step_ms, b.search_over_fixed,
                b.weight_over_fixed, b.images_per_second / b.trainers, b.images_per_second,
                b.wait_share, b.reduced_bytes_per_step, b.reduced_messages_per_step);
