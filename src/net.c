@@ -553,10 +553,7 @@ static void block_scatter_grads(struct net *net, const struct net_layer *layer,
         }
 }
 
-/* Hands the gradient ranges a sliced candidate wrote (its slice of the super block) to
- * net->grad_ready in buffer order, adjacent ones as one: the first h of each expand row and of
- * bn1, the centre k x k taps' first h, the first h of bn2, the first h rows of the projection
- * and bn3. The rest of the super block's gradient is zero in this step and is not sent. */
+/* A run of adjacent gradient ranges on its way to net->grad_ready. */
 struct range_run {
     struct net *net;
     size_t offset, count;
@@ -574,6 +571,10 @@ static void run_add(struct range_run *r, size_t offset, size_t count)
     r->count = count;
 }
 
+/* Hands the gradient ranges a sliced candidate wrote (its slice of the super block) to
+ * net->grad_ready in buffer order, adjacent ones as one: the first h of each expand row and of
+ * bn1, the centre k x k taps' first h, the first h of bn2, the first h rows of the projection
+ * and bn3. The rest of the super block's gradient is zero in this step and is not sent. */
 static void block_slice_grads_ready(struct net *net, const struct net_layer *layer,
                                     const struct net_block *blk)
 {
