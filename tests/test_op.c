@@ -441,6 +441,8 @@ static const struct conv_shape DW_FWD_SHAPES[] = {
     {1, 7, 7, 5, 0, 3, 1}, {3, 7, 7, 5, 0, 3, 2}, {1, 5, 5, 8, 0, 5, 1}, {3, 9, 9, 3, 0, 5, 2},
     {1, 9, 9, 4, 0, 7, 1}, {3, 7, 7, 6, 0, 7, 2}, {2, 5, 9, 16, 0, 7, 1}, {3, 8, 8, 17, 0, 3, 2},
     {1, 14, 14, 24, 0, 5, 2}, {1, 3, 3, 2, 0, 7, 1},
+    /* rows wide enough for the DW_PIXELS-at-once path (with 16-, 8-wide and scalar channels) */
+    {1, 12, 12, 40, 0, 3, 1}, {2, 9, 16, 18, 0, 5, 1}, {1, 13, 21, 8, 0, 7, 2},
 };
 
 static const struct conv_shape DW_GRAD_SHAPES[] = {
@@ -448,6 +450,8 @@ static const struct conv_shape DW_GRAD_SHAPES[] = {
     {1, 7, 7, 2, 0, 7, 1}, {3, 7, 7, 2, 0, 7, 2}, {1, 6, 6, 2, 0, 3, 2},
     /* channel counts that take the 32- and 8-wide vector paths and the scalar tail */
     {2, 9, 9, 18, 0, 5, 2}, {1, 6, 5, 42, 0, 3, 1}, {1, 5, 5, 40, 0, 7, 2},
+    /* stride-1 rows wide enough for the input gradient's DW_PIXELS-at-once path */
+    {1, 6, 12, 40, 0, 3, 1}, {2, 7, 13, 18, 0, 5, 1}, {1, 9, 16, 3, 0, 7, 1},
 };
 
 /* ---------- conv problems ---------- */
