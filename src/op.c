@@ -12,9 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Rows per OpenBLAS call of an expanding pointwise convolution (op_pointwise_forward). */
-#define POINTWISE_ROWS 256
-
 static int op_threads = 1;
 
 void op_set_threads(int threads)
@@ -130,17 +127,8 @@ void op_conv_backward(float *din, float *dw, float *dcol, const float *dout, con
 
 void op_pointwise_forward(float *out, const float *in, const float *w, int N, int Ci, int Co)
 {
-    /* An expanding GEMM (Co >= 2 Ci) is bound by writing its output, and OpenBLAS writes it
-     * twice (it zeroes out first for beta = 0): in blocks of POINTWISE_ROWS rows the zeroed
-     * block is still in cache when the kernel adds into it. Measured alone (1 thread):
-     * 50176 x 16 -> 96 1.26 -> 0.86 ms with the SkylakeX kernels, 3.84 -> 2.03 with Haswell;
-     * a narrowing one gained with SkylakeX and lost with Haswell, so it stays one call. */
-    int rows = Co >= 2 * Ci && N > 2 * POINTWISE_ROWS ? POINTWISE_ROWS : N;
-    for (int n0 = 0; n0 < N; n0 += rows) {
-        int m = N - n0 < rows ? N - n0 : rows;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, Co, Ci, 1.0f,
-                    in + (size_t)n0 * Ci, Ci, w, Co, 0.0f, out + (size_t)n0 * Co, Co);
-    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Co, Ci, 1.0f, in, Ci, w, Co, 0.0f,
+                out, Co);
 }
 
 void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
