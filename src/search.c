@@ -1002,20 +1002,19 @@ static void bench_fixed_free(struct bench_fixed *f)
 static double bench_fixed_step(struct search_ctx *c, struct bench_fixed *f)
 {
     const struct net *sn = c->net;
-    if (f->net && !memcmp(f->ops, sn->choice, (size_t)sn->layer_count * sizeof(int)))
-        goto timed;
-    bench_fixed_free(f);
-    struct net_desc desc = c->job->net;
-    for (int l = 0; l < sn->layer_count; l++) {
-        desc.fixed_ops[l] = sn->layers[l].cand[sn->choice[l]].spec;
-        f->ops[l] = sn->choice[l];
+    if (!f->net || memcmp(f->ops, sn->choice, (size_t)sn->layer_count * sizeof(int))) {
+        bench_fixed_free(f);
+        struct net_desc desc = c->job->net;
+        for (int l = 0; l < sn->layer_count; l++) {
+            desc.fixed_ops[l] = sn->layers[l].cand[sn->choice[l]].spec;
+            f->ops[l] = sn->choice[l];
+        }
+        f->net = net_create(&desc, c->B, c->job->data_resize, c->td.train.channels,
+                            c->td.train.classes, 1, (uint64_t)c->job->search_seed);
+        OFFNAS_ASSERT(f->net); /* the supernet of the same shapes was built */
+        f->net->bn_groups = sn->bn_groups;
+        f->mom = offnas_calloc(f->net->param_count, sizeof(float));
     }
-    f->net = net_create(&desc, c->B, c->job->data_resize, c->td.train.channels,
-                        c->td.train.classes, 1, (uint64_t)c->job->search_seed);
-    OFFNAS_ASSERT(f->net); /* the supernet of the same shapes was built */
-    f->net->bn_groups = sn->bn_groups;
-    f->mom = offnas_calloc(f->net->param_count, sizeof(float));
-timed:;
     struct train_hparams hp = {0.01f, (float)c->job->train_momentum, 0.0f, 0.0f};
     train_step(f->net, f->mom, c->tb.x, c->tb.labels, c->B, &hp, NULL, NULL);
     double t = offnas_now();
