@@ -25,7 +25,6 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PROFILE_WARMUP 5
@@ -37,12 +36,11 @@
 static void wait_quietly_status(MPI_Request *r, MPI_Status *st)
 {
     int done = 0;
-    struct timespec pause = {0, 200000};
     for (;;) {
         MPI_CHECK(MPI_Test(r, &done, st));
         if (done)
             return;
-        nanosleep(&pause, NULL);
+        offnas_sleep_ms(0.2);
     }
 }
 

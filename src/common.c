@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -62,6 +63,15 @@ double offnas_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void offnas_sleep_ms(double ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec t = {(time_t)(ms / 1000.0), (long)(fmod(ms, 1000.0) * 1e6)};
+    while (nanosleep(&t, &t) < 0)
+        ;
 }
 
 uint64_t offnas_fnv1a64(const void *data, size_t bytes, uint64_t seed)

@@ -29,6 +29,8 @@ void offnas_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Monotonic wall clock in seconds. */
 double offnas_now(void);
+/* Sleeps ms milliseconds (nothing for ms <= 0), resumed after a signal. */
+void offnas_sleep_ms(double ms);
 
 /* The 64-bit FNV-1a offset basis: the seed of a hash over bytes that follow nothing. */
 #define OFFNAS_FNV1A64_SEED 0xcbf29ce484222325ULL

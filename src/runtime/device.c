@@ -12,19 +12,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define DEVICE_CONNECT_MS 5000
-
-static void sleep_ms(double ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec t = {(time_t)(ms / 1000.0), (long)(fmod(ms, 1000.0) * 1e6)};
-    while (nanosleep(&t, &t) < 0)
-        ;
-}
 
 /* The connection to the edge and the buffers of one request. */
 struct device_link {
@@ -97,7 +87,7 @@ static int link_reopen(struct device_link *l, const struct runtime_model *rm,
             return e ? -1 : 0;
         if (offnas_now() > deadline)
             return -1;
-        sleep_ms(200);
+        offnas_sleep_ms(200);
     }
 }
 
@@ -107,7 +97,7 @@ static int link_request(struct device_link *l, const struct runtime_model *rm,
                         const struct device_options *o, uint64_t id)
 {
     double deadline = offnas_now() + o->timeout;
-    sleep_ms(o->rtt_ms / 2);
+    offnas_sleep_ms(o->rtt_ms / 2);
     if (sock_send_all(l->fd, l->frame.data, l->frame.len, deadline))
         return -1;
     int e = sock_recv_frame(l->fd, &l->h, &l->reply, WIRE_MAX_PAYLOAD, deadline);
@@ -116,7 +106,7 @@ static int link_request(struct device_link *l, const struct runtime_model *rm,
     if (e > 0)
         return offnas_error("%s: a bad reply to request %llu: %s", o->server_text,
                             (unsigned long long)id, offnas_last_error()), 1;
-    sleep_ms(o->rtt_ms / 2);
+    offnas_sleep_ms(o->rtt_ms / 2);
     if (l->h.type == WIRE_ERROR)
         return refused(l, o->server_text), 1;
     if (l->h.type != WIRE_RESULT)

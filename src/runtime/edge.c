@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define EDGE_OUT_LIMIT (1u << 20) /* stop reading a connection whose replies pile up beyond */
@@ -250,7 +249,7 @@ static void worker_accept(struct edge_worker *wk, double now)
             /* out of file descriptors: the listener stays readable, so pause instead of
              * spinning on it; EAGAIN: another worker took it, or nothing waits */
             if (errno == EMFILE || errno == ENFILE)
-                nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+                offnas_sleep_ms(50);
             return;
         }
         char text[32];
@@ -397,7 +396,7 @@ int edge_serve(const struct runtime_model *rm, const struct edge_options *o,
             }
         /* on a stop, refuse new connections at once (the workers drain the open ones) */
         while (!edge_stop)
-            nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+            offnas_sleep_ms(20);
         shutdown(sh.listen_fd, SHUT_RDWR);
         for (int i = 0; i < started; i++)
             pthread_join(wk[i].thread, NULL);
