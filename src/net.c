@@ -405,6 +405,7 @@ void net_free(struct net *net)
     free(net->g_hid2);
     free(net->masked);
     free(net->mask);
+    free(net->bn_sums);
     free(net->mask_grad);
     free(net->params);
     free(net->grads);
@@ -434,50 +435,88 @@ static void bn_update_running(struct net *net, const struct net_bn *bn, int n)
 }
 
 /* Batch norm (fused with ReLU6 when relu6) over N pixels; in training mode with bn_groups > 1
- * every group of N/groups pixels (a contiguous slice of the batch) has its own statistics. */
+ * every group of N/groups pixels (a contiguous slice of the batch) has its own statistics.
+ * sums: the groups' sums from op_pointwise_forward_sums (2C each), or NULL for a pass of its
+ * own. */
 static void bn_run(struct net *net, float *out, const float *in, const struct net_bn *bn, int N,
-                   int training, int relu6)
+                   int training, int relu6, const double *sums)
 {
     int G = training ? net->bn_groups : 1, C = bn->channels, n = N / G;
     float momentum = G > 1 ? 0.0f : net->bn_momentum;
+    const float *gamma = net->params + bn->gamma, *beta = net->params + bn->beta;
+    float *running = net->stats + bn->running, *running_var = net->stats + bn->running_var;
     for (int g = 0; g < G; g++) {
         size_t at = (size_t)g * n * C;
         float *mean = bn->mean + (size_t)g * C, *rstd = bn->rstd + (size_t)g * C;
-        if (relu6)
-            op_batchnorm_relu6_forward(out + at, mean, rstd, in + at, net->params + bn->gamma,
-                                       net->params + bn->beta, net->stats + bn->running,
-                                       net->stats + bn->running_var, n, C, training, momentum);
+        if (training && sums)
+            op_batchnorm_sums_forward(out + at, mean, rstd, in + at, sums + (size_t)g * 2 * C,
+                                      gamma, beta, running, running_var, n, C, momentum, relu6);
+        else if (relu6)
+            op_batchnorm_relu6_forward(out + at, mean, rstd, in + at, gamma, beta, running,
+                                       running_var, n, C, training, momentum);
         else
-            op_batchnorm_forward(out + at, mean, rstd, in + at, net->params + bn->gamma,
-                                 net->params + bn->beta, net->stats + bn->running,
-                                 net->stats + bn->running_var, n, C, training, momentum);
+            op_batchnorm_forward(out + at, mean, rstd, in + at, gamma, beta, running, running_var,
+                                 n, C, training, momentum);
     }
     if (G > 1)
         bn_update_running(net, bn, n);
 }
 
-static void bn_forward(struct net *net, float *out, const float *in, const struct net_bn *bn,
-                       int N, int training)
+/* Room for the sums of every batch-norm group of C channels (grown on a wider block's first
+ * training step, then never again). */
+static double *bn_sums(struct net *net, int C)
 {
-    bn_run(net, out, in, bn, N, training, 0);
+    size_t need = (size_t)net->bn_groups * 2 * C;
+    if (need > net->bn_sums_size) {
+        free(net->bn_sums);
+        net->bn_sums = offnas_malloc(need * sizeof(double));
+        net->bn_sums_size = need;
+    }
+    return net->bn_sums;
+}
+
+/* The pointwise convolution a = x w (N pixels, ci -> bn's channels) and its batch norm
+ * (+ ReLU6) into y; in training mode the GEMM gathers the statistics of a as it writes it,
+ * group by group, so the batch norm does not read a once more for them. */
+static void pointwise_bn_forward(struct net *net, float *a, float *y, const float *x,
+                                 const float *w, const struct net_bn *bn, int N, int ci,
+                                 int training, int relu6)
+{
+    int C = bn->channels;
+    if (!training) {
+        op_pointwise_forward(a, x, w, N, ci, C);
+        bn_run(net, y, a, bn, N, 0, relu6, NULL);
+        return;
+    }
+    int G = net->bn_groups, n = N / G;
+    double *sums = bn_sums(net, C);
+    for (int g = 0; g < G; g++)
+        op_pointwise_forward_sums(a + (size_t)g * n * C, sums + (size_t)g * 2 * C,
+                                  x + (size_t)g * n * ci, w, n, ci, C);
+    bn_run(net, y, a, bn, N, 1, relu6, sums);
 }
 
 /* Batch norm + ReLU6 in one pass; out must not alias in. */
 static void bn_relu6_forward(struct net *net, float *out, const float *in, const struct net_bn *bn,
                              int N, int training)
 {
-    bn_run(net, out, in, bn, N, training, 1);
+    bn_run(net, out, in, bn, N, training, 1, NULL);
 }
 
 /* Backward of bn_run (training mode), group by group; din may alias dout. */
 static void bn_run_backward(struct net *net, float *din, const float *dout, const float *in,
-                            const struct net_bn *bn, int N, int relu6)
+                            const struct net_bn *bn, int N, int relu6, const double *sums)
 {
     int G = net->bn_groups, C = bn->channels, n = N / G;
     for (int g = 0; g < G; g++) {
         size_t at = (size_t)g * n * C;
         const float *mean = bn->mean + (size_t)g * C, *rstd = bn->rstd + (size_t)g * C;
-        if (relu6)
+        if (sums)
+            op_batchnorm_relu6_sums_backward(
+                din + at, net->grads + bn->gamma, net->grads + bn->beta, dout + at,
+                sums + (size_t)g * 2 * C, in + at, mean, rstd, net->params + bn->gamma,
+                net->params + bn->beta, n, C);
+        else if (relu6)
             op_batchnorm_relu6_backward(din + at, net->grads + bn->gamma, net->grads + bn->beta,
                                         dout + at, in + at, mean, rstd, net->params + bn->gamma,
                                         net->params + bn->beta, n, C);
@@ -492,13 +531,32 @@ static void bn_run_backward(struct net *net, float *din, const float *dout, cons
 static void bn_relu6_backward(struct net *net, float *din, const float *dout, const float *in,
                               const struct net_bn *bn, int N)
 {
-    bn_run_backward(net, din, dout, in, bn, N, 1);
+    bn_run_backward(net, din, dout, in, bn, N, 1, NULL);
+}
+
+/* The backward of y = r w with r = relu6(bn(a)) (N pixels, bn's C channels -> co): from gy, the
+ * weight gradient gw in one GEMM (NULL skips it), then group by group the gradient of r, the
+ * batch norm's sums gathered as each chunk of it is written, and the batch norm's backward in
+ * place: ga = the gradient of a. A block's project convolution and its bn2. */
+static void relu6_bn_pointwise_backward(struct net *net, float *ga, float *gw, const float *gy,
+                                        const float *r, const float *w, const float *a,
+                                        const struct net_bn *bn, int N, int co)
+{
+    int C = bn->channels, G = net->bn_groups, n = N / G;
+    op_pointwise_backward(NULL, gw, gy, r, w, N, C, co);
+    double *sums = bn_sums(net, C);
+    for (int g = 0; g < G; g++)
+        op_pointwise_din_sums(ga + (size_t)g * n * C, sums + (size_t)g * 2 * C,
+                              gy + (size_t)g * n * co, w, n, C, co, a + (size_t)g * n * C,
+                              bn->mean + (size_t)g * C, bn->rstd + (size_t)g * C,
+                              net->params + bn->gamma, net->params + bn->beta);
+    bn_run_backward(net, ga, ga, a, bn, N, 1, sums);
 }
 
 static void bn_backward(struct net *net, float *din, const float *dout, const float *in,
                         const struct net_bn *bn, int N)
 {
-    bn_run_backward(net, din, dout, in, bn, N, 0);
+    bn_run_backward(net, din, dout, in, bn, N, 0, NULL);
 }
 
 /* The expand and depthwise weights of candidate blk as contiguous (cin, hidden) and
@@ -611,15 +669,15 @@ static const float *block_forward(struct net *net, struct net_layer *layer,
     int nin = B * layer->hin * layer->win, nout = B * layer->hout * layer->wout;
     const float *r1 = x;
     if (blk->spec.expand != 1) {
-        op_pointwise_forward(layer->a1, x, w_expand, nin, blk->cin, blk->hidden);
-        bn_relu6_forward(net, layer->r1, layer->a1, &blk->bn1, nin, training);
+        pointwise_bn_forward(net, layer->a1, layer->r1, x, w_expand, &blk->bn1, nin, blk->cin,
+                             training, 1);
         r1 = layer->r1;
     }
     op_depthwise_forward(layer->a2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
                          blk->kernel, blk->stride);
     bn_relu6_forward(net, layer->r2, layer->a2, &blk->bn2, nout, training);
-    op_pointwise_forward(layer->a3, layer->r2, P + blk->w_project, nout, blk->hidden, blk->cout);
-    bn_forward(net, layer->out, layer->a3, &blk->bn3, nout, training);
+    pointwise_bn_forward(net, layer->a3, layer->out, layer->r2, P + blk->w_project, &blk->bn3,
+                         nout, blk->hidden, training, 0);
     if (blk->residual)
         op_add_forward(layer->out, layer->out, x, (size_t)nout * blk->cout);
     return layer->out;
@@ -655,9 +713,8 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
         g_expand = g_dw = g_project = NULL;
     float *g3 = net->g_hid1, *g2 = net->g_hid2;
     bn_backward(net, g3, dy, layer->a3, &blk->bn3, nout);
-    op_pointwise_backward(g2, g_project, g3, layer->r2, P + blk->w_project, nout, blk->hidden,
-                          blk->cout);
-    bn_relu6_backward(net, g2, g2, layer->a2, &blk->bn2, nout);
+    relu6_bn_pointwise_backward(net, g2, g_project, g3, layer->r2, P + blk->w_project, layer->a2,
+                                &blk->bn2, nout, blk->cout);
     const float *r1 = blk->spec.expand != 1 ? layer->r1 : layer->in;
     if (blk->spec.expand != 1) {
         float *g1 = net->g_hid1;

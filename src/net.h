@@ -163,6 +163,8 @@ struct net {
     float *g_hid1, *g_hid2; /* hidden-width gradients */
     float *g_col;           /* stem dcol */
     float *bn_saved;        /* storage of every BN's batch mean/rstd */
+    double *bn_sums;        /* the batch-norm sums a pointwise GEMM gathers, per group */
+    size_t bn_sums_size;    /* doubles in bn_sums, grown on first use */
     int training;           /* mode of the last forward */
     int shared;             /* candidates slice one superkernel per layer (a supernet only) */
 };

@@ -405,80 +405,167 @@ static inline void bn_fold(float *scale, float *shift, const float *gamma, const
 
 static inline float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
 
+enum { SUMS_FORWARD, SUMS_BACKWARD, SUMS_RELU6 };
+#define SUMS_VECTORS 4
+typedef int v8i __attribute__((vector_size(32)));
+
+/* channel_sums_add's float sums of rows n0..n1 for the 8 * V channels from c, in registers over
+ * the rows (V a constant once inlined: SUMS_VECTORS or 1): per channel the same operations in
+ * the same order as one channel at a time, so the same bits. */
+static inline void tile_sums(float *restrict s, float *restrict q, const float *x,
+                             const float *shift, const float *g, const float *ys, const float *yt,
+                             int n0, int n1, int C, int c, int V, int mode)
+{
+    v8f vs[SUMS_VECTORS], vq[SUMS_VECTORS], sh[SUMS_VECTORS], a[SUMS_VECTORS], b[SUMS_VECTORS];
+    for (int v = 0; v < V; v++) {
+        vs[v] = vq[v] = (v8f){0};
+        sh[v] = LD(shift + c + 8 * v);
+        a[v] = b[v] = (v8f){0};
+        if (mode == SUMS_RELU6) {
+            a[v] = LD(ys + c + 8 * v);
+            b[v] = LD(yt + c + 8 * v);
+        }
+    }
+    for (int n = n0; n < n1; n++) {
+        const float *row = x + (size_t)n * C + c;
+        const float *grow = mode == SUMS_FORWARD ? row : g + (size_t)n * C + c;
+        for (int v = 0; v < V; v++) {
+            v8f xv = LD(row + 8 * v);
+            if (mode == SUMS_FORWARD) {
+                v8f d = xv - sh[v];
+                vs[v] += d;
+                vq[v] += d * d;
+                continue;
+            }
+            v8f gv = LD(grow + 8 * v);
+            if (mode == SUMS_RELU6) {
+                v8f y = xv * a[v] + b[v];
+                v8i keep = (y > 0.0f) & (y < 6.0f);
+                gv = (v8f)((v8i)gv & keep);
+            }
+            vs[v] += gv;
+            vq[v] += gv * (xv - sh[v]);
+        }
+    }
+    for (int v = 0; v < V; v++) {
+        ST(s + c + 8 * v, vs[v]);
+        ST(q + c + 8 * v, vq[v]);
+    }
+}
+
 /* Per-channel sums over the N rows of (N,C) tensors, in one pass:
- *   forward  (g == NULL): s = sum (x - x0), q = sum (x - x0)^2 with x0 the first row (a shift
- *            that keeps E[x^2] - E[x]^2 from cancelling);
+ *   forward  (g == NULL): s = sum (x - x0), q = sum (x - x0)^2 with x0 the given shift row (the
+ *            tensor's first row: it keeps E[x^2] - E[x]^2 from cancelling);
  *   backward (g != NULL): s = sum g', q = sum g' * (x - mean), where g' = g masked by
  *            0 < y < 6 when the ReLU6 follows: y = x * ys + yt (ys, yt: the forward's folded
  *            scale and shift, so y is recomputed from x instead of read).
- * Rows are summed in float over blocks of BN_BLOCK_ROWS, blocks in double, threads in order. */
-static void channel_sums(double *sum, double *sumsq, const float *x, const float *shift,
-                         const float *g, const float *ys, const float *yt, int N, int C)
+ * Rows are summed in float over blocks of BN_BLOCK_ROWS, blocks in double, threads in order,
+ * and the result is ADDED to sum and sumsq: a tensor can be summed chunk by chunk (chunks of
+ * whole blocks), and with one thread the sums are the same bits as in one call. */
+static void channel_sums_add(double *sum, double *sumsq, const float *x, const float *shift,
+                             const float *g, const float *ys, const float *yt, int N, int C)
 {
     int threads = op_threads;
     if (N < 4 * BN_BLOCK_ROWS)
         threads = 1;
-    double *partial = (double *)scratch_get((size_t)threads * 2 * C * 2);
-    memset(partial, 0, (size_t)threads * 2 * C * sizeof(double));
+    double *partial = sum;
+    if (threads > 1) {
+        partial = (double *)scratch_get((size_t)threads * 2 * C * 2);
+        memset(partial, 0, (size_t)threads * 2 * C * sizeof(double));
+    }
     int blocks = (N + BN_BLOCK_ROWS - 1) / BN_BLOCK_ROWS;
 #pragma omp parallel num_threads(threads)
     {
-        double *ds = partial + (size_t)omp_get_thread_num() * 2 * C, *dq = ds + C;
+        double *ds = threads > 1 ? partial + (size_t)omp_get_thread_num() * 2 * C : sum;
+        double *dq = threads > 1 ? ds + C : sumsq;
         float s[C], q[C];
+        int mode = !g ? SUMS_FORWARD : ys ? SUMS_RELU6 : SUMS_BACKWARD;
 #pragma omp for schedule(static)
         for (int blk = 0; blk < blocks; blk++) {
             int n0 = blk * BN_BLOCK_ROWS, n1 = n0 + BN_BLOCK_ROWS < N ? n0 + BN_BLOCK_ROWS : N;
-            for (int c = 0; c < C; c++)
-                s[c] = q[c] = 0.0f;
-            for (int n = n0; n < n1; n++) {
-                const float *restrict row = x + (size_t)n * C;
-                if (!g) {
-                    for (int c = 0; c < C; c++) {
-                        float d = row[c] - shift[c];
-                        s[c] += d;
-                        q[c] += d * d;
+            int c = 0;
+            for (; c + 8 * SUMS_VECTORS <= C; c += 8 * SUMS_VECTORS)
+                tile_sums(s, q, x, shift, g, ys, yt, n0, n1, C, c, SUMS_VECTORS, mode);
+            for (; c + 8 <= C; c += 8)
+                tile_sums(s, q, x, shift, g, ys, yt, n0, n1, C, c, 1, mode);
+            for (int k = c; k < C; k++)
+                s[k] = q[k] = 0.0f;
+            for (int n = n0; n < n1 && c < C; n++) /* the channels past the last 8 */
+                for (int k = c; k < C; k++) {
+                    float xv = x[(size_t)n * C + k], gv;
+                    if (mode == SUMS_FORWARD) {
+                        float d = xv - shift[k];
+                        s[k] += d;
+                        q[k] += d * d;
+                        continue;
                     }
-                } else if (ys) {
-                    const float *restrict grow = g + (size_t)n * C;
-                    for (int c = 0; c < C; c++) {
-                        float y = bn_affine(row[c], ys[c], yt[c]);
-                        float gv = (y > 0.0f && y < 6.0f) ? grow[c] : 0.0f;
-                        s[c] += gv;
-                        q[c] += gv * (row[c] - shift[c]);
+                    gv = g[(size_t)n * C + k];
+                    if (mode == SUMS_RELU6) {
+                        float y = bn_affine(xv, ys[k], yt[k]);
+                        gv = (y > 0.0f && y < 6.0f) ? gv : 0.0f;
                     }
-                } else {
-                    const float *restrict grow = g + (size_t)n * C;
-                    for (int c = 0; c < C; c++) {
-                        s[c] += grow[c];
-                        q[c] += grow[c] * (row[c] - shift[c]);
-                    }
+                    s[k] += gv;
+                    q[k] += gv * (xv - shift[k]);
                 }
-            }
             for (int c = 0; c < C; c++) {
                 ds[c] += s[c];
                 dq[c] += q[c];
             }
         }
     }
+    if (threads > 1)
+        for (int t = 0; t < threads; t++)
+            for (int c = 0; c < C; c++) {
+                sum[c] += partial[(size_t)t * 2 * C + c];
+                sumsq[c] += partial[(size_t)t * 2 * C + C + c];
+            }
+}
+
+static void channel_sums(double *sum, double *sumsq, const float *x, const float *shift,
+                         const float *g, const float *ys, const float *yt, int N, int C)
+{
     for (int c = 0; c < C; c++)
         sum[c] = sumsq[c] = 0.0;
-    for (int t = 0; t < threads; t++)
-        for (int c = 0; c < C; c++) {
-            sum[c] += partial[(size_t)t * 2 * C + c];
-            sumsq[c] += partial[(size_t)t * 2 * C + C + c];
-        }
+    channel_sums_add(sum, sumsq, x, shift, g, ys, yt, N, C);
+}
+
+/* Rows per GEMM call of the *_sums pointwise ops: whole batch-norm blocks, about 512 KB of
+ * output, so the sums read each chunk from L2 right after the GEMM wrote it. */
+static int sums_chunk_rows(int C)
+{
+    int rows = (512 * 1024 / (int)sizeof(float) / C) / BN_BLOCK_ROWS * BN_BLOCK_ROWS;
+    return rows > BN_BLOCK_ROWS ? rows : BN_BLOCK_ROWS;
+}
+
+void op_pointwise_forward_sums(float *out, double *sums, const float *in, const float *w, int N,
+                               int Ci, int Co)
+{
+    double *sum = sums, *sumsq = sums + Co;
+    for (int c = 0; c < Co; c++)
+        sum[c] = sumsq[c] = 0.0;
+    int rows = sums_chunk_rows(Co);
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        int m = N - n0 < rows ? N - n0 : rows;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, Co, Ci, 1.0f,
+                    in + (size_t)n0 * Ci, Ci, w, Co, 0.0f, out + (size_t)n0 * Co, Co);
+        channel_sums_add(sum, sumsq, out + (size_t)n0 * Co, out, NULL, NULL, NULL, m, Co);
+    }
 }
 
 static void batchnorm_forward(float *out, float *mean, float *rstd, const float *in,
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, int N, int C, int training, float momentum,
-                              int relu6)
+                              int relu6, const double *sums)
 {
     float scale[C], shift[C];
     if (training) {
-        double sum[C], sq[C];
+        double own[2 * C];
         const float *x0 = in; /* shift: the first row */
-        channel_sums(sum, sq, in, x0, NULL, NULL, NULL, N, C);
+        if (!sums) {
+            channel_sums(own, own + C, in, x0, NULL, NULL, NULL, N, C);
+            sums = own;
+        }
+        const double *sum = sums, *sq = sums + C;
         for (int c = 0; c < C; c++) {
             double m = sum[c] / N; /* mean of x - x0 */
             double var = sq[c] / N - m * m;
@@ -519,15 +606,20 @@ static void batchnorm_forward(float *out, float *mean, float *rstd, const float 
  * dbeta = sum g', dgamma = sum g' x_hat, dx = gamma rstd (g' - dbeta/N - x_hat dgamma/N). */
 static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                                const float *in, const float *beta, const float *mean,
-                               const float *rstd, const float *gamma, int N, int C)
+                               const float *rstd, const float *gamma, int N, int C,
+                               const double *sums)
 {
     float ys[C], yt[C];
     if (beta)
         bn_fold(ys, yt, gamma, beta, mean, rstd, C);
     else
         memset(yt, 0, sizeof yt); /* unused without the ReLU6 */
-    double sum_g[C], sum_gx[C];
-    channel_sums(sum_g, sum_gx, in, mean, dout, beta ? ys : NULL, yt, N, C);
+    double own[2 * C];
+    if (!sums) {
+        channel_sums(own, own + C, in, mean, dout, beta ? ys : NULL, yt, N, C);
+        sums = own;
+    }
+    const double *sum_g = sums, *sum_gx = sums + C;
     float k[C], a[C], b[C];
     for (int c = 0; c < C; c++) {
         float db = (float)sum_g[c], dg = (float)(sum_gx[c] * rstd[c]);
@@ -560,14 +652,14 @@ void op_batchnorm_forward(float *out, float *mean, float *rstd, const float *in,
                           int training, float momentum)
 {
     batchnorm_forward(out, mean, rstd, in, gamma, beta, running_mean, running_var, N, C, training,
-                      momentum, 0);
+                      momentum, 0, NULL);
 }
 
 void op_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                            const float *in, const float *mean, const float *rstd,
                            const float *gamma, int N, int C)
 {
-    batchnorm_backward(din, dgamma, dbeta, dout, in, NULL, mean, rstd, gamma, N, C);
+    batchnorm_backward(din, dgamma, dbeta, dout, in, NULL, mean, rstd, gamma, N, C, NULL);
 }
 
 void op_batchnorm_relu6_forward(float *out, float *mean, float *rstd, const float *in,
@@ -575,14 +667,50 @@ void op_batchnorm_relu6_forward(float *out, float *mean, float *rstd, const floa
                                 float *running_var, int N, int C, int training, float momentum)
 {
     batchnorm_forward(out, mean, rstd, in, gamma, beta, running_mean, running_var, N, C, training,
-                      momentum, 1);
+                      momentum, 1, NULL);
+}
+
+void op_batchnorm_sums_forward(float *out, float *mean, float *rstd, const float *in,
+                               const double *sums, const float *gamma, const float *beta,
+                               float *running_mean, float *running_var, int N, int C,
+                               float momentum, int relu6)
+{
+    batchnorm_forward(out, mean, rstd, in, gamma, beta, running_mean, running_var, N, C, 1,
+                      momentum, relu6, sums);
 }
 
 void op_batchnorm_relu6_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                                  const float *in, const float *mean, const float *rstd,
                                  const float *gamma, const float *beta, int N, int C)
 {
-    batchnorm_backward(din, dgamma, dbeta, dout, in, beta, mean, rstd, gamma, N, C);
+    batchnorm_backward(din, dgamma, dbeta, dout, in, beta, mean, rstd, gamma, N, C, NULL);
+}
+
+void op_batchnorm_relu6_sums_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                      const double *sums, const float *in, const float *mean,
+                                      const float *rstd, const float *gamma, const float *beta,
+                                      int N, int C)
+{
+    batchnorm_backward(din, dgamma, dbeta, dout, in, beta, mean, rstd, gamma, N, C, sums);
+}
+
+void op_pointwise_din_sums(float *din, double *sums, const float *dout, const float *w, int N,
+                           int Ci, int Co, const float *x, const float *mean, const float *rstd,
+                           const float *gamma, const float *beta)
+{
+    float ys[Ci], yt[Ci];
+    bn_fold(ys, yt, gamma, beta, mean, rstd, Ci);
+    double *sum = sums, *sumsq = sums + Ci;
+    for (int c = 0; c < Ci; c++)
+        sum[c] = sumsq[c] = 0.0;
+    int rows = sums_chunk_rows(Ci);
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        int m = N - n0 < rows ? N - n0 : rows;
+        size_t at = (size_t)n0 * Ci;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, Ci, Co, 1.0f,
+                    dout + (size_t)n0 * Co, Co, w, Co, 0.0f, din + at, Ci);
+        channel_sums_add(sum, sumsq, x + at, mean, din + at, ys, yt, m, Ci);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */

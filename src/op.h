@@ -56,6 +56,21 @@ void op_depthwise_forward(float *out, const float *in, const float *w, int B, in
 void op_depthwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int B, int H, int W, int C, int k, int stride);
 
+/* op_pointwise_forward that also returns the sums a training-mode batch norm of out needs:
+ * sums (2*Co) = per channel sum (out - out[0]) then sum (out - out[0])^2, out[0] its first row.
+ * The GEMM runs in chunks of rows and each chunk is summed while it is still in cache; with
+ * one thread out and the sums are the same bits as op_pointwise_forward and the batch norm's
+ * own pass. */
+void op_pointwise_forward_sums(float *out, double *sums, const float *in, const float *w, int N,
+                               int Ci, int Co);
+/* The input gradient of op_pointwise_backward, din (N,Ci) = dout (N,Co) w^T, with the sums the
+ * backward of a batch norm + ReLU6 whose input was x (N,Ci) needs (its mean, rstd, gamma,
+ * beta): sums (2*Ci) = per channel sum g', then sum g' (x - mean), g' = din masked by the
+ * ReLU6. In chunks as op_pointwise_forward_sums; the same bits with one thread. */
+void op_pointwise_din_sums(float *din, double *sums, const float *dout, const float *w, int N,
+                           int Ci, int Co, const float *x, const float *mean, const float *rstd,
+                           const float *gamma, const float *beta);
+
 /* Batch normalisation over N pixels per channel, eps 1e-5.
  * training != 0: normalise with the batch statistics, save them in mean/rstd (C), and update
  * running_mean/running_var (C) with the given momentum (new = (1-m)*old + m*batch, the batch
@@ -79,6 +94,18 @@ void op_batchnorm_relu6_forward(float *out, float *mean, float *rstd, const floa
 void op_batchnorm_relu6_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                                  const float *in, const float *mean, const float *rstd,
                                  const float *gamma, const float *beta, int N, int C);
+
+/* The training-mode forward (then ReLU6 when relu6) with the sums of op_pointwise_forward_sums
+ * instead of a pass of its own over in. */
+void op_batchnorm_sums_forward(float *out, float *mean, float *rstd, const float *in,
+                               const double *sums, const float *gamma, const float *beta,
+                               float *running_mean, float *running_var, int N, int C,
+                               float momentum, int relu6);
+/* op_batchnorm_relu6_backward with the sums of op_pointwise_din_sums. */
+void op_batchnorm_relu6_sums_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                                      const double *sums, const float *in, const float *mean,
+                                      const float *rstd, const float *gamma, const float *beta,
+                                      int N, int C);
 
 /* ReLU6: out = min(max(in, 0), 6); out may alias in. */
 void op_relu6_forward(float *out, const float *in, size_t n);

@@ -583,7 +583,7 @@ TEST(pointwise_forward_matches_reference)
 
 TEST(batchnorm_forward_training_matches_reference)
 {
-    static const int shapes[][2] = {{2, 1}, {18, 4}, {49, 5}, {147, 24}, {3, 7}};
+    static const int shapes[][2] = {{2, 1}, {18, 4}, {49, 5}, {147, 24}, {3, 7}, {200, 45}};
     rng_seed(104);
     for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
         int N = shapes[t][0], C = shapes[t][1];
@@ -891,7 +891,7 @@ TEST(pointwise_backward_matches_finite_differences)
 
 TEST(batchnorm_backward_matches_finite_differences)
 {
-    static const int shapes[][2] = {{2, 3}, {5, 2}, {18, 4}, {27, 3}};
+    static const int shapes[][2] = {{2, 3}, {5, 2}, {18, 4}, {27, 3}, {70, 45}};
     rng_seed(204);
     for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++) {
         int N = shapes[t][0], C = shapes[t][1];
@@ -1433,6 +1433,69 @@ TEST(batchnorm_relu6_fused_equals_composition)
     free(in), free(g), free(gamma), free(beta), free(y1), free(y2), free(d1), free(d2);
 }
 
+/* The pointwise GEMMs that gather the batch norm's sums as they write (forward, and the input
+ * gradient ahead of a batch norm + ReLU6) give what the GEMM and the batch norm's own pass
+ * give: bit for bit with one thread, within SAME_RTOL with two. Shapes with several GEMM
+ * chunks, a partial last block of rows, and widths past the 32- and 8-channel tiles. */
+static int sums_case(int N, int ci, int co, int relu6, int threads)
+{
+    size_t nx = (size_t)N * ci, na = (size_t)N * co;
+    float *x = frand(nx, -1, 1), *w = frand((size_t)ci * co, -0.5, 0.5), *gy = frand(nx, -1, 1);
+    float *gamma = frand(co, 0.5, 2.0), *beta = frand(co, -1.0, 3.0);
+    float *a1 = fnew(na), *y1 = fnew(na), *a2 = fnew(na), *y2 = fnew(na);
+    float *m1 = fnew(co), *s1 = fnew(co), *m2 = fnew(co), *s2 = fnew(co);
+    float *rm1 = fnew(co), *rv1 = fnew(co), *rm2 = fnew(co), *rv2 = fnew(co);
+    float *g1 = fnew(na), *g2 = fnew(na), *dg1 = fnew(co), *db1 = fnew(co), *dg2 = fnew(co);
+    float *db2 = fnew(co);
+    double *sums = dnew(2 * (size_t)co);
+    ffill(rv1, co, 1), ffill(rv2, co, 1);
+    op_set_threads(threads);
+    op_pointwise_forward_sums(a1, sums, x, w, N, ci, co);
+    op_batchnorm_sums_forward(y1, m1, s1, a1, sums, gamma, beta, rm1, rv1, N, co, 0.1f, relu6);
+    op_pointwise_forward(a2, x, w, N, ci, co);
+    if (relu6)
+        op_batchnorm_relu6_forward(y2, m2, s2, a2, gamma, beta, rm2, rv2, N, co, 1, 0.1f);
+    else
+        op_batchnorm_forward(y2, m2, s2, a2, gamma, beta, rm2, rv2, N, co, 1, 0.1f);
+    if (relu6) { /* backward: the gradient of a from that of x (x = relu6(bn(a)) w^T) */
+        op_pointwise_din_sums(g1, sums, gy, w, N, co, ci, a1, m1, s1, gamma, beta);
+        op_batchnorm_relu6_sums_backward(g1, dg1, db1, g1, sums, a1, m1, s1, gamma, beta, N, co);
+        op_pointwise_backward(g2, NULL, gy, NULL, w, N, co, ci);
+        op_batchnorm_relu6_backward(g2, dg2, db2, g2, a2, m2, s2, gamma, beta, N, co);
+    }
+    op_set_threads(1);
+    double tol = threads == 1 ? 0 : SAME_RTOL;
+    char what[96];
+    int ok = 1;
+#define SAME(name, a, b, n)                                                                        \
+    snprintf(what, sizeof what, "sums N%d %d->%d relu6 %d threads %d: %s", N, ci, co, relu6,     \
+             threads, name);                                                                       \
+    ok &= close_same(what, a, b, n, tol)
+    SAME("pointwise out", a1, a2, na);
+    SAME("batch norm out", y1, y2, na);
+    SAME("mean", m1, m2, co);
+    SAME("rstd", s1, s2, co);
+    SAME("running var", rv1, rv2, co);
+    SAME("din", g1, g2, na);
+    SAME("dgamma", dg1, dg2, co);
+    SAME("dbeta", db1, db2, co);
+#undef SAME
+    free(x), free(w), free(gy), free(gamma), free(beta), free(a1), free(y1), free(a2), free(y2);
+    free(m1), free(s1), free(m2), free(s2), free(rm1), free(rv1), free(rm2), free(rv2), free(g1);
+    free(g2), free(dg1), free(db1), free(dg2), free(db2), free(sums);
+    return ok;
+}
+
+TEST(pointwise_sums_equal_the_batchnorm_pass)
+{
+    static const int shapes[][3] = {{8000, 7, 45}, {5000, 45, 13}, {3000, 16, 96}, {130, 3, 5}};
+    rng_seed(77);
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(shapes); t++)
+        for (int relu6 = 0; relu6 <= 1; relu6++)
+            for (int threads = 1; threads <= 2; threads++)
+                CU_ASSERT(sums_case(shapes[t][0], shapes[t][1], shapes[t][2], relu6, threads));
+}
+
 static const struct test_case TESTS[] = {
     CASE(conv_out_size_matches_padding_rule),
     CASE(conv_forward_matches_reference),
@@ -1453,6 +1516,7 @@ static const struct test_case TESTS[] = {
     CASE(depthwise_backward_matches_finite_differences),
     CASE(pointwise_backward_matches_finite_differences),
     CASE(batchnorm_backward_matches_finite_differences),
+    CASE(pointwise_sums_equal_the_batchnorm_pass),
     CASE(relu6_backward_matches_finite_differences),
     CASE(relu6_backward_in_place_uses_output),
     CASE(avgpool_backward_matches_finite_differences),
