@@ -207,7 +207,8 @@ static void bn_scale_scores(float *scores, const struct net *net, int s)
 }
 
 /* The pruned split of the trained fixed network in fixed_dir: derive's rule with batch-norm
- * scales in place of gamma. */
+ * scales in place of gamma, or with baseline.pin_split the channels of largest scale at that
+ * split, as many as baseline.pin_kept. */
 static int prune(struct derive_result *r, const struct space *sp, const struct job *job,
                  const char *fixed_dir)
 {
@@ -229,7 +230,11 @@ static int prune(struct derive_result *r, const struct space *sp, const struct j
         bn_scale_scores(scores + (size_t)s * NET_MAX_CHANNELS, net, s);
         by_split[s] = scores + (size_t)s * NET_MAX_CHANNELS;
     }
-    if (!rc) {
+    int pinned = job->baseline_pin_split;
+    if (!rc && pinned >= 0) { /* the run's split and count; the channels this seed's */
+        derive_pinned(&r->chosen, &sp->arch, &sp->cost, r->ops, pinned, by_split[pinned],
+                      job->baseline_pin_kept);
+    } else if (!rc) {
         net->mask_layer = -1;
         struct derive_data data = {&td.train, &td.val, job->data_resize};
         struct derive_options o = {job->derive_max_accuracy_drop, job->derive_bn_batches,
@@ -259,7 +264,9 @@ static int prune_split(const struct job *job, const char *out_dir, struct eval_r
     if (!rc)
         rc = prune(r, &sp, job, fixed);
     if (!rc)
-        rc = write_arch(out_dir, "prune-split", "pruned", &sp, job, "", r);
+        rc = write_arch(out_dir, "prune-split",
+                        job->baseline_pin_split >= 0 ? "pruned-pinned" : "pruned", &sp, job, "",
+                        r);
     space_close(&sp);
     free(r);
     return rc ? -1 : train_and_eval(out_dir, model, job->baseline_finetune_epochs, result);

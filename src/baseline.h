@@ -10,7 +10,9 @@
  *                   batch-norm scale of the layer that makes them; the fewest within
  *                   derive.max_accuracy_drop of the unpruned accuracy (batch norm
  *                   re-estimated), the fastest such split, fine-tuned with that mask for
- *                   baseline.finetune_epochs (2-step pruning after Shi et al. 2019)
+ *                   baseline.finetune_epochs (2-step pruning after Shi et al. 2019);
+ *                   baseline.pin_split / pin_kept fix the split and count instead (how
+ *                   jobs/compare retrains a prune-split run under another seed)
  *
  * Each ends with the files of search -> derive -> train --arch -> eval in out_dir: arch.json
  * (with "method"), model.h5, log.csv, summary.json; the tables in lut_device.h5 and

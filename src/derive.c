@@ -42,6 +42,16 @@ static void fill_choice(struct derive_choice *choice, const struct arch *arch,
     choice->accuracy = NAN;
 }
 
+void derive_pinned(struct derive_choice *choice, const struct arch *arch,
+                   const struct arch_cost *cost, const int *ops, int s, const float *scores,
+                   int kept)
+{
+    int order[NET_MAX_CHANNELS] = {0};
+    if (s >= 1 && s <= arch->layer_count)
+        rank_channels(order, scores, arch->channels[s]);
+    fill_choice(choice, arch, cost, ops, s, order, kept);
+}
+
 /* Sets net's channel mask to that of choice (none at split 0 or L+1). */
 static void apply_choice(struct net *net, const struct derive_choice *choice)
 {

@@ -76,6 +76,13 @@ int derive_split_for(struct derive_result *r, struct net *net, const struct arch
                      const struct arch_cost *cost, const float *const *scores,
                      const struct derive_data *data, const struct derive_options *o);
 
+/* The choice at split s with `kept` channels fixed in advance (prune-split retrained under
+ * another seed at its run's split): the kept channels of largest scores (ties: lower index;
+ * scores unread at splits 0 and L + 1), the predicted latency for ops, accuracy NAN. */
+void derive_pinned(struct derive_choice *choice, const struct arch *arch,
+                   const struct arch_cost *cost, const int *ops, int s, const float *scores,
+                   int kept);
+
 /* The plain rule alone (no data): ops and argmax split, channels with q > 0.5. */
 void derive_argmax(struct derive_result *r, const struct arch *arch, const struct arch_cost *cost);
 

@@ -26,7 +26,7 @@ struct derived {
 struct derived_record {
     const char *method;          /* see struct derived */
     const char *rule;            /* how split and channels were chosen: "accuracy", "argmax",
-                                  * "all-channels", "pruned" */
+                                  * "all-channels", "pruned", "pruned-pinned" */
     const struct net *space;     /* the search space (candidate names of r->ops) */
     const struct derive_result *r; /* ops, chosen; argmax and the per-split table if rule is
                                   * "accuracy" or "argmax" */

@@ -128,6 +128,9 @@ static const struct job_key KEYS[] = {
     K_INT("derive", "val_images", derive_val_images, "0", 0, BIG),
 
     K_INT("baseline", "finetune_epochs", baseline_finetune_epochs, "1", 0, BIG),
+    /* a prune-split retrained under another seed keeps the run's split and channel count */
+    K_INT("baseline", "pin_split", baseline_pin_split, "-1", -1, NET_MAX_LAYERS + 1),
+    K_INT("baseline", "pin_kept", baseline_pin_kept, "0", 0, NET_MAX_CHANNELS),
 
     K_STR("latency", "device", latency_device, ""),
     K_STR("latency", "edge", latency_edge, ""),
@@ -729,6 +732,26 @@ static int parse_candidates(const struct job *job, struct net_desc *desc)
     return 0;
 }
 
+/* baseline.pin_split and pin_kept name a split of desc's layers and a channel count it has:
+ * an inner split keeps 1..its channels, splits 0 and L + 1 send none. */
+static int check_pinned_prune(const struct job *job, const struct net_desc *desc)
+{
+    int split = job->baseline_pin_split, kept = job->baseline_pin_kept, L = desc->layer_count;
+    if (split > L + 1)
+        FINALIZE_ERROR("baseline", "pin_split",
+                       "%d is beyond the last split %d (the %d layers + 1)", split, L + 1, L);
+    int channels = split >= 1 && split <= L ? desc->layer_channels[split - 1] : 0;
+    if (split < 0 && kept > 0)
+        FINALIZE_ERROR("baseline", "pin_kept", "%d without baseline.pin_split", kept);
+    if (split >= 0 && channels == 0 && kept > 0)
+        FINALIZE_ERROR("baseline", "pin_kept", "%d, but split %d sends no feature map", kept,
+                       split);
+    if (channels > 0 && (kept < 1 || kept > channels))
+        FINALIZE_ERROR("baseline", "pin_kept", "%d is not in 1..%d (the channels of layer %d)",
+                       kept, channels, split);
+    return 0;
+}
+
 int job_finalize(struct job *job)
 {
     if (job->data_resize < 8)
@@ -742,6 +765,7 @@ int job_finalize(struct job *job)
     if (job->search_pin_split > desc.layer_count + 1)
         FINALIZE_ERROR("search", "pin_split", "%d is beyond the last split %d (the %d layers + 1)",
                        job->search_pin_split, desc.layer_count + 1, desc.layer_count);
+    OFFNAS_TRY(check_pinned_prune(job, &desc));
     job->net = desc;
     return 0;
 }

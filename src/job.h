@@ -84,6 +84,8 @@ struct job {
 
     /* [baseline] */
     int baseline_finetune_epochs;    /* prune-split: fine-tuning with the pruned split */
+    int baseline_pin_split;          /* prune-split: >= 0 this split, not the rule's (-1) */
+    int baseline_pin_kept;           /* prune-split: channels kept there (with pin_split) */
 
     /* [latency] */
     char latency_device[JOB_PATH_MAX]; /* device profile (HDF5), "" : measure here */

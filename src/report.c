@@ -6,12 +6,14 @@
 #include "common.h"
 #include "derived.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
 #include <math.h>
 #include <spawn.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -362,12 +364,13 @@ static void trivial_rows(const struct summary *s, struct report_row *all_device,
     all_edge->latency_ms.total = s->all_edge_ms;
 }
 
-int report_read_run(const char *dir, struct report_row *rows)
+/* DIR/summary.json into s, with what DIR/arch.json adds (read_arch_json). */
+static int load_summary(struct summary *s, const char *dir)
 {
     char path[JOB_PATH_MAX + 16];
-    if (strlen(dir) >= sizeof rows->dir)
+    if (strlen(dir) >= sizeof s->row.dir)
         return offnas_error("%.80s...: run folder path longer than %zu characters", dir,
-                            sizeof rows->dir - 1);
+                            sizeof s->row.dir - 1);
     snprintf(path, sizeof path, "%s/summary.json", dir);
     json_error_t err;
     json_t *root = json_load_file(path, 0, &err);
@@ -375,13 +378,149 @@ int report_read_run(const char *dir, struct report_row *rows)
         return offnas_error("%s: cannot read: %s", path, strerror(errno));
     if (!root)
         return parse_error(path, &err);
-    struct summary *s = offnas_malloc(sizeof *s);
     int rc = summary_read(s, root, path);
     json_decref(root);
-    if (!rc) {
-        snprintf(s->row.dir, sizeof s->row.dir, "%s", dir);
-        rc = read_arch_json(&s->row, dir);
+    snprintf(s->row.dir, sizeof s->row.dir, "%s", dir);
+    return rc ? -1 : read_arch_json(&s->row, dir);
+}
+
+/* ---- retrainings under other seeds ------------------------------------------------------ */
+
+static int compare_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* The seeds of the folders in DIR/seeds (each named by its train.seed, as jobs/compare writes
+ * them; files beside them, such as their logs, are skipped) in increasing order. Returns their
+ * count (0 without DIR/seeds), or -1 with an error naming the folder. */
+static int list_seeds(const char *dir, long *seeds, int max)
+{
+    char path[JOB_PATH_MAX + 16], sub[JOB_PATH_MAX + 300];
+    snprintf(path, sizeof path, "%s/seeds", dir);
+    DIR *listing = opendir(path);
+    if (!listing)
+        return errno == ENOENT ? 0 : offnas_error("%s: cannot read: %s", path, strerror(errno));
+    int n = 0, rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(listing));) {
+        struct stat st;
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (e->d_name[0] == '.' || stat(sub, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        char canonical[32]; /* "2", not "02" or "2x": one folder per seed */
+        long seed = strtol(e->d_name, NULL, 10);
+        snprintf(canonical, sizeof canonical, "%ld", seed);
+        if (seed < 0 || seed > INT_MAX || strcmp(canonical, e->d_name))
+            rc = offnas_error("%s: not a seed folder (named by its train.seed, e.g. seeds/2)",
+                              sub);
+        else if (n == max)
+            rc = offnas_error("%s: more than %d seed folders", path, max);
+        else
+            seeds[n++] = seed;
     }
+    closedir(listing);
+    qsort(seeds, (size_t)n, sizeof *seeds, compare_long);
+    return rc ? -1 : n;
+}
+
+/* An error unless the seed's count field equals the run's (file: the seed's summary). */
+static int same_count(const char *file, const char *field, int seed, int run)
+{
+    if (seed == run)
+        return 0;
+    char a[16] = "unknown", b[16] = "unknown";
+    if (seed != REPORT_UNKNOWN)
+        snprintf(a, sizeof a, "%d", seed);
+    if (run != REPORT_UNKNOWN)
+        snprintf(b, sizeof b, "%d", run);
+    return offnas_error("%s: %s: %s, but the run's is %s (a seed retrains the run's network)",
+                        file, field, a, b);
+}
+
+/* An error unless seed row is the run's network: the same method, ops, split and channels. */
+static int same_network(const struct report_row *seed, const struct report_row *run)
+{
+    char file[JOB_PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/summary.json", seed->dir);
+    if (seed->method != run->method)
+        return offnas_error("%s: method: %s, but the run's is %s (a seed retrains the run's "
+                            "network)", file, report_method_name(seed->method),
+                            report_method_name(run->method));
+    if (strcmp(seed->ops, run->ops))
+        return offnas_error("%s: ops: '%.60s', but the run's are '%.60s' (a seed retrains the "
+                            "run's network)", file, seed->ops[0] ? seed->ops : "unknown",
+                            run->ops[0] ? run->ops : "unknown");
+    OFFNAS_TRY(same_count(file, "split_point", seed->split_point, run->split_point));
+    OFFNAS_TRY(same_count(file, "kept_channels", seed->kept_channels, run->kept_channels));
+    return same_count(file, "total_channels", seed->total_channels, run->total_channels);
+}
+
+/* An error unless seed_dir/arch.json keeps the channels run_dir/arch.json keeps (when both are
+ * there). prune-split's seeds are not asked: they rank the channels on their own network. */
+static int same_channels(const char *seed_dir, const char *run_dir)
+{
+    /* seed_dir is read_seeds' sub: the run folder, "/seeds/" and the seed */
+    char seed_path[JOB_PATH_MAX + 48], run_path[JOB_PATH_MAX + 16];
+    snprintf(seed_path, sizeof seed_path, "%s/arch.json", seed_dir);
+    snprintf(run_path, sizeof run_path, "%s/arch.json", run_dir);
+    if (access(seed_path, F_OK) != 0 || access(run_path, F_OK) != 0)
+        return 0;
+    struct derived *d = offnas_malloc(2 * sizeof *d);
+    int rc = derived_load(&d[0], seed_path);
+    json_decref(d[0].root);
+    if (!rc) {
+        rc = derived_load(&d[1], run_path);
+        json_decref(d[1].root);
+    }
+    if (!rc && memcmp(d[0].split.mask, d[1].split.mask, sizeof d[0].split.mask))
+        rc = offnas_error("%s: channels: not those of the run's %s (a seed retrains the run's "
+                          "network)", seed_path, run_path);
+    free(d);
+    return rc;
+}
+
+/* row's test accuracy becomes the mean over its own training and those of DIR/seeds/<seed>,
+ * each checked to be row's network. No seed folders: row unchanged. */
+static int read_seeds(struct report_row *row, const char *dir)
+{
+    long seeds[REPORT_MAX_SEEDS - 1];
+    int n = list_seeds(dir, seeds, REPORT_MAX_SEEDS - 1);
+    if (n <= 0)
+        return n;
+    struct summary *s = offnas_malloc(sizeof *s);
+    char sub[JOB_PATH_MAX + 32];
+    double sum = row->test_accuracy, lo = sum, hi = sum;
+    row->seed_accuracy[0] = row->test_accuracy;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(sub, sizeof sub, "%s/seeds/%ld", dir, seeds[i]);
+        rc = load_summary(s, sub);
+        if (!rc)
+            rc = same_network(&s->row, row);
+        if (!rc && row->method != REPORT_PRUNE_SPLIT)
+            rc = same_channels(sub, dir);
+        if (rc)
+            break;
+        double a = s->row.test_accuracy;
+        row->seed_accuracy[i + 1] = a;
+        sum += a;
+        lo = fmin(lo, a);
+        hi = fmax(hi, a);
+    }
+    free(s);
+    row->seed_count = n + 1;
+    row->test_accuracy = sum / row->seed_count;
+    row->seed_spread = hi - lo;
+    return rc;
+}
+
+int report_read_run(const char *dir, struct report_row *rows)
+{
+    struct summary *s = offnas_malloc(sizeof *s);
+    int rc = load_summary(s, dir);
+    if (!rc)
+        rc = read_seeds(&s->row, dir);
     int count = 1;
     if (!rc) {
         rows[0] = s->row;
@@ -503,6 +642,17 @@ static void md_cell(FILE *out, const char *text)
     fputs(" |", out);
 }
 
+/* "0.9050", or for a row of several seeds "0.9050 (3 seeds, spread 0.0120)" */
+static const char *fmt_accuracy(char *buf, size_t size, const struct report_row *row)
+{
+    if (row->seed_count > 1)
+        snprintf(buf, size, "%.4f (%d seeds, spread %.4f)", row->test_accuracy, row->seed_count,
+                 row->seed_spread);
+    else
+        snprintf(buf, size, "%.4f", row->test_accuracy);
+    return buf;
+}
+
 static void md_row(FILE *out, const struct report_row *row)
 {
     char b[16][48];
@@ -523,11 +673,38 @@ static void md_row(FILE *out, const struct report_row *row)
     md_cell(out, fmt_real(b[5], sizeof b[5], ms->transfer, "%.3f", "-"));
     md_cell(out, fmt_real(b[6], sizeof b[6], ms->edge, "%.3f", "-"));
     md_cell(out, fmt_real(b[7], sizeof b[7], ms->total, "%.3f", "-"));
-    md_cell(out, fmt_real(b[8], sizeof b[8], row->test_accuracy, "%.4f", "-"));
+    md_cell(out, fmt_accuracy(b[8], sizeof b[8], row));
     md_cell(out, fmt_real(b[9], sizeof b[9], row->macs, "%.0f", "-"));
     md_cell(out, fmt_real(b[10], sizeof b[10], row->params, "%.0f", "-"));
     md_cell(out, row->pareto ? "★" : "");
     md_cell(out, row->dir);
+    fputc('\n', out);
+}
+
+static int any_seeds(const struct report *r, int prune_split_only)
+{
+    for (int i = 0; i < r->count; i++)
+        if (r->rows[i].seed_count > 1 &&
+            (!prune_split_only || r->rows[i].method == REPORT_PRUNE_SPLIT))
+            return 1;
+    return 0;
+}
+
+/* What a row of several seeds means (only when there is one), and for prune-split what its
+ * retrainings do differently. */
+static void md_seeds_note(const struct report *r, FILE *out)
+{
+    if (!any_seeds(r, 0))
+        return;
+    fputs("A test accuracy of n seeds is the mean over the run's own training and its "
+          "retrainings in RUN/seeds/<seed> (the same network, only train.seed differs; "
+          "spread: highest minus lowest); the Pareto marks and the line below use the mean.\n",
+          out);
+    if (any_seeds(r, 1))
+        fputs("prune-split's retrainings repeat its whole pipeline (the unpruned training, the "
+              "channels ranked by batch-norm scale, the fine-tuning) at the run's split and "
+              "channel count: the channels kept are each seed's own.\n",
+              out);
     fputc('\n', out);
 }
 
@@ -544,14 +721,17 @@ void report_write_md(const struct report *r, int plot_drawn, FILE *out)
             top = r->rows[i].test_accuracy;
     }
     fputc('\n', out);
+    md_seeds_note(r, out);
     if (r->best >= 0) {
         const struct report_row *b = &r->rows[r->best];
-        char label[64];
+        char label[64], seeds[32] = "";
+        if (b->seed_count > 1)
+            snprintf(seeds, sizeof seeds, " (mean of %d seeds)", b->seed_count);
         fprintf(out,
                 "Fastest within %.1f pt of the most accurate (%.4f): %s, %s: %.3f ms, test "
-                "accuracy %.4f.\n",
+                "accuracy %.4f%s.\n",
                 100 * REPORT_ACCURACY_TOLERANCE, top, row_label(label, sizeof label, b), b->dir,
-                b->latency_ms.total, b->test_accuracy);
+                b->latency_ms.total, b->test_accuracy, seeds);
     }
     if (plot_drawn)
         fputs("Plot: pareto.png, pareto.svg (gnuplot script: pareto.gp).\n", out);
@@ -571,11 +751,25 @@ static void csv_text(FILE *out, const char *text)
     fputc('"', out);
 }
 
+/* ",ACCURACIES,SPREAD": the seeds' accuracies separated by spaces, both empty for a row of one
+ * training */
+static void csv_seeds(FILE *out, const struct report_row *row)
+{
+    fputc(',', out);
+    for (int i = 0; row->seed_count > 1 && i < row->seed_count; i++)
+        fprintf(out, "%s%.15g", i ? " " : "", row->seed_accuracy[i]);
+    fputc(',', out);
+    if (row->seed_count > 1)
+        fprintf(out, "%.15g", row->seed_spread);
+}
+
 void report_write_csv(const struct report *r, FILE *out)
 {
+    int seeds = any_seeds(r, 0);
     fputs("method,lambda,dir,test_accuracy,split_point,kept_channels,total_channels,bytes_sent,"
-          "device_ms,transfer_ms,edge_ms,total_ms,macs,params,pareto\n",
+          "device_ms,transfer_ms,edge_ms,total_ms,macs,params,pareto",
           out);
+    fputs(seeds ? ",test_accuracy_seeds,test_accuracy_spread\n" : "\n", out);
     for (int i = 0; i < r->count; i++) {
         const struct report_row *row = &r->rows[i];
         const struct arch_latency *ms = &row->latency_ms;
@@ -583,7 +777,7 @@ void report_write_csv(const struct report *r, FILE *out)
         fprintf(out, "%s,%s,", report_method_name(row->method),
                 fmt_real(b[0], sizeof b[0], row->lambda, "%.15g", ""));
         csv_text(out, row->dir);
-        fprintf(out, ",%.15g,%s,%s,%s,%s,%s,%s,%s,%.15g,%s,%s,%d\n", row->test_accuracy,
+        fprintf(out, ",%.15g,%s,%s,%s,%s,%s,%s,%s,%.15g,%s,%s,%d", row->test_accuracy,
                 fmt_count(b[1], sizeof b[1], row->split_point, ""),
                 fmt_count(b[2], sizeof b[2], row->kept_channels, ""),
                 fmt_count(b[3], sizeof b[3], row->total_channels, ""),
@@ -593,6 +787,9 @@ void report_write_csv(const struct report *r, FILE *out)
                 fmt_real(b[7], sizeof b[7], ms->edge, "%.15g", ""), ms->total,
                 fmt_real(b[8], sizeof b[8], row->macs, "%.15g", ""),
                 fmt_real(b[9], sizeof b[9], row->params, "%.15g", ""), row->pareto);
+        if (seeds)
+            csv_seeds(out, row);
+        fputc('\n', out);
     }
 }
 
@@ -619,6 +816,13 @@ json_t *report_row_json(const struct report_row *row)
     json_object_set_new(o, "dir", json_string(row->dir));
     json_object_set_new(o, "ops", row->ops[0] ? json_string(row->ops) : json_null());
     json_object_set_new(o, "test_accuracy", json_real(row->test_accuracy));
+    if (row->seed_count > 1) {
+        json_t *seeds = json_array();
+        for (int i = 0; i < row->seed_count; i++)
+            json_array_append_new(seeds, json_real(row->seed_accuracy[i]));
+        json_object_set_new(o, "test_accuracy_seeds", seeds);
+        json_object_set_new(o, "test_accuracy_spread", json_real(row->seed_spread));
+    }
     json_object_set_new(o, "split_point", json_count_or_null(row->split_point));
     json_object_set_new(o, "kept_channels", json_count_or_null(row->kept_channels));
     json_object_set_new(o, "total_channels", json_count_or_null(row->total_channels));

@@ -34,15 +34,21 @@ const char *report_method_name(enum report_method method);
 #define REPORT_UNKNOWN (-1)        /* an integer field its summary did not give */
 #define REPORT_ROWS_PER_RUN 3      /* a neurosurgeon run adds its all-device and all-edge rows */
 #define REPORT_ACCURACY_TOLERANCE 0.005 /* 0.5 points: "as accurate" for the best-run rule */
+#define REPORT_MAX_SEEDS 32       /* trainings of one run averaged: its own and RUN/seeds/<seed> */
 
 /* One row of the report. Unknown numbers are NAN, unknown integers REPORT_UNKNOWN, unknown ops
- * "". latency_ms.total and test_accuracy are always known. */
+ * "". latency_ms.total and test_accuracy are always known. A run retrained under other seeds
+ * (RUN/seeds/<seed>/summary.json, the same network) has seed_count > 1 and test_accuracy is
+ * the mean of seed_accuracy; otherwise seed_count is 0 or 1 and the seed fields are unused. */
 struct report_row {
     enum report_method method;
     double lambda;
     char dir[JOB_PATH_MAX];   /* the run folder, as given */
     char ops[JOB_TEXT_MAX];   /* "k3e1, skip, ...": one op per layer */
     double test_accuracy;     /* fraction, 0..1 */
+    int seed_count;           /* trainings averaged into test_accuracy */
+    double seed_accuracy[REPORT_MAX_SEEDS]; /* the run's own, then its seeds in increasing order */
+    double seed_spread;       /* highest minus lowest of seed_accuracy */
     int split_point, kept_channels, total_channels;
     double bytes_sent;
     struct arch_latency latency_ms;
@@ -58,8 +64,10 @@ struct report {
 
 /* Reads DIR/summary.json (and DIR/arch.json when there) into rows, which has room for
  * REPORT_ROWS_PER_RUN: the run's own row, then for a neurosurgeon run its all-device and
- * all-edge rows. Returns the number of rows, or -1 with an error "DIR/summary.json: FIELD: what
- * is wrong". */
+ * all-edge rows. Every folder DIR/seeds/<seed> (a retraining of the same network under
+ * train.seed <seed>) adds its summary.json's test accuracy to the mean; one that is not the
+ * run's network (method, ops, split, channels) is an error. Returns the number of rows, or -1
+ * with an error "FILE: FIELD: what is wrong". */
 int report_read_run(const char *dir, struct report_row *rows);
 
 /* Sets pareto on every row that no other row dominates (accuracy >= and total latency <=,
@@ -81,12 +89,14 @@ void report_free(struct report *r);
  * (plot_drawn 0: says it was not drawn). */
 void report_write_md(const struct report *r, int plot_drawn, FILE *out);
 
-/* pareto.csv: a header line, then one line per row (unknown values empty, pareto 1 or 0). */
+/* pareto.csv: a header line, then one line per row (unknown values empty, pareto 1 or 0);
+ * when a row has several seeds, two more columns: test_accuracy_seeds, test_accuracy_spread. */
 void report_write_csv(const struct report *r, FILE *out);
 
 /* One row as a JSON object: method, lambda, dir, ops, test_accuracy, split_point,
  * kept_channels, total_channels, bytes_sent, latency_ms{device, transfer, edge, total}, macs,
- * params, pareto; null for unknown values. New reference. */
+ * params, pareto; null for unknown values; a row of several seeds also test_accuracy_seeds and
+ * test_accuracy_spread. New reference. */
 json_t *report_row_json(const struct report_row *row);
 
 /* report.json: {"runs": [row...], "best": row}. New reference. */

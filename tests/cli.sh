@@ -166,15 +166,19 @@ bad "search --until-epoch 0" search --until-epoch 0 --out "$tmp/o_search"
 exits "search --until-epoch 0" 2
 
 # jobs/compare's own argument errors: exit 2, one line naming the problem, nothing run.
-for args in "nosuch_regime $tmp/o_compare" "jobs/camera.ini" "jobs/camera.ini $tmp/o_compare --frobnicate"; do
+for args in "nosuch_regime $tmp/o_compare" "jobs/camera.ini" "jobs/camera.ini $tmp/o_compare --frobnicate" \
+  "COMPARE_SEEDS=0 jobs/camera.ini $tmp/o_compare" "COMPARE_SEEDS=two jobs/camera.ini $tmp/o_compare" \
+  "COMPARE_SEEDS=10000 jobs/camera.ini $tmp/o_compare"; do
+  env=()
+  if [[ $args == COMPARE_SEEDS=* ]]; then env=("${args%% *}") args=${args#* }; fi
   # shellcheck disable=SC2086
-  (cd "$src" && OFFNAS="$offnas" jobs/compare $args) >"$tmp/stdout" 2>"$tmp/stderr"
+  (cd "$src" && env OFFNAS="$offnas" "${env[@]}" jobs/compare $args) >"$tmp/stdout" 2>"$tmp/stderr"
   rc=$?
   if ((rc == 2)) && [[ $(wc -l <"$tmp/stderr") == 1 ]] && grep -q '^jobs/compare: ' "$tmp/stderr" &&
     [[ ! -e $tmp/o_compare ]]; then
-    pass "jobs/compare $args"
+    pass "${env[*]:+${env[*]} }jobs/compare $args"
   else
-    fail "jobs/compare $args" "exit $rc: $(head -c 300 "$tmp/stderr")"
+    fail "${env[*]:+${env[*]} }jobs/compare $args" "exit $rc: $(head -c 300 "$tmp/stderr")"
   fi
 done
 

@@ -328,6 +328,39 @@ TEST(job_finalize_error_after_set_names_no_line)
     EXPECT_CONTAINS(offnas_last_error(), "net.ops: 2 ops for 3 layers");
 }
 
+/* baseline.pin_split and pin_kept name a split the layers have and a count its feature map
+ * has (the defaults: 8 layers, layer 2 of 24 channels); the ends send none. */
+TEST(job_pinned_prune_split_is_checked_against_the_layers)
+{
+    static const struct {
+        const char *split, *kept, *message;
+    } cases[] = {
+        {"baseline.pin_split=10", "baseline.pin_kept=0",
+         "baseline.pin_split: 10 is beyond the last split 9"},
+        {"baseline.pin_split=-1", "baseline.pin_kept=3",
+         "baseline.pin_kept: 3 without baseline.pin_split"},
+        {"baseline.pin_split=9", "baseline.pin_kept=3",
+         "baseline.pin_kept: 3, but split 9 sends no feature map"},
+        {"baseline.pin_split=2", "baseline.pin_kept=0", "baseline.pin_kept: 0 is not in 1..24"},
+        {"baseline.pin_split=2", "baseline.pin_kept=25", "baseline.pin_kept: 25 is not in 1..24"},
+    };
+    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(cases); i++) {
+        struct job job;
+        job_defaults(&job);
+        CU_ASSERT_FATAL(job_set(&job, cases[i].split) == 0 && job_set(&job, cases[i].kept) == 0);
+        EXPECT_EQ_INT(job_finalize(&job), -1);
+        EXPECT_CONTAINS(offnas_last_error(), cases[i].message);
+    }
+    struct job job;
+    job_defaults(&job);
+    CU_ASSERT_FATAL(job_set(&job, "baseline.pin_split=2") == 0);
+    CU_ASSERT_FATAL(job_set(&job, "baseline.pin_kept=24") == 0);
+    EXPECT_EQ_INT(job_finalize(&job), 0);
+    CU_ASSERT_FATAL(job_set(&job, "baseline.pin_split=0") == 0);
+    CU_ASSERT_FATAL(job_set(&job, "baseline.pin_kept=0") == 0);
+    EXPECT_EQ_INT(job_finalize(&job), 0);
+}
+
 /* Writes a job file of n bytes, head followed by 'x' up to the closing newline, and expects
  * loading it to fail with a message containing part. */
 static void expect_long_file_error(const char *name, const char *head, size_t n,
@@ -505,6 +538,7 @@ static const struct test_case TESTS[] = {
     CASE(job_stem_stride_is_1_or_2),
     CASE(job_layer_limits),
     CASE(job_finalize_error_after_set_names_no_line),
+    CASE(job_pinned_prune_split_is_checked_against_the_layers),
     CASE(job_string_too_long),
     CASE(job_line_too_long),
     CASE(job_long_layer_list_loads),

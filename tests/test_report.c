@@ -1,7 +1,9 @@
 /* Tests of the report module: Pareto marking and the best-run rule on hand-made rows with known
  * answers (ties included), the neurosurgeon run's two extra rows, a row written to
  * pareto.csv and report.json and read back, optional fields and their defaults, and bad
- * summaries refused with the file and the field named and the output folder left untouched.
+ * summaries refused with the file and the field named and the output folder left untouched;
+ * runs retrained under other seeds (RUN/seeds/<seed>): their mean and spread, the Pareto marks
+ * and best run taken from the mean, and seeds of another network or damaged ones refused.
  * Each test writes its run folders in a folder of its own inside the test process's temporary
  * folder (tests/lib/fixture.h), removed at exit. */
 #define _POSIX_C_SOURCE 200809L
@@ -13,19 +15,22 @@
 #include "report.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
-/* root/name/summary.json holding text; returns the run folder (static buffer, so root, a
- * buffer of path_in, stays valid) */
+/* root/name/summary.json holding text (NULL: the folder alone); returns the run folder
+ * (static buffer, so root, a buffer of path_in, stays valid) */
 static const char *write_run(const char *root, const char *name, const char *text)
 {
     static char dir[192];
     char path[224];
     snprintf(dir, sizeof dir, "%s/%s", root, name);
     CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0777), 0);
+    if (!text)
+        return dir;
     snprintf(path, sizeof path, "%s/summary.json", dir);
     FILE *f = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
@@ -362,6 +367,199 @@ TEST(report_plot_labels_runs_at_one_point_once)
     free(text);
 }
 
+/* ---- runs retrained under other seeds (RUN/seeds/<seed>) ----------------------------- */
+
+/* run/seeds/<seed>/summary.json holding text (NULL: the folder alone); returns the folder
+ * (write_run's static buffer, so run must not be it) */
+static const char *write_seed(const char *run, int seed, const char *text)
+{
+    char seeds[176], name[16];
+    snprintf(seeds, sizeof seeds, "%s/seeds", run);
+    CU_ASSERT_FATAL(mkdir(seeds, 0777) == 0 || errno == EEXIST);
+    snprintf(name, sizeof name, "%d", seed);
+    return write_run(seeds, name, text);
+}
+
+/* A summary of the network "k3e1, skip" at split 2 (3 of 16 channels), 10 ms, with accuracy. */
+static const char *summary_text(double accuracy)
+{
+    static char text[256];
+    snprintf(text, sizeof text,
+             "{\"test_accuracy\": %.17g, \"ops\": \"k3e1, skip\", \"split_point\": 2, "
+             "\"kept_channels\": 3, \"total_channels\": 16, \"latency_ms\": {\"total\": 10}}",
+             accuracy);
+    return text;
+}
+
+TEST(report_run_with_two_seeds_gives_their_mean_and_spread)
+{
+    const char *root = temp_dir("seeds_mean");
+    char run[160], out[192], path[224];
+    snprintf(run, sizeof run, "%s", write_run(root, "run", summary_text(0.90)));
+    write_seed(run, 10, summary_text(0.93)); /* seed order is numeric: 2 before 10 */
+    write_seed(run, 2, summary_text(0.88));
+    snprintf(path, sizeof path, "%s/seeds/2.log", run); /* a log beside them is no seed */
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+
+    struct report rep;
+    const char *dirs[] = {run};
+    CU_ASSERT_EQUAL_FATAL(report_read(&rep, dirs, 1), 0);
+    const struct report_row *row = &rep.rows[0];
+    EXPECT_EQ_INT(row->seed_count, 3);
+    EXPECT_NEAR(row->test_accuracy, (0.90 + 0.88 + 0.93) / 3, 1e-15);
+    EXPECT_NEAR(row->seed_spread, 0.93 - 0.88, 1e-15);
+    EXPECT_NEAR(row->seed_accuracy[0], 0.90, 0);
+    EXPECT_NEAR(row->seed_accuracy[1], 0.88, 0);
+    EXPECT_NEAR(row->seed_accuracy[2], 0.93, 0);
+
+    snprintf(out, sizeof out, "%s/R", root);
+    CU_ASSERT_EQUAL_FATAL(report_write(&rep, out, 0), 0);
+    char *md = read_text(out, "report.md"), *csv = read_text(out, "pareto.csv");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(md);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(csv);
+    EXPECT_CONTAINS(md, "| 0.9033 (3 seeds, spread 0.0500) |");
+    EXPECT_CONTAINS(md, "test accuracy 0.9033 (mean of 3 seeds).");
+    EXPECT_CONTAINS(csv, "pareto,test_accuracy_seeds,test_accuracy_spread\n");
+    EXPECT_CONTAINS(csv, ",1,0.9 0.88 0.93,0.05");
+    free(md);
+    free(csv);
+    snprintf(path, sizeof path, "%s/report.json", out);
+    json_error_t err;
+    json_t *root_json = json_load_file(path, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root_json);
+    json_t *j = json_array_get(json_object_get(root_json, "runs"), 0);
+    json_t *seeds = json_object_get(j, "test_accuracy_seeds");
+    EXPECT_EQ_INT(json_array_size(seeds), 3);
+    EXPECT_NEAR(json_number_value(json_array_get(seeds, 1)), 0.88, 0);
+    EXPECT_NEAR(json_number_value(json_object_get(j, "test_accuracy_spread")), 0.05, 1e-15);
+    EXPECT_NEAR(json_number_value(json_object_get(j, "test_accuracy")), row->test_accuracy, 1e-14);
+    json_decref(root_json);
+    report_free(&rep);
+}
+
+/* Fast A (10 ms) trained once at 0.92 dominates slow B (20 ms, 0.91); A's two retrainings at
+ * 0.89 bring its mean to 0.90, below B: B joins the front and, A being 1 pt below it, is the
+ * best run. */
+TEST(report_seed_mean_decides_the_pareto_marks_and_the_best_run)
+{
+    const char *root = temp_dir("seeds_pareto");
+    char a[160], b[160];
+    snprintf(a, sizeof a, "%s",
+             write_run(root, "a", "{\"test_accuracy\": 0.92, \"latency_ms\": {\"total\": 10}}"));
+    snprintf(b, sizeof b, "%s",
+             write_run(root, "b", "{\"test_accuracy\": 0.91, \"latency_ms\": {\"total\": 20}}"));
+    const char *dirs[] = {a, b};
+    struct report rep;
+    CU_ASSERT_EQUAL_FATAL(report_read(&rep, dirs, 2), 0);
+    CU_ASSERT(rep.rows[0].pareto && !rep.rows[1].pareto);
+    EXPECT_EQ_INT(rep.best, 0);
+    report_free(&rep);
+
+    for (int seed = 2; seed <= 3; seed++)
+        write_seed(a, seed, "{\"test_accuracy\": 0.89, \"latency_ms\": {\"total\": 10}}");
+    CU_ASSERT_EQUAL_FATAL(report_read(&rep, dirs, 2), 0);
+    EXPECT_NEAR(rep.rows[0].test_accuracy, 0.90, 1e-15);
+    CU_ASSERT(rep.rows[0].pareto && rep.rows[1].pareto);
+    EXPECT_EQ_INT(rep.best, 1);
+    report_free(&rep);
+}
+
+/* dir/arch.json: the fuzz corpus's arch.json at split 2 keeping channels c[0..3) of 16 */
+static void write_arch_json(const char *dir, const int *c)
+{
+    json_error_t err;
+    json_t *arch = json_load_file(OFFNAS_SOURCE_DIR "/tests/fuzz/corpus/arch_json/tiny-run.json",
+                                  0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(arch);
+    json_object_set_new(arch, "split_point", json_integer(2));
+    json_object_set_new(arch, "total_channels", json_integer(16));
+    json_object_set_new(arch, "kept_channels", json_integer(3));
+    json_t *channels = json_array();
+    for (int i = 0; i < 3; i++)
+        json_array_append_new(channels, json_integer(c[i]));
+    json_object_set_new(arch, "channels", channels);
+    char path[320];
+    snprintf(path, sizeof path, "%s/arch.json", dir);
+    CU_ASSERT_EQUAL_FATAL(json_dump_file(arch, path, 0), 0);
+    json_decref(arch);
+}
+
+TEST(report_refuses_a_seed_of_another_network_naming_its_file)
+{
+    const char *root = temp_dir("seeds_other_network");
+    static const struct {
+        const char *name, *text, *message;
+    } cases[] = {
+        {"split", "{\"test_accuracy\": 0.9, \"ops\": \"k3e1, skip\", \"split_point\": 3, "
+                  "\"kept_channels\": 3, \"total_channels\": 16, \"latency_ms\": {\"total\": 10}}",
+         "seeds/2/summary.json: split_point: 3, but the run's is 2"},
+        {"kept", "{\"test_accuracy\": 0.9, \"ops\": \"k3e1, skip\", \"split_point\": 2, "
+                 "\"kept_channels\": 4, \"total_channels\": 16, \"latency_ms\": {\"total\": 10}}",
+         "seeds/2/summary.json: kept_channels: 4, but the run's is 3"},
+        {"ops", "{\"test_accuracy\": 0.9, \"ops\": \"k3e1, k3e1\", \"split_point\": 2, "
+                "\"kept_channels\": 3, \"total_channels\": 16, \"latency_ms\": {\"total\": 10}}",
+         "seeds/2/summary.json: ops: 'k3e1, k3e1', but the run's are 'k3e1, skip'"},
+        {"method", "{\"method\": \"prune-split\", \"test_accuracy\": 0.9, \"ops\": \"k3e1, skip\", "
+                   "\"split_point\": 2, \"kept_channels\": 3, \"total_channels\": 16, "
+                   "\"latency_ms\": {\"total\": 10}}",
+         "seeds/2/summary.json: method: prune-split, but the run's is search"},
+    };
+    char good[160];
+    snprintf(good, sizeof good, "%s", write_run(root, "good", summary_text(0.9)));
+    for (size_t i = 0; i < OFFNAS_ARRAY_LEN(cases); i++) {
+        char run[160];
+        snprintf(run, sizeof run, "%s", write_run(root, cases[i].name, summary_text(0.9)));
+        write_seed(run, 2, cases[i].text);
+        expect_refused(good, run, cases[i].message);
+    }
+
+    /* the same counts but other channels kept (arch.json): another network too */
+    char run[160];
+    snprintf(run, sizeof run, "%s", write_run(root, "channels", summary_text(0.9)));
+    write_arch_json(run, (const int[]){0, 1, 2});
+    write_arch_json(write_seed(run, 2, summary_text(0.91)), (const int[]){0, 1, 5});
+    expect_refused(good, run, "seeds/2/arch.json: channels: not those of the run's");
+    /* ...except for prune-split, whose retrainings rank the channels on their own network */
+    const char *prune = "{\"method\": \"prune-split\", \"test_accuracy\": 0.9, \"ops\": \"k3e1, "
+                        "skip\", \"split_point\": 2, \"kept_channels\": 3, \"total_channels\": 16,"
+                        " \"latency_ms\": {\"total\": 10}}";
+    snprintf(run, sizeof run, "%s", write_run(root, "prune", prune));
+    write_arch_json(run, (const int[]){0, 1, 2});
+    write_arch_json(write_seed(run, 2, prune), (const int[]){0, 1, 5});
+    struct report_row rows[REPORT_ROWS_PER_RUN];
+    EXPECT_EQ_INT(report_read_run(run, rows), 1);
+    EXPECT_EQ_INT(rows[0].seed_count, 2);
+}
+
+TEST(report_refuses_a_missing_or_garbled_seed_summary)
+{
+    const char *root = temp_dir("seeds_damaged");
+    char good[160], run[160];
+    snprintf(good, sizeof good, "%s", write_run(root, "good", summary_text(0.9)));
+
+    snprintf(run, sizeof run, "%s", write_run(root, "missing", summary_text(0.9)));
+    write_seed(run, 2, summary_text(0.91));
+    write_seed(run, 3, NULL);
+    expect_refused(good, run, "seeds/3/summary.json: cannot read: No such file or directory");
+
+    snprintf(run, sizeof run, "%s", write_run(root, "garbled", summary_text(0.9)));
+    write_seed(run, 2, "{\"test_accuracy\": 0.9,");
+    expect_refused(good, run, "seeds/2/summary.json: line 1 column");
+
+    snprintf(run, sizeof run, "%s", write_run(root, "no_accuracy", summary_text(0.9)));
+    write_seed(run, 2, "{\"ops\": \"k3e1, skip\", \"latency_ms\": {\"total\": 10}}");
+    expect_refused(good, run, "seeds/2/summary.json: test_accuracy: missing");
+
+    snprintf(run, sizeof run, "%s", write_run(root, "not_a_seed", summary_text(0.9)));
+    write_seed(run, 2, summary_text(0.91));
+    char path[224];
+    snprintf(path, sizeof path, "%s/seeds/best", run);
+    CU_ASSERT_EQUAL_FATAL(mkdir(path, 0777), 0);
+    expect_refused(good, run, "seeds/best: not a seed folder");
+}
+
 static const struct test_case TESTS[] = {
     CASE(report_plot_labels_runs_at_one_point_once),
     CASE(report_pareto_keeps_undominated_rows_and_ties),
@@ -370,5 +568,9 @@ static const struct test_case TESTS[] = {
     CASE(report_reads_optional_fields_and_their_defaults),
     CASE(report_row_round_trips_through_csv_and_json),
     CASE(report_refuses_a_bad_summary_naming_file_and_field_and_leaves_out_untouched),
+    CASE(report_run_with_two_seeds_gives_their_mean_and_spread),
+    CASE(report_seed_mean_decides_the_pareto_marks_and_the_best_run),
+    CASE(report_refuses_a_seed_of_another_network_naming_its_file),
+    CASE(report_refuses_a_missing_or_garbled_seed_summary),
 };
 TEST_MAIN("report", TESTS)

@@ -503,6 +503,45 @@ TEST(baseline_neurosurgeon_and_the_device_only_search)
     EXPECT_NEAR(p[1], 1.0, 1e-9);
 }
 
+/* prune-split with baseline.pin_split / pin_kept (how jobs/compare retrains a prune-split run
+ * under another seed): the split and channel count are the pinned ones, and the channels kept
+ * are those of largest batch-norm scale in the fixed network this run trained itself (layer 2
+ * is a k3e3 block: its last batch norm makes them). */
+TEST(baseline_prune_split_pinned_keeps_split_and_count_and_ranks_its_own_channels)
+{
+    struct job job = tiny_search_job("train.epochs=1;baseline.pin_split=2;baseline.pin_kept=5");
+    const char *out = temp_path("prune-pinned");
+    struct eval_result r;
+    CU_ASSERT_EQUAL_FATAL(baseline_run(BASELINE_PRUNE_SPLIT, &job, out, &r), 0);
+    EXPECT_EQ_INT(r.split, 2);
+    EXPECT_EQ_INT(r.kept, 5);
+    EXPECT_EQ_INT(r.total, job.net.layer_channels[1]);
+    json_t *arch = load_json(out, "arch.json");
+    CU_ASSERT_FATAL(arch != NULL);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(arch, "rule")), "pruned-pinned");
+
+    struct net *fixed = net_create(&job.net, 1, job.data_resize, 1, 10, 1, 1);
+    CU_ASSERT_FATAL(fixed != NULL);
+    char model[512];
+    snprintf(model, sizeof model, "%s/fixed/model.h5", out);
+    CU_ASSERT_EQUAL_FATAL(train_load_model(fixed, model), 0);
+    const float *gamma = fixed->params + fixed->layers[1].cand[0].bn3.gamma;
+    json_t *channels = json_object_get(arch, "channels");
+    EXPECT_EQ_INT(json_array_size(channels), 5);
+    float smallest_kept = INFINITY;
+    int kept[NET_MAX_CHANNELS] = {0};
+    for (size_t i = 0; i < json_array_size(channels); i++) {
+        int c = (int)json_integer_value(json_array_get(channels, i));
+        kept[c] = 1;
+        smallest_kept = fminf(smallest_kept, fabsf(gamma[c]));
+    }
+    for (int c = 0; c < r.total; c++)
+        if (!kept[c])
+            CU_ASSERT(fabsf(gamma[c]) <= smallest_kept);
+    net_free(fixed);
+    json_decref(arch);
+}
+
 /* search_latency_loss, each form: the returned dLoss/dE[T] is the central difference of the
  * loss value in float64 (relative 1e-6), the value is CE at E = T_ref, and the log form's
  * weight grows as E falls (lambda / E) where the additive one stays lambda / T_ref. */
@@ -614,6 +653,7 @@ static const struct test_case TESTS[] = {
     CASE(search_checkpoint_with_a_bad_counter_or_a_nan_is_refused),
     CASE(derive_picks_the_fastest_admitted_split_for_the_derived_ops),
     CASE(baseline_neurosurgeon_and_the_device_only_search),
+    CASE(baseline_prune_split_pinned_keeps_split_and_count_and_ranks_its_own_channels),
     CASE(search_end_to_end),
     CASE(search_lambda_lowers_expected_latency),
     CASE(search_paused_after_the_warmup_resumes_with_another_lambda),

@@ -21,6 +21,7 @@ static const char BASELINE_USAGE[] =
     "  prune-split     the fixed network trained, the channels at each split pruned by\n"
     "                  batch-norm scale to the fewest within derive.max_accuracy_drop, the\n"
     "                  fastest split, fine-tuned baseline.finetune_epochs with that mask\n"
+    "                  (baseline.pin_split and pin_kept: that split and channel count)\n"
     "Then: offnas report --out R DIR ...\n";
 
 int cmd_baseline(int argc, char **argv)
