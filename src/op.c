@@ -537,19 +537,33 @@ static int sums_chunk_rows(int C)
     return rows > BN_BLOCK_ROWS ? rows : BN_BLOCK_ROWS;
 }
 
+/* out (N,C) = a (N,K) times w, (K,C) or with trans_w (C,K) transposed, chunk by chunk; after
+ * each chunk its rows are added to sums (2*C, zeroed first) as channel_sums_add adds them:
+ * without bn_in x = out and shift = out's first row (a forward's statistics), with it
+ * x = bn_in, shift = mean and g = out masked by the ReLU6 of ys, yt (a backward's). */
+static void gemm_sums(float *out, double *sums, const float *a, const float *w, int trans_w,
+                      int N, int K, int C, const float *bn_in, const float *mean,
+                      const float *ys, const float *yt)
+{
+    for (int c = 0; c < 2 * C; c++)
+        sums[c] = 0.0;
+    int rows = sums_chunk_rows(C);
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        int m = N - n0 < rows ? N - n0 : rows;
+        size_t at = (size_t)n0 * C;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_w ? CblasTrans : CblasNoTrans, m, C, K,
+                    1.0f, a + (size_t)n0 * K, K, w, trans_w ? K : C, 0.0f, out + at, C);
+        if (bn_in)
+            channel_sums_add(sums, sums + C, bn_in + at, mean, out + at, ys, yt, m, C);
+        else
+            channel_sums_add(sums, sums + C, out + at, out, NULL, NULL, NULL, m, C);
+    }
+}
+
 void op_pointwise_forward_sums(float *out, double *sums, const float *in, const float *w, int N,
                                int Ci, int Co)
 {
-    double *sum = sums, *sumsq = sums + Co;
-    for (int c = 0; c < Co; c++)
-        sum[c] = sumsq[c] = 0.0;
-    int rows = sums_chunk_rows(Co);
-    for (int n0 = 0; n0 < N; n0 += rows) {
-        int m = N - n0 < rows ? N - n0 : rows;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, Co, Ci, 1.0f,
-                    in + (size_t)n0 * Ci, Ci, w, Co, 0.0f, out + (size_t)n0 * Co, Co);
-        channel_sums_add(sum, sumsq, out + (size_t)n0 * Co, out, NULL, NULL, NULL, m, Co);
-    }
+    gemm_sums(out, sums, in, w, 0, N, Ci, Co, NULL, NULL, NULL, NULL);
 }
 
 static void batchnorm_forward(float *out, float *mean, float *rstd, const float *in,
@@ -700,17 +714,7 @@ void op_pointwise_din_sums(float *din, double *sums, const float *dout, const fl
 {
     float ys[Ci], yt[Ci];
     bn_fold(ys, yt, gamma, beta, mean, rstd, Ci);
-    double *sum = sums, *sumsq = sums + Ci;
-    for (int c = 0; c < Ci; c++)
-        sum[c] = sumsq[c] = 0.0;
-    int rows = sums_chunk_rows(Ci);
-    for (int n0 = 0; n0 < N; n0 += rows) {
-        int m = N - n0 < rows ? N - n0 : rows;
-        size_t at = (size_t)n0 * Ci;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, Ci, Co, 1.0f,
-                    dout + (size_t)n0 * Co, Co, w, Co, 0.0f, din + at, Ci);
-        channel_sums_add(sum, sumsq, x + at, mean, din + at, ys, yt, m, Ci);
-    }
+    gemm_sums(din, sums, dout, w, 1, N, Co, Ci, x, mean, ys, yt);
 }
 
 /* ------------------------------------------------------------------------------------------ */
