@@ -4,6 +4,7 @@
 #include "op.h"
 
 #include "common.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <ctype.h>
@@ -127,19 +128,16 @@ void op_conv_backward(float *din, float *dw, float *dcol, const float *dout, con
 
 void op_pointwise_forward(float *out, const float *in, const float *w, int N, int Ci, int Co)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Co, Ci, 1.0f, in, Ci, w, Co, 0.0f,
-                out, Co);
+    gemm_nn(out, in, w, N, Ci, Co);
 }
 
 void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int N, int Ci, int Co)
 {
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ci, Co, N, 1.0f, in, Ci, dout, Co,
-                    1.0f, dw, Co);
+        gemm_tn_add(dw, in, dout, N, Ci, Co);
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, Ci, Co, 1.0f, dout, Co, w, Co,
-                    0.0f, din, Ci);
+        gemm_nt(din, dout, w, N, Co, Ci);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -548,11 +546,11 @@ static void gemm_sums(float *out, double *sums, const float *a, const float *w, 
     for (int c = 0; c < 2 * C; c++)
         sums[c] = 0.0;
     int rows = sums_chunk_rows(C);
+    const float *packed = gemm_pack(w, K, C, trans_w);
     for (int n0 = 0; n0 < N; n0 += rows) {
         int m = N - n0 < rows ? N - n0 : rows;
         size_t at = (size_t)n0 * C;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_w ? CblasTrans : CblasNoTrans, m, C, K,
-                    1.0f, a + (size_t)n0 * K, K, w, trans_w ? K : C, 0.0f, out + at, C);
+        gemm_packed(out + at, a + (size_t)n0 * K, packed, m, K, C);
         if (bn_in)
             channel_sums_add(sums, sums + C, bn_in + at, mean, out + at, ys, yt, m, C);
         else

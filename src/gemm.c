@@ -1,0 +1,243 @@
+/* gemm: register-tiled products for the pointwise convolutions (see gemm.h).
+ *
+ * A tile of GEMM_ROWS rows by two 16-wide column panels of the result lives in 16 vector
+ * registers while the shared dimension is walked: per step two vector loads of the packed small
+ * matrix and GEMM_ROWS scalars of the long one, broadcast into 2 * GEMM_ROWS fused multiply-adds.
+ * The long operand is read where it lies, in chunks of GEMM_CHUNK rows that stay in L2 while
+ * every column panel passes over them. GCC's vector extensions keep it portable: 16-wide vectors
+ * are one AVX-512 register, or four NEON ones on the device build. */
+#include "gemm.h"
+
+#include "common.h"
+
+#include <omp.h>
+#include <string.h>
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef v16f v16f_u __attribute__((aligned(4)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef v8f v8f_u __attribute__((aligned(4)));
+#define LD16(p) (*(const v16f_u *)(p))
+#define ST16(p, v) (*(v16f_u *)(p) = (v))
+#define LD8(p) (*(const v8f_u *)(p))
+#define ST8(p, v) (*(v8f_u *)(p) = (v))
+
+#define GEMM_PANEL 16 /* columns per vector */
+#define GEMM_ROWS 8   /* result rows per register tile */
+#define GEMM_CHUNK 256 /* rows of the long operand per L2 pass */
+
+/* Grown, never shrunk: the packed small matrix and gemm_tn_add's per-thread partial sums. */
+static float *pack_buf, *partial_buf;
+static size_t pack_floats, partial_floats;
+
+static float *grow(float **buf, size_t *have, size_t floats)
+{
+    if (floats > *have) {
+        free(*buf);
+        *buf = offnas_malloc(floats * sizeof(float));
+        *have = floats;
+    }
+    return *buf;
+}
+
+/* Panel p holds rows k = 0..K-1 of the columns 16p..16p+15 of b (K,M), or of b^T when b is
+ * (M,K), zero past column M. */
+const float *gemm_pack(const float *b, int K, int M, int transposed)
+{
+    int panels = (M + GEMM_PANEL - 1) / GEMM_PANEL;
+    float *bp = grow(&pack_buf, &pack_floats, (size_t)panels * K * GEMM_PANEL);
+    for (int p = 0; p < panels; p++)
+        for (int k = 0; k < K; k++) {
+            float *dst = bp + ((size_t)p * K + k) * GEMM_PANEL;
+            for (int j = 0; j < GEMM_PANEL; j++) {
+                int col = p * GEMM_PANEL + j;
+                dst[j] = col >= M ? 0.0f
+                         : transposed ? b[(size_t)col * K + k]
+                                      : b[(size_t)k * M + col];
+            }
+        }
+    return bp;
+}
+
+/* The first n (< 16) floats of v to dst. */
+static inline void store_part(float *dst, v16f v, int n)
+{
+    float lanes[GEMM_PANEL];
+    memcpy(lanes, &v, sizeof lanes);
+    memcpy(dst, lanes, (size_t)n * sizeof(float));
+}
+
+static inline void store_cols(float *dst, v16f v, int n)
+{
+    if (n >= GEMM_PANEL)
+        ST16(dst, v);
+    else
+        store_part(dst, v, n);
+}
+
+/* c rows 0..rows-1, columns col..col+16*panels-1 (clipped at M) = a rows times the packed
+ * panels bp (K rows of 16 each, the second right after the first). */
+static inline __attribute__((always_inline)) void
+tile_nn(float *c, const float *a, const float *bp, int K, int M, int col, int rows, int panels)
+{
+    v16f acc[GEMM_ROWS][2];
+    for (int r = 0; r < rows; r++)
+        acc[r][0] = acc[r][1] = (v16f){0};
+    const float *b1 = bp + (size_t)K * GEMM_PANEL;
+    for (int k = 0; k < K; k++) {
+        v16f x0 = LD16(bp + (size_t)k * GEMM_PANEL);
+        v16f x1 = panels == 2 ? LD16(b1 + (size_t)k * GEMM_PANEL) : (v16f){0};
+        for (int r = 0; r < rows; r++) {
+            float s = a[(size_t)r * K + k];
+            acc[r][0] += s * x0;
+            if (panels == 2)
+                acc[r][1] += s * x1;
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        float *dst = c + (size_t)r * M + col;
+        store_cols(dst, acc[r][0], M - col);
+        if (panels == 2)
+            store_cols(dst + GEMM_PANEL, acc[r][1], M - col - GEMM_PANEL);
+    }
+}
+
+/* Rows n0..n1 of c = a bp, every column. */
+static void rows_nn(float *c, const float *a, const float *bp, int n0, int n1, int K, int M)
+{
+    int panels = (M + GEMM_PANEL - 1) / GEMM_PANEL;
+    for (int p = 0; p < panels; p += 2) {
+        const float *panel = bp + (size_t)p * K * GEMM_PANEL;
+        int col = p * GEMM_PANEL, two = p + 1 < panels;
+        int n = n0;
+        for (; n + GEMM_ROWS <= n1; n += GEMM_ROWS) {
+            float *cn = c + (size_t)n * M;
+            const float *an = a + (size_t)n * K;
+            if (two)
+                tile_nn(cn, an, panel, K, M, col, GEMM_ROWS, 2);
+            else
+                tile_nn(cn, an, panel, K, M, col, GEMM_ROWS, 1);
+        }
+        if (n < n1)
+            tile_nn(c + (size_t)n * M, a + (size_t)n * K, panel, K, M, col, n1 - n, two ? 2 : 1);
+    }
+}
+
+void gemm_packed(float *c, const float *a, const float *bp, int N, int K, int M)
+{
+    int chunks = (N + GEMM_CHUNK - 1) / GEMM_CHUNK;
+#pragma omp parallel for schedule(static) if (chunks > 1 && omp_get_max_threads() > 1)
+    for (int ch = 0; ch < chunks; ch++) {
+        int n0 = ch * GEMM_CHUNK, n1 = n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N;
+        rows_nn(c, a, bp, n0, n1, K, M);
+    }
+}
+
+void gemm_nn(float *c, const float *a, const float *b, int N, int K, int M)
+{
+    gemm_packed(c, a, gemm_pack(b, K, M, 0), N, K, M);
+}
+
+void gemm_nt(float *c, const float *a, const float *b, int N, int K, int M)
+{
+    gemm_packed(c, a, gemm_pack(b, K, M, 1), N, K, M);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* c (K,M) += a^T g: a tile of rows i..i+rows-1 of c (columns of a) by W columns of g (32, 16 or
+ * 8) summed over the rows n0..n1 in registers, then added to c. */
+
+static inline __attribute__((always_inline)) void
+tile_tn(float *c, const float *a, const float *g, int n0, int n1, int K, int M, int i, int j,
+        int rows, int width)
+{
+    v16f acc[GEMM_ROWS][2];
+    v8f half[GEMM_ROWS];
+    for (int r = 0; r < rows; r++) {
+        acc[r][0] = acc[r][1] = (v16f){0};
+        half[r] = (v8f){0};
+    }
+    for (int n = n0; n < n1; n++) {
+        const float *gn = g + (size_t)n * M + j, *an = a + (size_t)n * K + i;
+        if (width == 8) {
+            v8f x = LD8(gn);
+            for (int r = 0; r < rows; r++)
+                half[r] += an[r] * x;
+            continue;
+        }
+        v16f x0 = LD16(gn);
+        v16f x1 = width == 32 ? LD16(gn + GEMM_PANEL) : (v16f){0};
+        for (int r = 0; r < rows; r++) {
+            acc[r][0] += an[r] * x0;
+            if (width == 32)
+                acc[r][1] += an[r] * x1;
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        float *dst = c + (size_t)(i + r) * M + j;
+        if (width == 8) {
+            ST8(dst, LD8(dst) + half[r]);
+            continue;
+        }
+        ST16(dst, LD16(dst) + acc[r][0]);
+        if (width == 32)
+            ST16(dst + GEMM_PANEL, LD16(dst + GEMM_PANEL) + acc[r][1]);
+    }
+}
+
+static inline __attribute__((always_inline)) void
+rows_tn_width(float *c, const float *a, const float *g, int n0, int n1, int K, int M, int j,
+              int width)
+{
+    int i = 0;
+    for (; i + GEMM_ROWS <= K; i += GEMM_ROWS)
+        tile_tn(c, a, g, n0, n1, K, M, i, j, GEMM_ROWS, width);
+    if (i < K)
+        tile_tn(c, a, g, n0, n1, K, M, i, j, K - i, width);
+}
+
+static void rows_tn(float *c, const float *a, const float *g, int n0, int n1, int K, int M)
+{
+    int j = 0;
+    for (; j + 2 * GEMM_PANEL <= M; j += 2 * GEMM_PANEL)
+        rows_tn_width(c, a, g, n0, n1, K, M, j, 32);
+    for (; j + GEMM_PANEL <= M; j += GEMM_PANEL)
+        rows_tn_width(c, a, g, n0, n1, K, M, j, 16);
+    for (; j + 8 <= M; j += 8)
+        rows_tn_width(c, a, g, n0, n1, K, M, j, 8);
+    for (int i = 0; j < M && i < K; i++) /* the columns past the last 8 */
+        for (int jj = j; jj < M; jj++) {
+            float s = 0.0f;
+            for (int n = n0; n < n1; n++)
+                s += a[(size_t)n * K + i] * g[(size_t)n * M + jj];
+            c[(size_t)i * M + jj] += s;
+        }
+}
+
+void gemm_tn_add(float *c, const float *a, const float *g, int N, int K, int M)
+{
+    int chunks = (N + GEMM_CHUNK - 1) / GEMM_CHUNK;
+    int threads = omp_get_max_threads();
+    if (threads > chunks)
+        threads = chunks;
+    if (threads <= 1) {
+        for (int n0 = 0; n0 < N; n0 += GEMM_CHUNK)
+            rows_tn(c, a, g, n0, n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N, K, M);
+        return;
+    }
+    size_t size = (size_t)K * M;
+    float *partial = grow(&partial_buf, &partial_floats, size * (size_t)threads);
+    memset(partial, 0, size * (size_t)threads * sizeof(float));
+#pragma omp parallel num_threads(threads)
+    {
+        float *own = partial + size * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int ch = 0; ch < chunks; ch++) {
+            int n0 = ch * GEMM_CHUNK, n1 = n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N;
+            rows_tn(own, a, g, n0, n1, K, M);
+        }
+    }
+    for (int t = 0; t < threads; t++)
+        for (size_t x = 0; x < size; x++)
+            c[x] += partial[size * (size_t)t + x];
+}

@@ -1,0 +1,25 @@
+/* gemm: the skinny matrix products of the pointwise convolutions, row-major, where one side is
+ * tens of thousands of pixel rows and the other a few dozen channels. OpenBLAS packs the long
+ * operand (a copy of every activation, each call) and clears C before it adds; these read it in
+ * place, keep a tile of C in registers and pack only the small weight matrix.
+ *
+ *   gemm_nn(c, a, b, N, K, M):        c (N,M)  = a (N,K) b (K,M)
+ *   gemm_nt(c, a, b, N, K, M):        c (N,M)  = a (N,K) b^T, b (M,K)
+ *   gemm_tn_add(c, a, g, N, K, M):    c (K,M) += a^T g,  a (N,K), g (N,M)
+ *
+ * Rows are split over the op threads; gemm_nn/gemm_nt give the same bits for any thread count,
+ * gemm_tn_add for a given one. No allocation after the first call of a shape. */
+#ifndef OFFNAS_GEMM_H
+#define OFFNAS_GEMM_H
+
+void gemm_nn(float *c, const float *a, const float *b, int N, int K, int M);
+void gemm_nt(float *c, const float *a, const float *b, int N, int K, int M);
+void gemm_tn_add(float *c, const float *a, const float *g, int N, int K, int M);
+
+/* The small matrix packed once for several gemm_packed calls (a product chunk by chunk):
+ * gemm_pack packs b (K,M), or b^T when b is (M,K) and transposed != 0, into a buffer owned by
+ * this module that stays valid until the next gemm_ call other than gemm_packed. */
+const float *gemm_pack(const float *b, int K, int M, int transposed);
+void gemm_packed(float *c, const float *a, const float *packed, int N, int K, int M);
+
+#endif
