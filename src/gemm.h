@@ -18,7 +18,7 @@ void gemm_tn_add(float *c, const float *a, const float *g, int N, int K, int M);
 
 /* The small matrix packed once for several gemm_packed calls (a product chunk by chunk):
  * gemm_pack packs b (K,M), or b^T when b is (M,K) and transposed != 0, into a buffer owned by
- * this module that stays valid until the next gemm_ call other than gemm_packed. */
+ * this module that stays valid until the next gemm_pack, gemm_nn or gemm_nt. */
 const float *gemm_pack(const float *b, int K, int M, int transposed);
 void gemm_packed(float *c, const float *a, const float *packed, int N, int K, int M);
 

@@ -553,6 +553,22 @@ static void relu6_bn_pointwise_backward(struct net *net, float *ga, float *gw, c
     bn_run_backward(net, ga, ga, a, bn, N, 1, sums);
 }
 
+/* The backward of r = relu6(bn(a)), a = x w (N pixels, ci -> bn's C channels), group by group:
+ * from gr (the gradient of r, overwritten) the weight gradient gw (NULL skips it) and dx.
+ * A block's expand convolution and its bn1. */
+static void expand_backward(struct net *net, float *dx, float *gw, float *gr, const float *a,
+                            const float *x, const float *w, const struct net_bn *bn, int N,
+                            int ci)
+{
+    int C = bn->channels, G = net->bn_groups, n = N / G;
+    for (int g = 0; g < G; g++)
+        op_batchnorm_relu6_pointwise_backward(
+            dx + (size_t)g * n * ci, gw, net->grads + bn->gamma, net->grads + bn->beta,
+            gr + (size_t)g * n * C, a + (size_t)g * n * C, x + (size_t)g * n * ci, w,
+            bn->mean + (size_t)g * C, bn->rstd + (size_t)g * C, net->params + bn->gamma,
+            net->params + bn->beta, n, ci, C);
+}
+
 static void bn_backward(struct net *net, float *din, const float *dout, const float *in,
                         const struct net_bn *bn, int N)
 {
@@ -720,8 +736,8 @@ static void block_backward(struct net *net, struct net_layer *layer, const struc
         float *g1 = net->g_hid1;
         op_depthwise_backward(g1, g_dw, g2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
                               blk->kernel, blk->stride);
-        bn_relu6_backward(net, g1, g1, layer->a1, &blk->bn1, nin);
-        op_pointwise_backward(dx, g_expand, g1, layer->in, w_expand, nin, blk->cin, blk->hidden);
+        expand_backward(net, dx, g_expand, g1, layer->a1, layer->in, w_expand, &blk->bn1, nin,
+                        blk->cin);
     } else {
         op_depthwise_backward(dx, g_dw, g2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
                               blk->kernel, blk->stride);

@@ -613,26 +613,33 @@ static void batchnorm_forward(float *out, float *mean, float *rstd, const float 
     }
 }
 
-/* With x_hat = (x - mean) * rstd and g' the incoming gradient (masked by the ReLU6 when beta is
- * given: the forward's output recomputed from x, which saves reading it twice):
- * dbeta = sum g', dgamma = sum g' x_hat, dx = gamma rstd (g' - dbeta/N - x_hat dgamma/N). */
-static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
-                               const float *in, const float *beta, const float *mean,
-                               const float *rstd, const float *gamma, int N, int C,
-                               const double *sums)
+/* The batch norm backward folded per channel. With x_hat = (x - mean) * rstd and g' the incoming
+ * gradient (masked by the ReLU6 when relu6: the forward's output y = x * ys + yt recomputed
+ * from x, which saves reading it twice): dbeta = sum g', dgamma = sum g' x_hat,
+ * dx = gamma rstd (g' - dbeta/N - x_hat dgamma/N) = k g' + a x + b. */
+struct bn_grad {
+    const float *k, *a, *b, *ys, *yt;
+    int relu6;
+};
+
+/* Fills the coefficient arrays (C each) behind grad from the sums (own pass over in, dout when
+ * NULL) and adds dgamma, dbeta. */
+static void bn_grad_fold(struct bn_grad *grad, float *k, float *a, float *b, float *ys,
+                         float *yt, float *dgamma, float *dbeta, const float *dout,
+                         const float *in, const float *beta, const float *mean,
+                         const float *rstd, const float *gamma, int N, int C,
+                         const double *sums)
 {
-    float ys[C], yt[C];
     if (beta)
         bn_fold(ys, yt, gamma, beta, mean, rstd, C);
     else
-        memset(yt, 0, sizeof yt); /* unused without the ReLU6 */
+        memset(yt, 0, (size_t)C * sizeof *yt); /* unused without the ReLU6 */
     double own[2 * C];
     if (!sums) {
         channel_sums(own, own + C, in, mean, dout, beta ? ys : NULL, yt, N, C);
         sums = own;
     }
     const double *sum_g = sums, *sum_gx = sums + C;
-    float k[C], a[C], b[C];
     for (int c = 0; c < C; c++) {
         float db = (float)sum_g[c], dg = (float)(sum_gx[c] * rstd[c]);
         dbeta[c] += db;
@@ -642,11 +649,19 @@ static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const fl
         a[c] = -k[c] * rstd[c] * dg / (float)N;
         b[c] = -k[c] * db / (float)N - a[c] * mean[c];
     }
-#pragma omp parallel for schedule(static) if (N > 256)
-    for (int n = 0; n < N; n++) {
+    *grad = (struct bn_grad){k, a, b, ys, yt, beta != NULL};
+}
+
+/* din = the folded backward of rows n0..n1 (din may alias dout). */
+static void bn_grad_rows(float *din, const float *dout, const float *in,
+                         const struct bn_grad *grad, int n0, int n1, int C)
+{
+    const float *k = grad->k, *a = grad->a, *b = grad->b, *ys = grad->ys, *yt = grad->yt;
+#pragma omp parallel for schedule(static) if (n1 - n0 > 256)
+    for (int n = n0; n < n1; n++) {
         const float *restrict x = in + (size_t)n * C, *g = dout + (size_t)n * C;
         float *dx = din + (size_t)n * C;
-        if (beta) {
+        if (grad->relu6) {
             for (int c = 0; c < C; c++) {
                 float y = bn_affine(x[c], ys[c], yt[c]);
                 float gv = (y > 0.0f && y < 6.0f) ? g[c] : 0.0f;
@@ -657,6 +672,18 @@ static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const fl
                 dx[c] = k[c] * g[c] + a[c] * x[c] + b[c];
         }
     }
+}
+
+static void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                               const float *in, const float *beta, const float *mean,
+                               const float *rstd, const float *gamma, int N, int C,
+                               const double *sums)
+{
+    float k[C], a[C], b[C], ys[C], yt[C];
+    struct bn_grad grad;
+    bn_grad_fold(&grad, k, a, b, ys, yt, dgamma, dbeta, dout, in, beta, mean, rstd, gamma, N, C,
+                 sums);
+    bn_grad_rows(din, dout, in, &grad, 0, N, C);
 }
 
 void op_batchnorm_forward(float *out, float *mean, float *rstd, const float *in, const float *gamma,
@@ -713,6 +740,29 @@ void op_pointwise_din_sums(float *din, double *sums, const float *dout, const fl
     float ys[Ci], yt[Ci];
     bn_fold(ys, yt, gamma, beta, mean, rstd, Ci);
     gemm_sums(din, sums, dout, w, 1, N, Co, Ci, x, mean, ys, yt);
+}
+
+void op_batchnorm_relu6_pointwise_backward(float *dx, float *dw, float *dgamma, float *dbeta,
+                                           float *g, const float *a, const float *x,
+                                           const float *w, const float *mean, const float *rstd,
+                                           const float *gamma, const float *beta, int N, int Ci,
+                                           int C)
+{
+    float k[C], ca[C], cb[C], ys[C], yt[C];
+    struct bn_grad grad;
+    bn_grad_fold(&grad, k, ca, cb, ys, yt, dgamma, dbeta, g, a, beta, mean, rstd, gamma, N, C,
+                 NULL);
+    /* each chunk of the batch norm's gradient is used by both products while it is in L2 */
+    int rows = sums_chunk_rows(C);
+    const float *packed = gemm_pack(w, C, Ci, 1);
+    for (int n0 = 0; n0 < N; n0 += rows) {
+        int m = N - n0 < rows ? N - n0 : rows;
+        float *gc = g + (size_t)n0 * C;
+        bn_grad_rows(g, g, a, &grad, n0, n0 + m, C);
+        if (dw)
+            gemm_tn_add(dw, x + (size_t)n0 * Ci, gc, m, Ci, C);
+        gemm_packed(dx + (size_t)n0 * Ci, gc, packed, m, C, Ci);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -107,6 +107,18 @@ void op_batchnorm_relu6_sums_backward(float *din, float *dgamma, float *dbeta, c
                                       const float *rstd, const float *gamma, const float *beta,
                                       int N, int C);
 
+/* The backward of a block's expand convolution a (N,C) = x (N,Ci) w (Ci,C) and the batch norm
+ * + ReLU6 that follows it (training mode; mean, rstd of a's batch statistics). From g
+ * (N,C), the gradient at the ReLU6's output (overwritten with the gradient of a), adds dgamma,
+ * dbeta and dw (Ci,C; NULL skips it) and writes dx (N,Ci). The same as
+ * op_batchnorm_relu6_backward then op_pointwise_backward, chunk by chunk so each chunk of the
+ * batch norm's gradient is read by both products from cache. */
+void op_batchnorm_relu6_pointwise_backward(float *dx, float *dw, float *dgamma, float *dbeta,
+                                           float *g, const float *a, const float *x,
+                                           const float *w, const float *mean, const float *rstd,
+                                           const float *gamma, const float *beta, int N, int Ci,
+                                           int C);
+
 /* ReLU6: out = min(max(in, 0), 6); out may alias in. */
 void op_relu6_forward(float *out, const float *in, size_t n);
 /* din = dout where 0 < out < 6, else 0; takes the forward OUTPUT; din may alias dout. */

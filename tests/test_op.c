@@ -1433,6 +1433,45 @@ TEST(batchnorm_relu6_fused_equals_composition)
     free(in), free(g), free(gamma), free(beta), free(y1), free(y2), free(d1), free(d2);
 }
 
+/* The expand convolution's fused backward (batch norm + ReLU6, then both products, chunk by
+ * chunk) gives what op_batchnorm_relu6_backward then op_pointwise_backward give, within
+ * SAME_RTOL: several chunks (C = 64: 2048 rows each) and a partial last one, one and two
+ * threads, with and without the weight gradient. */
+TEST(batchnorm_relu6_pointwise_backward_equals_composition)
+{
+    rng_seed(98);
+    int N = 4500, ci = 24, C = 64;
+    size_t na = (size_t)N * C, nx = (size_t)N * ci;
+    float *a = frand(na, -3.0, 9.0), *x = frand(nx, -1, 1), *w = frand((size_t)ci * C, -0.5, 0.5);
+    float *g = frand(na, -1.0, 1.0), *gamma = frand(C, 0.5, 2.0), *beta = frand(C, -1.0, 3.0);
+    float *y = fnew(na), *mean = fnew(C), *rstd = fnew(C), *rm = fnew(C), *rv = fnew(C);
+    op_batchnorm_relu6_forward(y, mean, rstd, a, gamma, beta, rm, rv, N, C, 1, 0.1f);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int weights = 0; weights <= 1; weights++) {
+            op_set_threads(threads);
+            float *g1 = fcopy(g, na), *g2 = fcopy(g, na), *dx1 = fnew(nx), *dx2 = fnew(nx);
+            float *dw1 = fnew((size_t)ci * C), *dw2 = fnew((size_t)ci * C);
+            float *dg1 = fnew(C), *db1 = fnew(C), *dg2 = fnew(C), *db2 = fnew(C);
+            op_batchnorm_relu6_pointwise_backward(dx1, weights ? dw1 : NULL, dg1, db1, g1, a, x,
+                                                  w, mean, rstd, gamma, beta, N, ci, C);
+            op_batchnorm_relu6_backward(g2, dg2, db2, g2, a, mean, rstd, gamma, beta, N, C);
+            op_pointwise_backward(dx2, weights ? dw2 : NULL, g2, x, w, N, ci, C);
+            CHECK(close_same("fused expand ga", g1, g2, na, SAME_RTOL));
+            CHECK(close_same("fused expand dx", dx1, dx2, nx, SAME_RTOL));
+            CHECK(close_same("fused expand dw", dw1, dw2, (size_t)ci * C, SAME_RTOL));
+            CHECK(close_same("fused expand dgamma", dg1, dg2, C, SAME_RTOL));
+            CHECK(close_same("fused expand dbeta", db1, db2, C, SAME_RTOL));
+            if (!weights) /* NULL dw leaves it alone */
+                for (int i = 0; i < ci * C; i++)
+                    CU_ASSERT_EQUAL(dw1[i], 0.0f);
+            free(g1), free(g2), free(dx1), free(dx2), free(dw1), free(dw2);
+            free(dg1), free(db1), free(dg2), free(db2);
+        }
+    op_set_threads(1);
+    free(a), free(x), free(w), free(g), free(gamma), free(beta), free(y), free(mean), free(rstd);
+    free(rm), free(rv);
+}
+
 /* The pointwise GEMMs that gather the batch norm's sums as they write (forward, and the input
  * gradient ahead of a batch norm + ReLU6) give what the GEMM and the batch norm's own pass
  * give: bit for bit with one thread, within SAME_RTOL with two. Shapes with several GEMM
@@ -1529,6 +1568,7 @@ static const struct test_case TESTS[] = {
     CASE(backward_accepts_null_din),
     CASE(threads_one_and_two_agree),
     CASE(batchnorm_relu6_fused_equals_composition),
+    CASE(batchnorm_relu6_pointwise_backward_equals_composition),
 };
 
 TEST_MAIN("op", TESTS)
