@@ -5,7 +5,7 @@
 # measured end-to-end median is within 15% of the predicted one at split 0 (u8 pixels) and
 # split 2 (6 int8 channels), where the link dominates; a frame of 6.3 KB (split 1, every
 # channel) is paced by the shaper (its transfer beyond the round trip is 60..115% of bytes /
-# bandwidth); all on the device nothing crosses (its 0.05 ms of compute is printed, not
+# bandwidth, plus 1 ms of scheduling noise); all on the device nothing crosses (its 0.05 ms of compute is printed, not
 # asserted: a timing that small is the machine's noise; jobs/split-sweep measures the compute
 # on the camera network, docs/results.md); the namespaces are gone afterwards. Exits 77
 # (skipped) where namespaces cannot be made.
@@ -75,9 +75,13 @@ for preset in lte wifi; do
   run_pair "$preset" "$fx/run2" --split 1
   f=$tmp/$preset-run21.json
   if [[ -s $f ]]; then
-    paced=$(jq -r --argjson bw "$bw" '(.measured_ms.transfer.median - .rtt_ms_added) / (8 * .frame_bytes / ($bw * 1000))' "$f")
-    check "$preset split 1: the 6.3 KB frame is paced by tbf (transfer beyond the round trip = $paced of bytes/bandwidth)" \
-      jq -en --argjson p "$paced" '$p >= 0.6 and $p <= 1.15'
+    # paced: at least 60% of bytes/bandwidth (unshaped it would be ~0); at most 115% of it plus
+    # 1 ms, the scheduling noise seen on a loaded 2-core machine (wifi's frame is 2.7 ms, where
+    # 1.38x was measured once with the whole suite running beside it)
+    frame_ms=$(jq -r --argjson bw "$bw" '8 * .frame_bytes / ($bw * 1000)' "$f")
+    paced=$(jq -r --argjson ms "$frame_ms" '(.measured_ms.transfer.median - .rtt_ms_added) / $ms' "$f")
+    check "$preset split 1: the 6.3 KB frame is paced by tbf (transfer beyond the round trip = $paced of bytes/bandwidth, $frame_ms ms)" \
+      jq -en --argjson p "$paced" --argjson ms "$frame_ms" '$p >= 0.6 and $p <= 1.15 + 1 / $ms'
   fi
 done
 
