@@ -564,11 +564,16 @@ static void gemm_sums(float *out, double *sums, const float *a, const float *w, 
     for (int c = 0; c < 2 * C; c++)
         sums[c] = 0.0;
     int rows = sums_chunk_rows(C);
-    const float *packed = gemm_pack(w, K, C, trans_w);
+    int blas = N < POINTWISE_GEMM_MIN_ROWS; /* as op_pointwise_forward/backward decide */
+    const float *packed = blas ? NULL : gemm_pack(w, K, C, trans_w);
     for (int n0 = 0; n0 < N; n0 += rows) {
         int m = N - n0 < rows ? N - n0 : rows;
         size_t at = (size_t)n0 * C;
-        gemm_packed(out + at, a + (size_t)n0 * K, packed, m, K, C);
+        if (blas)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_w ? CblasTrans : CblasNoTrans, m, C,
+                        K, 1.0f, a + (size_t)n0 * K, K, w, trans_w ? K : C, 0.0f, out + at, C);
+        else
+            gemm_packed(out + at, a + (size_t)n0 * K, packed, m, K, C);
         if (bn_in)
             channel_sums_add(sums, sums + C, bn_in + at, mean, out + at, ys, yt, m, C);
         else
@@ -771,6 +776,11 @@ void op_batchnorm_relu6_pointwise_backward(float *dx, float *dw, float *dgamma, 
     bn_grad_fold(&grad, k, ca, cb, ys, yt, dgamma, dbeta, g, a, beta, mean, rstd, gamma, N, C,
                  NULL);
     /* each chunk of the batch norm's gradient is used by both products while it is in L2 */
+    if (N < POINTWISE_GEMM_MIN_ROWS) { /* one chunk, and op_pointwise_backward's OpenBLAS */
+        bn_grad_rows(g, g, a, &grad, 0, N, C);
+        op_pointwise_backward(dx, dw, g, x, w, N, Ci, C);
+        return;
+    }
     int rows = sums_chunk_rows(C);
     const float *packed = gemm_pack(w, C, Ci, 1);
     for (int n0 = 0; n0 < N; n0 += rows) {
