@@ -133,16 +133,6 @@ void gemm_packed(float *c, const float *a, const float *bp, int N, int K, int M)
     }
 }
 
-void gemm_nn(float *c, const float *a, const float *b, int N, int K, int M)
-{
-    gemm_packed(c, a, gemm_pack(b, K, M, 0), N, K, M);
-}
-
-void gemm_nt(float *c, const float *a, const float *b, int N, int K, int M)
-{
-    gemm_packed(c, a, gemm_pack(b, K, M, 1), N, K, M);
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* c (K,M) += a^T g: a tile of rows i..i+rows-1 of c (columns of a) by W columns of g (32, 16 or
  * 8) summed over the rows n0..n1 in registers, then added to c. */

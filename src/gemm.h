@@ -3,22 +3,20 @@
  * operand (a copy of every activation, each call) and clears C before it adds; these read it in
  * place, keep a tile of C in registers and pack only the small weight matrix.
  *
- *   gemm_nn(c, a, b, N, K, M):        c (N,M)  = a (N,K) b (K,M)
- *   gemm_nt(c, a, b, N, K, M):        c (N,M)  = a (N,K) b^T, b (M,K)
- *   gemm_tn_add(c, a, g, N, K, M):    c (K,M) += a^T g,  a (N,K), g (N,M)
+ *   gemm_packed(c, a, gemm_pack(b, K, M, 0), N, K, M):  c (N,M)  = a (N,K) b (K,M)
+ *   gemm_packed(c, a, gemm_pack(b, K, M, 1), N, K, M):  c (N,M)  = a (N,K) b^T, b (M,K)
+ *   gemm_tn_add(c, a, g, N, K, M):                       c (K,M) += a^T g, a (N,K), g (N,M)
  *
- * Rows are split over the op threads; gemm_nn/gemm_nt give the same bits for any thread count,
+ * Rows are split over the op threads; gemm_packed gives the same bits for any thread count,
  * gemm_tn_add for a given one. No allocation after the first call of a shape. */
 #ifndef OFFNAS_GEMM_H
 #define OFFNAS_GEMM_H
 
-void gemm_nn(float *c, const float *a, const float *b, int N, int K, int M);
-void gemm_nt(float *c, const float *a, const float *b, int N, int K, int M);
 void gemm_tn_add(float *c, const float *a, const float *g, int N, int K, int M);
 
-/* The small matrix packed once for several gemm_packed calls (a product chunk by chunk):
+/* The small matrix packed once for one or several gemm_packed calls (a product chunk by chunk):
  * gemm_pack packs b (K,M), or b^T when b is (M,K) and transposed != 0, into a buffer owned by
- * this module that stays valid until the next gemm_pack, gemm_nn or gemm_nt. */
+ * this module that stays valid until the next gemm_pack. */
 const float *gemm_pack(const float *b, int K, int M, int transposed);
 void gemm_packed(float *c, const float *a, const float *packed, int N, int K, int M);
 

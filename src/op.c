@@ -131,31 +131,47 @@ void op_conv_backward(float *din, float *dw, float *dcol, const float *dout, con
  * network's shapes, at 196 about the same, from 784 rows on it is faster. */
 #define POINTWISE_GEMM_MIN_ROWS 512
 
-void op_pointwise_forward(float *out, const float *in, const float *w, int N, int Ci, int Co)
+/* The one choice between the two for a pointwise op over N rows in all, so a product done
+ * chunk by chunk runs on the GEMM of the whole one: w (K,C), or (C,K) with trans_w, packed for
+ * gemm.c, or NULL for OpenBLAS. */
+static const float *pointwise_pack(const float *w, int N, int K, int C, int trans_w)
+{
+    return N < POINTWISE_GEMM_MIN_ROWS ? NULL : gemm_pack(w, K, C, trans_w);
+}
+
+/* out (m,C) = a (m,K) w, by the GEMM pointwise_pack chose (packed from w, or NULL). */
+static void pointwise_rows(float *out, const float *a, const float *w, const float *packed,
+                           int trans_w, int m, int K, int C)
+{
+    if (packed)
+        gemm_packed(out, a, packed, m, K, C);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_w ? CblasTrans : CblasNoTrans, m, C, K,
+                    1.0f, a, K, w, trans_w ? K : C, 0.0f, out, C);
+}
+
+/* dw (K,C) += a^T g over m rows (a (m,K), g (m,C)), by the GEMM chosen for N rows in all. */
+static void pointwise_wgrad(float *dw, const float *a, const float *g, int N, int m, int K, int C)
 {
     if (N < POINTWISE_GEMM_MIN_ROWS)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Co, Ci, 1.0f, in, Ci, w, Co,
-                    0.0f, out, Co);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, m, 1.0f, a, K, g, C, 1.0f, dw,
+                    C);
     else
-        gemm_nn(out, in, w, N, Ci, Co);
+        gemm_tn_add(dw, a, g, m, K, C);
+}
+
+void op_pointwise_forward(float *out, const float *in, const float *w, int N, int Ci, int Co)
+{
+    pointwise_rows(out, in, w, pointwise_pack(w, N, Ci, Co, 0), 0, N, Ci, Co);
 }
 
 void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int N, int Ci, int Co)
 {
-    if (N < POINTWISE_GEMM_MIN_ROWS) {
-        if (dw)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ci, Co, N, 1.0f, in, Ci, dout,
-                        Co, 1.0f, dw, Co);
-        if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, Ci, Co, 1.0f, dout, Co, w,
-                        Co, 0.0f, din, Ci);
-        return;
-    }
     if (dw)
-        gemm_tn_add(dw, in, dout, N, Ci, Co);
+        pointwise_wgrad(dw, in, dout, N, N, Ci, Co);
     if (din)
-        gemm_nt(din, dout, w, N, Co, Ci);
+        pointwise_rows(din, dout, w, pointwise_pack(w, N, Co, Ci, 1), 1, N, Co, Ci);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -564,16 +580,11 @@ static void gemm_sums(float *out, double *sums, const float *a, const float *w, 
     for (int c = 0; c < 2 * C; c++)
         sums[c] = 0.0;
     int rows = sums_chunk_rows(C);
-    int blas = N < POINTWISE_GEMM_MIN_ROWS; /* as op_pointwise_forward/backward decide */
-    const float *packed = blas ? NULL : gemm_pack(w, K, C, trans_w);
+    const float *packed = pointwise_pack(w, N, K, C, trans_w);
     for (int n0 = 0; n0 < N; n0 += rows) {
         int m = N - n0 < rows ? N - n0 : rows;
         size_t at = (size_t)n0 * C;
-        if (blas)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_w ? CblasTrans : CblasNoTrans, m, C,
-                        K, 1.0f, a + (size_t)n0 * K, K, w, trans_w ? K : C, 0.0f, out + at, C);
-        else
-            gemm_packed(out + at, a + (size_t)n0 * K, packed, m, K, C);
+        pointwise_rows(out + at, a + (size_t)n0 * K, w, packed, trans_w, m, K, C);
         if (bn_in)
             channel_sums_add(sums, sums + C, bn_in + at, mean, out + at, ys, yt, m, C);
         else
@@ -776,20 +787,15 @@ void op_batchnorm_relu6_pointwise_backward(float *dx, float *dw, float *dgamma, 
     bn_grad_fold(&grad, k, ca, cb, ys, yt, dgamma, dbeta, g, a, beta, mean, rstd, gamma, N, C,
                  NULL);
     /* each chunk of the batch norm's gradient is used by both products while it is in L2 */
-    if (N < POINTWISE_GEMM_MIN_ROWS) { /* one chunk, and op_pointwise_backward's OpenBLAS */
-        bn_grad_rows(g, g, a, &grad, 0, N, C);
-        op_pointwise_backward(dx, dw, g, x, w, N, Ci, C);
-        return;
-    }
     int rows = sums_chunk_rows(C);
-    const float *packed = gemm_pack(w, C, Ci, 1);
+    const float *packed = pointwise_pack(w, N, C, Ci, 1);
     for (int n0 = 0; n0 < N; n0 += rows) {
         int m = N - n0 < rows ? N - n0 : rows;
         float *gc = g + (size_t)n0 * C;
         bn_grad_rows(g, g, a, &grad, n0, n0 + m, C);
         if (dw)
-            gemm_tn_add(dw, x + (size_t)n0 * Ci, gc, m, Ci, C);
-        gemm_packed(dx + (size_t)n0 * Ci, gc, packed, m, C, Ci);
+            pointwise_wgrad(dw, x + (size_t)n0 * Ci, gc, N, m, Ci, C);
+        pointwise_rows(dx + (size_t)n0 * Ci, gc, w, packed, 1, m, C, Ci);
     }
 }
 
