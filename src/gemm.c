@@ -9,18 +9,10 @@
 #include "gemm.h"
 
 #include "common.h"
+#include "simd.h"
 
 #include <omp.h>
 #include <string.h>
-
-typedef float v16f __attribute__((vector_size(64)));
-typedef v16f v16f_u __attribute__((aligned(4)));
-typedef float v8f __attribute__((vector_size(32)));
-typedef v8f v8f_u __attribute__((aligned(4)));
-#define LD16(p) (*(const v16f_u *)(p))
-#define ST16(p, v) (*(v16f_u *)(p) = (v))
-#define LD8(p) (*(const v8f_u *)(p))
-#define ST8(p, v) (*(v8f_u *)(p) = (v))
 
 #define GEMM_PANEL 16 /* columns per vector */
 #define GEMM_ROWS 8   /* result rows per register tile */
@@ -130,6 +122,117 @@ void gemm_packed(float *c, const float *a, const float *bp, int N, int K, int M)
     for (int ch = 0; ch < chunks; ch++) {
         int n0 = ch * GEMM_CHUNK, n1 = n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N;
         rows_nn(c, a, bp, n0, n1, K, M);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* c = act(a b * scale + shift + residual), b read in place: a tile of rows by W columns (32, 16
+ * or 8) of b's rows k, one vector load per 16 columns per k, the epilogue on the registers. */
+
+static inline v16f epilogue16(v16f v, const struct gemm_epilogue *e, int j, const float *res)
+{
+    v = v * LD16(e->scale + j) + LD16(e->shift + j);
+    if (res)
+        v += LD16(res);
+    return e->relu6 ? relu6_16(v) : v;
+}
+
+static inline __attribute__((always_inline)) void
+tile_affine(float *c, const float *a, const float *b, int K, int M, int j, int rows, int width,
+            const struct gemm_epilogue *e, const float *res)
+{
+    v16f acc[GEMM_ROWS][2];
+    v8f half[GEMM_ROWS];
+    for (int r = 0; r < rows; r++) {
+        acc[r][0] = acc[r][1] = (v16f){0};
+        half[r] = (v8f){0};
+    }
+    const float *bk = b + j;
+    for (int k = 0; k < K; k++, bk += M) {
+        if (width == 8) {
+            v8f x = LD8(bk);
+            for (int r = 0; r < rows; r++)
+                half[r] += a[(size_t)r * K + k] * x;
+            continue;
+        }
+        v16f x0 = LD16(bk);
+        v16f x1 = width == 32 ? LD16(bk + GEMM_PANEL) : (v16f){0};
+        for (int r = 0; r < rows; r++) {
+            float s = a[(size_t)r * K + k];
+            acc[r][0] += s * x0;
+            if (width == 32)
+                acc[r][1] += s * x1;
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        float *dst = c + (size_t)r * M + j;
+        const float *rr = res ? res + (size_t)r * M + j : NULL;
+        if (width == 8) {
+            v8f v = half[r] * LD8(e->scale + j) + LD8(e->shift + j);
+            if (rr)
+                v += LD8(rr);
+            ST8(dst, e->relu6 ? relu6_8(v) : v);
+            continue;
+        }
+        ST16(dst, epilogue16(acc[r][0], e, j, rr));
+        if (width == 32)
+            ST16(dst + GEMM_PANEL,
+                 epilogue16(acc[r][1], e, j + GEMM_PANEL, rr ? rr + GEMM_PANEL : NULL));
+    }
+}
+
+static inline __attribute__((always_inline)) void
+rows_affine_width(float *c, const float *a, const float *b, int n0, int n1, int K, int M, int j,
+                  int width, const struct gemm_epilogue *e)
+{
+    int n = n0;
+    for (; n + GEMM_ROWS <= n1; n += GEMM_ROWS)
+        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, GEMM_ROWS, width, e,
+                    e->residual ? e->residual + (size_t)n * M : NULL);
+    if (n < n1)
+        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, n1 - n, width, e,
+                    e->residual ? e->residual + (size_t)n * M : NULL);
+}
+
+/* Rows n0..n1 of the product, every column: 32-, 16- and 8-wide tiles, then the columns past
+ * the last 8 one by one (the same k order). */
+static void rows_affine(float *c, const float *a, const float *b, int n0, int n1, int K, int M,
+                        const struct gemm_epilogue *e)
+{
+    int j = 0;
+    for (; j + 2 * GEMM_PANEL <= M; j += 2 * GEMM_PANEL)
+        rows_affine_width(c, a, b, n0, n1, K, M, j, 32, e);
+    for (; j + GEMM_PANEL <= M; j += GEMM_PANEL)
+        rows_affine_width(c, a, b, n0, n1, K, M, j, 16, e);
+    for (; j + 8 <= M; j += 8)
+        rows_affine_width(c, a, b, n0, n1, K, M, j, 8, e);
+    for (int n = n0; j < M && n < n1; n++)
+        for (int jj = j; jj < M; jj++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++)
+                s += a[(size_t)n * K + k] * b[(size_t)k * M + jj];
+            float v = s * e->scale[jj] + e->shift[jj];
+            if (e->residual)
+                v += e->residual[(size_t)n * M + jj];
+            c[(size_t)n * M + jj] = e->relu6 ? relu6_1(v) : v;
+        }
+}
+
+void gemm_affine(float *c, const float *a, const float *b, int N, int K, int M,
+                 const struct gemm_epilogue *e)
+{
+    int chunks = (N + GEMM_CHUNK - 1) / GEMM_CHUNK;
+    if (chunks == 1 || omp_get_max_threads() == 1) {
+        /* no parallel region: even an idle one costs libgomp a team allocation, which at
+         * batch 1 is a few percent of a whole forward */
+        for (int n0 = 0; n0 < N; n0 += GEMM_CHUNK)
+            rows_affine(c, a, b, n0, n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N, K, M, e);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < chunks; ch++) {
+        int n0 = ch * GEMM_CHUNK, n1 = n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N;
+        rows_affine(c, a, b, n0, n1, K, M, e);
     }
 }
 

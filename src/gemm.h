@@ -20,4 +20,16 @@ void gemm_tn_add(float *c, const float *a, const float *g, int N, int K, int M);
 const float *gemm_pack(const float *b, int K, int M, int transposed);
 void gemm_packed(float *c, const float *a, const float *packed, int N, int K, int M);
 
+/* The inference product with its epilogue, b (K,M) read in place (no packing, no shared
+ * buffer): c (N,M) = act(a b * scale + shift + residual) per column, residual (N,M) or NULL,
+ * act ReLU6 when relu6 else none; c must not alias a. Each row's sums run in the same order
+ * whatever N and the thread count, so a batch gives each image the bits it gets alone. */
+struct gemm_epilogue {
+    const float *scale, *shift; /* M each */
+    const float *residual;      /* (N,M), or NULL */
+    int relu6;
+};
+void gemm_affine(float *c, const float *a, const float *b, int N, int K, int M,
+                 const struct gemm_epilogue *e);
+
 #endif

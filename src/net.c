@@ -673,6 +673,40 @@ static void block_slice_grads_ready(struct net *net, const struct net_layer *lay
     run_add(&r, 0, 0); /* hands over the last run */
 }
 
+/* The eval-mode batch norm bn as the per-channel affine y = x * scale + shift. */
+static void bn_eval_affine(const struct net *net, const struct net_bn *bn, float *scale,
+                           float *shift)
+{
+    op_batchnorm_eval_fold(scale, shift, net->params + bn->gamma, net->params + bn->beta,
+                           net->stats + bn->running, net->stats + bn->running_var, bn->channels);
+}
+
+/* block_forward in eval mode: each convolution ends in its batch norm and activation (and the
+ * residual add), so a block is three passes and the pre-norm tensors a1..a3 are not written. */
+static const float *block_infer(struct net *net, struct net_layer *layer,
+                                const struct net_block *blk, int B)
+{
+    const float *x = layer->in, *w_expand, *w_dw;
+    block_weights(net, layer, blk, &w_expand, &w_dw);
+    int nin = B * layer->hin * layer->win, nout = B * layer->hout * layer->wout;
+    int widest = blk->hidden > blk->cout ? blk->hidden : blk->cout;
+    float scale[widest], shift[widest];
+    const float *r1 = x;
+    if (blk->spec.expand != 1) {
+        bn_eval_affine(net, &blk->bn1, scale, shift);
+        op_pointwise_affine_forward(layer->r1, x, w_expand, scale, shift, NULL, nin, blk->cin,
+                                    blk->hidden, 1);
+        r1 = layer->r1;
+    }
+    bn_eval_affine(net, &blk->bn2, scale, shift);
+    op_depthwise_affine_forward(layer->r2, r1, w_dw, scale, shift, B, layer->hin, layer->win,
+                                blk->hidden, blk->kernel, blk->stride, 1);
+    bn_eval_affine(net, &blk->bn3, scale, shift);
+    op_pointwise_affine_forward(layer->out, layer->r2, net->params + blk->w_project, scale, shift,
+                                blk->residual ? x : NULL, nout, blk->hidden, blk->cout, 0);
+    return layer->out;
+}
+
 /* Runs candidate blk of layer on layer->in; returns the output pointer. */
 static const float *block_forward(struct net *net, struct net_layer *layer,
                                   const struct net_block *blk, int B, int training)
@@ -680,6 +714,8 @@ static const float *block_forward(struct net *net, struct net_layer *layer,
     const float *x = layer->in;
     if (blk->spec.kind == OP_SKIP)
         return x;
+    if (!training)
+        return block_infer(net, layer, blk, B);
     const float *P = net->params, *w_expand, *w_dw;
     block_weights(net, layer, blk, &w_expand, &w_dw);
     int nin = B * layer->hin * layer->win, nout = B * layer->hout * layer->wout;
@@ -756,6 +792,14 @@ void net_run_stem(struct net *net, const float *x, int B, int training)
                                 B % net->bn_groups == 0));
     net->input = x;
     int n = B * net->stem_side * net->stem_side;
+    if (!training) {
+        float scale[net->stem_channels], shift[net->stem_channels];
+        bn_eval_affine(net, &net->bn_stem, scale, shift);
+        op_conv_affine_forward(net->stem_y, x, net->params + net->w_stem, scale, shift, B,
+                               net->side, net->side, net->in_channels, net->stem_channels, 3,
+                               net->stem_stride, 1);
+        return;
+    }
     op_conv_forward(net->stem_a, net->stem_col, x, net->params + net->w_stem, B, net->side,
                     net->side, net->in_channels, net->stem_channels, 3, net->stem_stride);
     bn_relu6_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n, training);
@@ -787,9 +831,16 @@ void net_run_head(struct net *net, const float *in, int B, int training)
     int last_c = net_out_channels(net, net->layer_count);
     int hw = net_out_side(net, net->layer_count);
     int nh = B * hw * hw;
-    op_pointwise_forward(net->head_a, in, net->params + net->w_head, nh, last_c,
-                         net->head_channels);
-    bn_relu6_forward(net, net->head_y, net->head_a, &net->bn_head, nh, training);
+    if (training) {
+        op_pointwise_forward(net->head_a, in, net->params + net->w_head, nh, last_c,
+                             net->head_channels);
+        bn_relu6_forward(net, net->head_y, net->head_a, &net->bn_head, nh, training);
+    } else {
+        float scale[net->head_channels], shift[net->head_channels];
+        bn_eval_affine(net, &net->bn_head, scale, shift);
+        op_pointwise_affine_forward(net->head_y, in, net->params + net->w_head, scale, shift,
+                                    NULL, nh, last_c, net->head_channels, 1);
+    }
     op_avgpool_forward(net->pooled, net->head_y, B, hw * hw, net->head_channels);
     op_linear_forward(net->logits, net->pooled, net->params + net->w_fc, net->params + net->b_fc, B,
                       net->head_channels, net->classes);

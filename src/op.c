@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "gemm.h"
+#include "simd.h"
 
 #include <cblas.h>
 #include <ctype.h>
@@ -44,30 +45,70 @@ static float *scratch_get(size_t floats)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The inference epilogue of the *_affine_forward ops: out = act(sum * scale + shift). */
+struct affine_epilogue {
+    const float *scale, *shift;
+    int relu6;
+};
+
+/* v (the sums of channels c..c+7) through the epilogue e, or as is when e is NULL. */
+static inline v8f affine_out8(v8f v, const struct affine_epilogue *e, int c)
+{
+    if (!e)
+        return v;
+    v = v * LD8(e->scale + c) + LD8(e->shift + c);
+    return e->relu6 ? relu6_8(v) : v;
+}
+
+static inline float affine_out1(float v, const struct affine_epilogue *e, int c)
+{
+    if (!e)
+        return v;
+    v = v * e->scale[c] + e->shift[c];
+    return e->relu6 ? relu6_1(v) : v;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* dense convolution: im2col + sgemm */
+
+/* Rows b*Ho+oy of col: one per output pixel, its k*k*Ci taps (zero outside the image). A tap
+ * is a few channels (1 or 3 at the stem), so a loop beats a call to memcpy per tap. */
+static void im2col_row(float *col, const float *in, int b, int oy, int H, int W, int Ci, int k,
+                       int stride, int Ho, int Wo)
+{
+    int pad = k / 2;
+    size_t row = (size_t)k * k * Ci;
+    float *dst = col + ((size_t)b * Ho + oy) * Wo * row;
+    for (int ox = 0; ox < Wo; ox++)
+        for (int ky = 0; ky < k; ky++) {
+            int iy = oy * stride + ky - pad;
+            for (int kx = 0; kx < k; kx++, dst += Ci) {
+                int ix = ox * stride + kx - pad;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+                    for (int c = 0; c < Ci; c++)
+                        dst[c] = 0.0f;
+                    continue;
+                }
+                const float *src = in + (((size_t)b * H + iy) * W + ix) * Ci;
+                for (int c = 0; c < Ci; c++)
+                    dst[c] = src[c];
+            }
+        }
+}
 
 static void im2col(float *col, const float *in, int B, int H, int W, int Ci, int k, int stride,
                    int Ho, int Wo)
 {
-    int pad = k / 2;
-    size_t row = (size_t)k * k * Ci;
-#pragma omp parallel for collapse(2) schedule(static) if (B * Ho > 8)
+    if (B * Ho <= 8 || omp_get_max_threads() == 1) { /* no parallel region (see gemm_affine) */
+        for (int b = 0; b < B; b++)
+            for (int oy = 0; oy < Ho; oy++)
+                im2col_row(col, in, b, oy, H, W, Ci, k, stride, Ho, Wo);
+        return;
+    }
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int oy = 0; oy < Ho; oy++)
-            for (int ox = 0; ox < Wo; ox++) {
-                float *dst = col + (((size_t)b * Ho + oy) * Wo + ox) * row;
-                for (int ky = 0; ky < k; ky++) {
-                    int iy = oy * stride + ky - pad;
-                    for (int kx = 0; kx < k; kx++, dst += Ci) {
-                        int ix = ox * stride + kx - pad;
-                        if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                            memset(dst, 0, (size_t)Ci * sizeof(float));
-                        else
-                            memcpy(dst, in + (((size_t)b * H + iy) * W + ix) * Ci,
-                                   (size_t)Ci * sizeof(float));
-                    }
-                }
-            }
+            im2col_row(col, in, b, oy, H, W, Ci, k, stride, Ho, Wo);
 }
 
 static void col2im(float *din, const float *dcol, int B, int H, int W, int Ci, int k, int stride,
@@ -105,6 +146,126 @@ void op_conv_forward(float *out, float *col, const float *in, const float *w, in
     im2col(col, in, B, H, W, Ci, k, stride, Ho, Wo);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, Co, K, 1.0f, col, K, w, Co, 0.0f,
                 out, Co);
+}
+
+/* The taps of output (oy, ox) of a k x k window (padding k/2) that fall inside an H x W image
+ * img: their input pixels (pixel floats apart) into xs and their weights (tap floats apart
+ * from w) into ws, kernel rows first. Returns how many. */
+static inline int window_taps(const float **xs, const float **ws, const float *img,
+                              const float *w, int oy, int ox, int H, int W, size_t pixel,
+                              size_t tap, int k, int stride)
+{
+    int pad = k / 2, taps = 0;
+    for (int ky = 0; ky < k; ky++) {
+        int iy = oy * stride + ky - pad;
+        if (iy < 0 || iy >= H)
+            continue;
+        for (int kx = 0; kx < k; kx++) {
+            int ix = ox * stride + kx - pad;
+            if (ix < 0 || ix >= W)
+                continue;
+            xs[taps] = img + ((size_t)iy * W + ix) * pixel;
+            ws[taps++] = w + ((size_t)ky * k + kx) * tap;
+        }
+    }
+    return taps;
+}
+
+/* out[p][j..j+W-1] of op_conv_affine_forward, W = 16, 8 or 1 (a constant once inlined): the
+ * taps of pixel p inside the image, each input channel broadcast against W weights. */
+static inline __attribute__((always_inline)) void
+conv_pixel(float *o, const float *in, const float *w, const struct affine_epilogue *e, int b,
+           int oy, int ox, int H, int Wd, int Ci, int Co, int k, int stride, int j, int width)
+{
+    v16f acc = {0};
+    v8f half = {0};
+    float one = 0.0f;
+    const float *xs[49], *ws[49];
+    int taps = window_taps(xs, ws, in + (size_t)b * H * Wd * Ci, w + j, oy, ox, H, Wd,
+                           (size_t)Ci, (size_t)Ci * Co, k, stride);
+    for (int t = 0; t < taps; t++) {
+        const float *x = xs[t], *wt = ws[t];
+        for (int c = 0; c < Ci; c++, wt += Co) {
+            if (width == 16)
+                acc += x[c] * LD16(wt);
+            else if (width == 8)
+                half += x[c] * LD8(wt);
+            else
+                one += x[c] * wt[0];
+        }
+    }
+    if (width == 16) {
+        acc = acc * LD16(e->scale + j) + LD16(e->shift + j);
+        ST16(o + j, e->relu6 ? relu6_16(acc) : acc);
+    } else if (width == 8) {
+        ST8(o + j, affine_out8(half, e, j));
+    } else {
+        o[j] = affine_out1(one, e, j);
+    }
+}
+
+/* conv_pixel's 16 channels from j for CONV_PIXELS neighbouring pixels of a row whose every
+ * column tap is inside the image: each weight vector loaded once for all of them. The same
+ * sums in the same order as conv_pixel. */
+#define CONV_PIXELS 8
+static void conv_pixels16(float *o, const float *in, const float *w,
+                          const struct affine_epilogue *e, int b, int oy, int ox, int H, int Wd,
+                          int Ci, int Co, int k, int stride, int j)
+{
+    int pad = k / 2;
+    v16f acc[CONV_PIXELS];
+    for (int p = 0; p < CONV_PIXELS; p++)
+        acc[p] = (v16f){0};
+    size_t step = (size_t)stride * Ci;
+    for (int ky = 0; ky < k; ky++) {
+        int iy = oy * stride + ky - pad;
+        if (iy < 0 || iy >= H)
+            continue;
+        for (int kx = 0; kx < k; kx++) {
+            const float *x = in + (((size_t)b * H + iy) * Wd + ox * stride + kx - pad) * Ci;
+            const float *wt = w + (size_t)(ky * k + kx) * Ci * Co + j;
+            for (int c = 0; c < Ci; c++, wt += Co) {
+                v16f wv = LD16(wt);
+                for (int p = 0; p < CONV_PIXELS; p++)
+                    acc[p] += x[p * step + c] * wv;
+            }
+        }
+    }
+    v16f sc = LD16(e->scale + j), sh = LD16(e->shift + j);
+    for (int p = 0; p < CONV_PIXELS; p++) {
+        v16f v = acc[p] * sc + sh;
+        ST16(o + (size_t)p * Co + j, e->relu6 ? relu6_16(v) : v);
+    }
+}
+
+/* A dense convolution of few input channels (the stem) computed directly, without im2col:
+ * per output pixel a vector of output channels over the taps. */
+void op_conv_affine_forward(float *out, const float *in, const float *w, const float *scale,
+                            const float *shift, int B, int H, int W, int Ci, int Co, int k,
+                            int stride, int relu6)
+{
+    int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
+    const struct affine_epilogue e = {scale, shift, relu6};
+    int pad = k / 2, in_lo = (pad + stride - 1) / stride;
+    int in_hi = W - k + pad >= 0 ? (W - k + pad) / stride : -1; /* see depthwise_row */
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++) {
+                float *o = out + (((size_t)b * Ho + oy) * Wo + ox) * Co;
+                if (Co % 16 == 0 && ox >= in_lo && ox + CONV_PIXELS - 1 <= in_hi) {
+                    for (int j = 0; j < Co; j += 16)
+                        conv_pixels16(o, in, w, &e, b, oy, ox, H, W, Ci, Co, k, stride, j);
+                    ox += CONV_PIXELS - 1;
+                    continue;
+                }
+                int j = 0;
+                for (; j + 16 <= Co; j += 16)
+                    conv_pixel(o, in, w, &e, b, oy, ox, H, W, Ci, Co, k, stride, j, 16);
+                for (; j + 8 <= Co; j += 8)
+                    conv_pixel(o, in, w, &e, b, oy, ox, H, W, Ci, Co, k, stride, j, 8);
+                for (; j < Co; j++)
+                    conv_pixel(o, in, w, &e, b, oy, ox, H, W, Ci, Co, k, stride, j, 1);
+            }
 }
 
 void op_conv_backward(float *din, float *dw, float *dcol, const float *dout, const float *col,
@@ -165,6 +326,14 @@ void op_pointwise_forward(float *out, const float *in, const float *w, int N, in
     pointwise_rows(out, in, w, pointwise_pack(w, N, Ci, Co, 0), 0, N, Ci, Co);
 }
 
+void op_pointwise_affine_forward(float *out, const float *in, const float *w, const float *scale,
+                                 const float *shift, const float *residual, int N, int Ci, int Co,
+                                 int relu6)
+{
+    const struct gemm_epilogue e = {scale, shift, residual, relu6};
+    gemm_affine(out, in, w, N, Ci, Co, &e);
+}
+
 void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int N, int Ci, int Co)
 {
@@ -182,41 +351,37 @@ void op_pointwise_backward(float *din, float *dw, const float *dout, const float
  * once per tap instead of once per tap and per partial sum. GCC's vector extensions keep this
  * portable (plain C on a CPU without AVX). */
 
-typedef float v8f __attribute__((vector_size(32)));
-typedef v8f v8f_u __attribute__((aligned(4))); /* unaligned access */
-#define LD(p) (*(const v8f_u *)(p))
-#define ST(p, v) (*(v8f_u *)(p) = (v))
 
 /* out[c] = sum over the listed taps of x_tap[c] * w_tap[c]; taps given as pointer pairs. */
 static inline void dw_dot(float *restrict out, const float *const *xs, const float *const *ws,
-                          int taps, int C)
+                          int taps, int C, const struct affine_epilogue *e)
 {
     int c = 0;
     for (; c + 32 <= C; c += 32) {
         v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (int t = 0; t < taps; t++) {
             const float *x = xs[t] + c, *w = ws[t] + c;
-            a0 += LD(x) * LD(w);
-            a1 += LD(x + 8) * LD(w + 8);
-            a2 += LD(x + 16) * LD(w + 16);
-            a3 += LD(x + 24) * LD(w + 24);
+            a0 += LD8(x) * LD8(w);
+            a1 += LD8(x + 8) * LD8(w + 8);
+            a2 += LD8(x + 16) * LD8(w + 16);
+            a3 += LD8(x + 24) * LD8(w + 24);
         }
-        ST(out + c, a0);
-        ST(out + c + 8, a1);
-        ST(out + c + 16, a2);
-        ST(out + c + 24, a3);
+        ST8(out + c, affine_out8(a0, e, c));
+        ST8(out + c + 8, affine_out8(a1, e, c + 8));
+        ST8(out + c + 16, affine_out8(a2, e, c + 16));
+        ST8(out + c + 24, affine_out8(a3, e, c + 24));
     }
     for (; c + 8 <= C; c += 8) {
         v8f a0 = {0};
         for (int t = 0; t < taps; t++)
-            a0 += LD(xs[t] + c) * LD(ws[t] + c);
-        ST(out + c, a0);
+            a0 += LD8(xs[t] + c) * LD8(ws[t] + c);
+        ST8(out + c, affine_out8(a0, e, c));
     }
     for (; c < C; c++) {
         float a = 0.0f;
         for (int t = 0; t < taps; t++)
             a += xs[t][c] * ws[t][c];
-        out[c] = a;
+        out[c] = affine_out1(a, e, c);
     }
 }
 
@@ -225,82 +390,206 @@ static inline void dw_dot(float *restrict out, const float *const *xs, const flo
  * same order as dw_dot, pixel by pixel. */
 #define DW_PIXELS 4
 static inline void dw_dot_row(float *restrict out, const float *const *xs, size_t x_step,
-                              const float *const *ws, int taps, int C)
+                              const float *const *ws, int taps, int C,
+                              const struct affine_epilogue *e)
 {
     int c = 0;
     for (; c + 16 <= C; c += 16) {
         v8f a[DW_PIXELS][2] = {{{0}}};
         for (int t = 0; t < taps; t++) {
-            v8f w0 = LD(ws[t] + c), w1 = LD(ws[t] + c + 8);
+            v8f w0 = LD8(ws[t] + c), w1 = LD8(ws[t] + c + 8);
             const float *x = xs[t] + c;
             for (int p = 0; p < DW_PIXELS; p++) {
-                a[p][0] += LD(x + p * x_step) * w0;
-                a[p][1] += LD(x + p * x_step + 8) * w1;
+                a[p][0] += LD8(x + p * x_step) * w0;
+                a[p][1] += LD8(x + p * x_step + 8) * w1;
             }
         }
         for (int p = 0; p < DW_PIXELS; p++) {
-            ST(out + (size_t)p * C + c, a[p][0]);
-            ST(out + (size_t)p * C + c + 8, a[p][1]);
+            ST8(out + (size_t)p * C + c, affine_out8(a[p][0], e, c));
+            ST8(out + (size_t)p * C + c + 8, affine_out8(a[p][1], e, c + 8));
         }
     }
     for (; c + 8 <= C; c += 8) {
         v8f a[DW_PIXELS] = {{0}};
         for (int t = 0; t < taps; t++) {
-            v8f w0 = LD(ws[t] + c);
+            v8f w0 = LD8(ws[t] + c);
             for (int p = 0; p < DW_PIXELS; p++)
-                a[p] += LD(xs[t] + c + p * x_step) * w0;
+                a[p] += LD8(xs[t] + c + p * x_step) * w0;
         }
         for (int p = 0; p < DW_PIXELS; p++)
-            ST(out + (size_t)p * C + c, a[p]);
+            ST8(out + (size_t)p * C + c, affine_out8(a[p], e, c));
     }
     for (; c < C; c++)
         for (int p = 0; p < DW_PIXELS; p++) {
             float acc = 0.0f;
             for (int t = 0; t < taps; t++)
                 acc += xs[t][c + p * x_step] * ws[t][c];
-            out[(size_t)p * C + c] = acc;
+            out[(size_t)p * C + c] = affine_out1(acc, e, c);
         }
+}
+
+/* DW_TILE neighbouring outputs ox0.. of a depthwise output row, every channel (8k of them),
+ * kernel K, stride S (constants once inlined), as a sliding window: the outputs keep their sums
+ * in registers, and each input pixel of a kernel row is loaded once and multiplied into every
+ * output whose window holds it, with that row's K weight vectors also in registers. dw_dot
+ * loads K inputs per output and kernel row; this loads (DW_TILE - 1) * S + K for DW_TILE
+ * outputs. checked: some taps fall outside the row (skipped) or some outputs past it (not
+ * stored). Per output the same taps in the same order (kernel rows, then columns left to
+ * right), so the same bits as dw_dot. */
+#define DW_TILE 4
+static inline __attribute__((always_inline)) void
+dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, int W, int C,
+        int Wo, int K, int S, int checked, const struct affine_epilogue *e)
+{
+    enum { SPAN = (DW_TILE - 1) * 2 + 7 }; /* inputs of a tile, at most */
+    int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
+    int lo = checked && i0 < 0 ? -i0 : 0, hi = checked && i0 + span > W ? W - i0 : span;
+    int outs = checked && ox0 + DW_TILE > Wo ? Wo - ox0 : DW_TILE;
+    for (int c = 0; c < C; c += 8) {
+        v8f acc[DW_TILE];
+        for (int p = 0; p < DW_TILE; p++)
+            acc[p] = (v8f){0};
+        for (int ky = 0; ky < K; ky++) {
+            int iy = oy * S + ky - pad;
+            if (iy < 0 || iy >= H)
+                continue;
+            const float *x0 = img + ((ptrdiff_t)iy * W + i0) * C + c;
+            const float *wrow = w + (size_t)ky * K * C + c;
+            v8f wk[7];
+#pragma GCC unroll 7
+            for (int kx = 0; kx < K; kx++)
+                wk[kx] = LD8(wrow + (size_t)kx * C);
+#pragma GCC unroll 16
+            for (int i = 0; i < SPAN; i++) {
+                if (i >= span)
+                    continue;
+                v8f x = {0};
+                if (!checked || (i >= lo && i < hi))
+                    x = LD8(x0 + (ptrdiff_t)i * C);
+#pragma GCC unroll 7
+                for (int kx = 0; kx < K; kx++) {
+                    int d = i - kx;
+                    if (d >= 0 && d % S == 0 && d / S < DW_TILE)
+                        acc[d / S] += x * wk[kx];
+                }
+            }
+        }
+        for (int p = 0; p < outs; p++)
+            ST8(orow + (size_t)(ox0 + p) * C + c, affine_out8(acc[p], e, c));
+    }
+}
+
+/* One leaf function per kernel, stride and checked: small enough for the register allocator. */
+typedef void dw_tile_fn(float *orow, const float *img, const float *w, int oy, int ox0, int H,
+                        int W, int C, int Wo, const struct affine_epilogue *e);
+#define DW_TILE_FN(K, S, CHECKED)                                                                 \
+    static void dw_tile_##K##S##CHECKED(float *orow, const float *img, const float *w, int oy,   \
+                                        int ox0, int H, int W, int C, int Wo,                    \
+                                        const struct affine_epilogue *e)                         \
+    {                                                                                            \
+        dw_tile(orow, img, w, oy, ox0, H, W, C, Wo, K, S, CHECKED, e);                            \
+    }
+DW_TILE_FN(3, 1, 0) DW_TILE_FN(3, 1, 1) DW_TILE_FN(3, 2, 0) DW_TILE_FN(3, 2, 1)
+DW_TILE_FN(5, 1, 0) DW_TILE_FN(5, 1, 1) DW_TILE_FN(5, 2, 0) DW_TILE_FN(5, 2, 1)
+DW_TILE_FN(7, 1, 0) DW_TILE_FN(7, 1, 1) DW_TILE_FN(7, 2, 0) DW_TILE_FN(7, 2, 1)
+#undef DW_TILE_FN
+
+/* The tile functions of kernel k and stride s ([0] unchecked, [1] checked), or 0 if there are
+ * none. */
+static int dw_tile_fns(int k, int s, dw_tile_fn **fn)
+{
+#define DW_CASE(K, S)                                                                             \
+    case K * 10 + S:                                                                              \
+        fn[0] = dw_tile_##K##S##0, fn[1] = dw_tile_##K##S##1;                                     \
+        return 1;
+    switch (k * 10 + s) {
+        DW_CASE(3, 1)
+        DW_CASE(3, 2)
+        DW_CASE(5, 1)
+        DW_CASE(5, 2)
+        DW_CASE(7, 1)
+        DW_CASE(7, 2)
+    default:
+        return 0;
+    }
+#undef DW_CASE
+}
+
+/* A whole output row in tiles by the sliding window, unchecked where every tap of the tile is
+ * inside the row; 0 (nothing done) for channel counts and kernels it has no tiles for. */
+static int dw_row_window(float *orow, const float *img, const float *w, int oy, int H, int W,
+                         int C, int Wo, int k, int stride, const struct affine_epilogue *e)
+{
+    dw_tile_fn *fn[2];
+    if (C % 8 || !dw_tile_fns(k, stride, fn))
+        return 0;
+    int pad = k / 2;
+    for (int ox0 = 0; ox0 < Wo; ox0 += DW_TILE) {
+        int i0 = ox0 * stride - pad;
+        int inside = i0 >= 0 && i0 + (DW_TILE - 1) * stride + k <= W && ox0 + DW_TILE <= Wo;
+        fn[!inside](orow, img, w, oy, ox0, H, W, C, Wo, e);
+    }
+    return 1;
+}
+
+/* Output row oy of image b of op_depthwise_forward, then the epilogue e when not NULL
+ * (inlined into each caller's own parallel loop, so the training kernel tests no e). */
+static inline __attribute__((always_inline)) void
+depthwise_row(float *out, const float *in, const float *w, int b, int oy, int H, int W, int C,
+              int k, int stride, const struct affine_epilogue *e)
+{
+    int pad = k / 2;
+    int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
+    const float *img = in + (size_t)b * H * W * C;
+    float *orow = out + ((size_t)b * Ho + oy) * Wo * C;
+    if (dw_row_window(orow, img, w, oy, H, W, C, Wo, k, stride, e))
+        return;
+    const float *xs[49], *ws[49];
+    /* outputs whose every column tap is inside the row: ox*stride - pad >= 0 and
+     * ox*stride - pad + k - 1 <= W - 1; DW_PIXELS of them at a time */
+    int in_lo = (pad + stride - 1) / stride;
+    int in_hi = W - k + pad >= 0 ? (W - k + pad) / stride : -1;
+    for (int ox = 0; ox < Wo; ox++) {
+        int group = ox >= in_lo && ox + DW_PIXELS - 1 <= in_hi;
+        int taps = window_taps(xs, ws, img, w, oy, ox, H, W, (size_t)C, (size_t)C, k, stride);
+        float *o = out + (((size_t)b * Ho + oy) * Wo + ox) * C;
+        if (group) {
+            dw_dot_row(o, xs, (size_t)stride * C, ws, taps, C, e);
+            ox += DW_PIXELS - 1;
+        } else {
+            dw_dot(o, xs, ws, taps, C, e);
+        }
+    }
 }
 
 void op_depthwise_forward(float *out, const float *in, const float *w, int B, int H, int W, int C,
                           int k, int stride)
 {
     OFFNAS_ASSERT(k >= 1 && k <= 7); /* the tap lists hold 7x7 */
-    int pad = k / 2;
-    int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
+    int Ho = op_conv_out_size(H, k, stride);
 #pragma omp parallel for collapse(2) schedule(static) if (B * Ho > 8)
     for (int b = 0; b < B; b++)
-        for (int oy = 0; oy < Ho; oy++) {
-            const float *img = in + (size_t)b * H * W * C;
-            const float *xs[49], *ws[49];
-            /* outputs whose every column tap is inside the row: ox*stride - pad >= 0 and
-             * ox*stride - pad + k - 1 <= W - 1; DW_PIXELS of them at a time */
-            int in_lo = (pad + stride - 1) / stride;
-            int in_hi = W - k + pad >= 0 ? (W - k + pad) / stride : -1;
-            for (int ox = 0; ox < Wo; ox++) {
-                int group = ox >= in_lo && ox + DW_PIXELS - 1 <= in_hi;
-                int taps = 0;
-                for (int ky = 0; ky < k; ky++) {
-                    int iy = oy * stride + ky - pad;
-                    if (iy < 0 || iy >= H)
-                        continue;
-                    for (int kx = 0; kx < k; kx++) {
-                        int ix = ox * stride + kx - pad;
-                        if (ix < 0 || ix >= W)
-                            continue;
-                        xs[taps] = img + ((size_t)iy * W + ix) * C;
-                        ws[taps++] = w + ((size_t)ky * k + kx) * C;
-                    }
-                }
-                float *o = out + (((size_t)b * Ho + oy) * Wo + ox) * C;
-                if (group) {
-                    dw_dot_row(o, xs, (size_t)stride * C, ws, taps, C);
-                    ox += DW_PIXELS - 1;
-                } else {
-                    dw_dot(o, xs, ws, taps, C);
-                }
-            }
-        }
+        for (int oy = 0; oy < Ho; oy++)
+            depthwise_row(out, in, w, b, oy, H, W, C, k, stride, NULL);
+}
+
+void op_depthwise_affine_forward(float *out, const float *in, const float *w, const float *scale,
+                                 const float *shift, int B, int H, int W, int C, int k, int stride,
+                                 int relu6)
+{
+    OFFNAS_ASSERT(k >= 1 && k <= 7);
+    int Ho = op_conv_out_size(H, k, stride);
+    const struct affine_epilogue e = {scale, shift, relu6};
+    if (B * Ho <= 8 || omp_get_max_threads() == 1) { /* no parallel region (see gemm_affine) */
+        for (int b = 0; b < B; b++)
+            for (int oy = 0; oy < Ho; oy++)
+                depthwise_row(out, in, w, b, oy, H, W, C, k, stride, &e);
+        return;
+    }
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Ho; oy++)
+            depthwise_row(out, in, w, b, oy, H, W, C, k, stride, &e);
 }
 
 /* dw_tap[c] += sum over ox of g[ox][c] * x[ix(ox)][c] for one output row and one tap. */
@@ -312,21 +601,21 @@ static inline void dw_row_grad(float *restrict dw, const float *g, const float *
         v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (int i = 0; i < count; i++) {
             const float *gp = g + i * g_step + c, *xp = x + i * x_step + c;
-            a0 += LD(gp) * LD(xp);
-            a1 += LD(gp + 8) * LD(xp + 8);
-            a2 += LD(gp + 16) * LD(xp + 16);
-            a3 += LD(gp + 24) * LD(xp + 24);
+            a0 += LD8(gp) * LD8(xp);
+            a1 += LD8(gp + 8) * LD8(xp + 8);
+            a2 += LD8(gp + 16) * LD8(xp + 16);
+            a3 += LD8(gp + 24) * LD8(xp + 24);
         }
-        ST(dw + c, LD(dw + c) + a0);
-        ST(dw + c + 8, LD(dw + c + 8) + a1);
-        ST(dw + c + 16, LD(dw + c + 16) + a2);
-        ST(dw + c + 24, LD(dw + c + 24) + a3);
+        ST8(dw + c, LD8(dw + c) + a0);
+        ST8(dw + c + 8, LD8(dw + c + 8) + a1);
+        ST8(dw + c + 16, LD8(dw + c + 16) + a2);
+        ST8(dw + c + 24, LD8(dw + c + 24) + a3);
     }
     for (; c + 8 <= C; c += 8) {
         v8f a0 = {0};
         for (int i = 0; i < count; i++)
-            a0 += LD(g + i * g_step + c) * LD(x + i * x_step + c);
-        ST(dw + c, LD(dw + c) + a0);
+            a0 += LD8(g + i * g_step + c) * LD8(x + i * x_step + c);
+        ST8(dw + c, LD8(dw + c) + a0);
     }
     for (; c < C; c++) {
         float a = 0.0f;
@@ -405,10 +694,10 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
                     }
                     float *d = dimg + ((size_t)iy * W + ix) * C;
                     if (group) {
-                        dw_dot_row(d, gs, (size_t)C, ws, taps, C);
+                        dw_dot_row(d, gs, (size_t)C, ws, taps, C, NULL);
                         ix += DW_PIXELS - 1;
                     } else {
-                        dw_dot(d, gs, ws, taps, C);
+                        dw_dot(d, gs, ws, taps, C, NULL);
                     }
                 }
         }
@@ -437,9 +726,17 @@ static inline void bn_fold(float *scale, float *shift, const float *gamma, const
 
 static inline float bn_affine(float x, float scale, float shift) { return x * scale + shift; }
 
+void op_batchnorm_eval_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, int C)
+{
+    for (int c = 0; c < C; c++) {
+        scale[c] = gamma[c] / sqrtf(running_var[c] + BN_EPS);
+        shift[c] = beta[c] - running_mean[c] * scale[c];
+    }
+}
+
 enum { SUMS_FORWARD, SUMS_BACKWARD, SUMS_RELU6 };
 #define SUMS_VECTORS 4
-typedef int v8i __attribute__((vector_size(32)));
 
 /* channel_sums_add's float sums of rows n0..n1 for the 8 * V channels from c, in registers over
  * the rows (V a constant once inlined: SUMS_VECTORS or 1): per channel the same operations in
@@ -451,25 +748,25 @@ static inline void tile_sums(float *restrict s, float *restrict q, const float *
     v8f vs[SUMS_VECTORS], vq[SUMS_VECTORS], sh[SUMS_VECTORS], a[SUMS_VECTORS], b[SUMS_VECTORS];
     for (int v = 0; v < V; v++) {
         vs[v] = vq[v] = (v8f){0};
-        sh[v] = LD(shift + c + 8 * v);
+        sh[v] = LD8(shift + c + 8 * v);
         a[v] = b[v] = (v8f){0};
         if (mode == SUMS_RELU6) {
-            a[v] = LD(ys + c + 8 * v);
-            b[v] = LD(yt + c + 8 * v);
+            a[v] = LD8(ys + c + 8 * v);
+            b[v] = LD8(yt + c + 8 * v);
         }
     }
     for (int n = n0; n < n1; n++) {
         const float *row = x + (size_t)n * C + c;
         const float *grow = mode == SUMS_FORWARD ? row : g + (size_t)n * C + c;
         for (int v = 0; v < V; v++) {
-            v8f xv = LD(row + 8 * v);
+            v8f xv = LD8(row + 8 * v);
             if (mode == SUMS_FORWARD) {
                 v8f d = xv - sh[v];
                 vs[v] += d;
                 vq[v] += d * d;
                 continue;
             }
-            v8f gv = LD(grow + 8 * v);
+            v8f gv = LD8(grow + 8 * v);
             if (mode == SUMS_RELU6) {
                 v8f y = xv * a[v] + b[v];
                 v8i keep = (y > 0.0f) & (y < 6.0f);
@@ -480,8 +777,8 @@ static inline void tile_sums(float *restrict s, float *restrict q, const float *
         }
     }
     for (int v = 0; v < V; v++) {
-        ST(s + c + 8 * v, vs[v]);
-        ST(q + c + 8 * v, vq[v]);
+        ST8(s + c + 8 * v, vs[v]);
+        ST8(q + c + 8 * v, vq[v]);
     }
 }
 
@@ -625,10 +922,7 @@ static void batchnorm_forward(float *out, float *mean, float *rstd, const float 
         }
         bn_fold(scale, shift, gamma, beta, mean, rstd, C);
     } else {
-        for (int c = 0; c < C; c++) {
-            scale[c] = gamma[c] / sqrtf(running_var[c] + BN_EPS);
-            shift[c] = beta[c] - running_mean[c] * scale[c];
-        }
+        op_batchnorm_eval_fold(scale, shift, gamma, beta, running_mean, running_var, C);
     }
 #pragma omp parallel for schedule(static) if (N > 256)
     for (int n = 0; n < N; n++) {

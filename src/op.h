@@ -48,6 +48,22 @@ void op_pointwise_forward(float *out, const float *in, const float *w, int N, in
 void op_pointwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int N, int Ci, int Co);
 
+/* Inference (eval-mode batch norm): a convolution, its batch norm as the per-channel affine of
+ * op_batchnorm_eval_fold and its activation in one pass, out = act(conv(in) * scale + shift
+ * [+ residual]), act ReLU6 when relu6. out must not alias in (or residual, for the pointwise
+ * one). Per image the same bits whatever the batch and the thread count. */
+void op_batchnorm_eval_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, int C);
+void op_conv_affine_forward(float *out, const float *in, const float *w, const float *scale,
+                            const float *shift, int B, int H, int W, int Ci, int Co, int k,
+                            int stride, int relu6);
+void op_pointwise_affine_forward(float *out, const float *in, const float *w, const float *scale,
+                                 const float *shift, const float *residual, int N, int Ci, int Co,
+                                 int relu6);
+void op_depthwise_affine_forward(float *out, const float *in, const float *w, const float *scale,
+                                 const float *shift, int B, int H, int W, int C, int k, int stride,
+                                 int relu6);
+
 /* Depthwise k x k convolution, padding k/2, stride 1 or 2.
  * out (B,Ho,Wo,C), in (B,H,W,C), w (k,k,C). */
 void op_depthwise_forward(float *out, const float *in, const float *w, int B, int H, int W, int C,

@@ -247,6 +247,50 @@ TEST(net_shared_candidates_slice_one_superkernel)
     net_free(sep);
 }
 
+/* Eval mode runs each convolution with its batch norm folded in (the *_affine_forward ops): an
+ * image's logits are the same bits in a batch of 3 as alone, for every candidate of every
+ * layer (sliced superkernels, residual and skip blocks), and they move with the running
+ * statistics the eval batch norm reads. */
+TEST(net_eval_gives_each_image_its_batch1_bits)
+{
+    op_set_threads(1);
+    struct job job = tiny_job_of(1, "shared");
+    int B = 3, side = 9, classes = 5;
+    struct net *net = net_create(&job.net, B, side, 1, classes, 0, 7);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(net);
+    net_set_residual_scales(net, 1.0f);
+    struct rng rng;
+    rng_seed(&rng, 5, 0);
+    for (size_t i = 0; i < net->stat_count; i++) /* running means and variances (> 0) */
+        net->stats[i] = (float)(0.5 + rng_uniform(&rng));
+    float x[3 * 81], batch[3 * 5], alone[5];
+    for (int i = 0; i < B * side * side; i++)
+        x[i] = (float)rng_normal(&rng);
+    int widest = 0;
+    for (int l = 0; l < net->layer_count; l++)
+        widest = net->layers[l].candidate_count > widest ? net->layers[l].candidate_count : widest;
+    for (int c = 0; c < widest; c++) {
+        for (int l = 0; l < net->layer_count; l++)
+            net->choice[l] = c % net->layers[l].candidate_count;
+        net_forward(net, x, B, 0);
+        memcpy(batch, net->logits, sizeof batch);
+        for (int b = 0; b < B; b++) {
+            net_forward(net, x + b * side * side, 1, 0);
+            memcpy(alone, net->logits, sizeof alone);
+            int same = !memcmp(alone, batch + b * classes, sizeof alone);
+            if (!same)
+                fprintf(stderr, "\n  choice %d image %d: batch-1 logits differ\n", c, b);
+            CU_ASSERT(same);
+        }
+    }
+    float before = net->logits[0];
+    for (size_t i = 0; i < net->stat_count; i++)
+        net->stats[i] += 0.5f;
+    net_forward(net, x + (B - 1) * side * side, 1, 0);
+    CU_ASSERT(net->logits[0] != before);
+    net_free(net);
+}
+
 /* A stride-2 stem halves every feature map after it: 12x12 input -> 6x6 stem -> 6, 3, 3 for
  * layers 6/1, 8/2, 8/1; the MAC count uses the 6x6 stem output, the parameters do not change,
  * and the forward fills finite logits. */
@@ -609,6 +653,7 @@ TEST(net_skip_weight_grads_keeps_gate_and_mask_gradients)
 
 static const struct test_case TESTS[] = {
     CASE(net_fixed_gradient_matches_finite_differences),
+    CASE(net_eval_gives_each_image_its_batch1_bits),
     CASE(net_supernet_gradient_with_channel_mask),
     CASE(net_gradient_with_stem_stride_2),
     CASE(net_shared_supernet_gradient_of_every_slice),

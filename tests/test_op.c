@@ -443,6 +443,9 @@ static const struct conv_shape DW_FWD_SHAPES[] = {
     {1, 14, 14, 24, 0, 5, 2}, {1, 3, 3, 2, 0, 7, 1},
     /* rows wide enough for the DW_PIXELS-at-once path (with 16-, 8-wide and scalar channels) */
     {1, 12, 12, 40, 0, 3, 1}, {2, 9, 16, 18, 0, 5, 1}, {1, 13, 21, 8, 0, 7, 2},
+    /* 8k channels: the sliding-window tiles, whole and checked at both ends of a row */
+    {2, 28, 28, 16, 0, 3, 2}, {1, 11, 11, 48, 0, 3, 2}, {1, 7, 7, 32, 0, 7, 1},
+    {1, 10, 17, 24, 0, 5, 2}, {1, 6, 9, 8, 0, 7, 2}, {1, 2, 3, 8, 0, 3, 1},
 };
 
 static const struct conv_shape DW_GRAD_SHAPES[] = {
@@ -683,6 +686,114 @@ TEST(batchnorm_eval_uses_running_stats)
     free(in), free(gamma), free(beta), free(out), free(mean), free(rstd), free(rmean), free(rvar);
     free(rmean0), free(rvar0), free(d_in), free(d_g), free(d_b), free(d_rm), free(d_rv), free(ref);
     free(inplace);
+}
+
+/* Eval-mode batch-norm statistics and parameters for C channels, and the affine they fold to. */
+struct eval_bn {
+    float *gamma, *beta, *rmean, *rvar, *scale, *shift;
+    double *d_gamma, *d_beta, *d_rmean, *d_rvar;
+};
+
+static struct eval_bn eval_bn_new(int C)
+{
+    struct eval_bn e = {.gamma = frand(C, 0.5, 1.5), .beta = frand(C, -1, 1),
+                        .rmean = frand(C, -1, 1), .rvar = frand(C, 0.5, 2), .scale = fnew(C),
+                        .shift = fnew(C)};
+    op_batchnorm_eval_fold(e.scale, e.shift, e.gamma, e.beta, e.rmean, e.rvar, C);
+    e.d_gamma = to_double(e.gamma, C), e.d_beta = to_double(e.beta, C);
+    e.d_rmean = to_double(e.rmean, C), e.d_rvar = to_double(e.rvar, C);
+    return e;
+}
+
+static void eval_bn_free(struct eval_bn *e)
+{
+    free(e->gamma), free(e->beta), free(e->rmean), free(e->rvar), free(e->scale), free(e->shift);
+    free(e->d_gamma), free(e->d_beta), free(e->d_rmean), free(e->d_rvar);
+}
+
+/* ref = act(bn_eval(ref) [+ residual]) in place, the float64 composition the affine ops fuse. */
+static void ref_affine(double *ref, const struct eval_bn *e, const double *residual, size_t N,
+                       int C, int relu6)
+{
+    ref_batchnorm_eval(ref, ref, e->d_gamma, e->d_beta, e->d_rmean, e->d_rvar, (int)N, C);
+    for (size_t i = 0; residual && i < N * C; i++)
+        ref[i] += residual[i];
+    if (relu6)
+        ref_relu6(ref, ref, N * C);
+}
+
+TEST(affine_forwards_match_conv_then_eval_batchnorm)
+{
+    char what[128];
+    rng_seed(120);
+    /* pointwise, with every column path of gemm_affine (32/16/8 wide, scalar tail), the
+     * residual and both activations */
+    static const int pw[][3] = {{1, 1, 1}, {9, 5, 7}, {17, 16, 48}, {49, 96, 24}, {300, 24, 72},
+                                {70, 13, 61}, {8, 144, 40}};
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(pw); t++)
+        for (int variant = 0; variant < 2; variant++) {
+            int N = pw[t][0], Ci = pw[t][1], Co = pw[t][2], relu6 = !variant;
+            size_t nin = (size_t)N * Ci, nout = (size_t)N * Co;
+            float *in = frand(nin, -1, 1), *w = frand((size_t)Ci * Co, -1, 1), *out = fnew(nout);
+            float *res = variant ? frand(nout, -1, 1) : NULL;
+            struct eval_bn e = eval_bn_new(Co);
+            ffill(out, nout, 1e30f);
+            op_pointwise_affine_forward(out, in, w, e.scale, e.shift, res, N, Ci, Co, relu6);
+            double *din = to_double(in, nin), *dw = to_double(w, (size_t)Ci * Co);
+            double *dres = res ? to_double(res, nout) : NULL, *ref = dnew(nout);
+            ref_pointwise(ref, din, dw, N, Ci, Co);
+            ref_affine(ref, &e, dres, (size_t)N, Co, relu6);
+            snprintf(what, sizeof what, "pointwise affine N%d Ci%d Co%d %s", N, Ci, Co,
+                     variant ? "+residual" : "relu6");
+            CHECK(close_fwd(what, out, ref, nout));
+            free(in), free(w), free(out), free(res), free(din), free(dw), free(dres), free(ref);
+            eval_bn_free(&e);
+        }
+    /* depthwise: the same sums as op_depthwise_forward and the same affine as the eval batch
+     * norm, so the same bits as the two ops in a row */
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(DW_FWD_SHAPES); t++) {
+        struct conv_bufs c = conv_bufs_new(DW_FWD_SHAPES[t], 1, 0);
+        struct conv_shape s = c.s;
+        struct eval_bn e = eval_bn_new(s.Ci);
+        float *fused = fnew(c.nout), *mean = fnew(s.Ci), *rstd = fnew(s.Ci);
+        ffill(fused, c.nout, 1e30f);
+        op_depthwise_affine_forward(fused, c.in, c.w, e.scale, e.shift, s.B, s.H, s.W, s.Ci, s.k,
+                                    s.stride, 1);
+        op_depthwise_forward(c.out, c.in, c.w, s.B, s.H, s.W, s.Ci, s.k, s.stride);
+        op_batchnorm_relu6_forward(c.out, mean, rstd, c.out, e.gamma, e.beta, e.rmean, e.rvar,
+                                   (int)(c.nout / s.Ci), s.Ci, 0, 0.1f);
+        int same = !memcmp(fused, c.out, c.nout * sizeof(float));
+        if (!same)
+            fprintf(stderr, "\n  %s: fused and composed differ\n", conv_label(&c, "out"));
+        CU_ASSERT(same);
+        /* and both against float64 */
+        double *din = to_double(c.in, c.nin), *dw = to_double(c.w, c.nw), *ref = dnew(c.nout);
+        ref_depthwise(ref, din, dw, s.B, s.H, s.W, s.Ci, s.k, s.stride);
+        ref_affine(ref, &e, NULL, c.nout / s.Ci, s.Ci, 1);
+        CHECK(close_fwd(conv_label(&c, "affine out"), fused, ref, c.nout));
+        conv_bufs_free(&c);
+        eval_bn_free(&e);
+        free(fused), free(mean), free(rstd), free(din), free(dw), free(ref);
+    }
+    /* the stem's direct convolution */
+    for (size_t t = 0; t < OFFNAS_ARRAY_LEN(CONV_FWD_SHAPES); t++) {
+        struct conv_bufs c = conv_bufs_new(CONV_FWD_SHAPES[t], 0, 0);
+        struct conv_shape s = c.s;
+        struct eval_bn e = eval_bn_new(s.Co);
+        for (int relu6 = 0; relu6 < 2; relu6++) {
+            ffill(c.out, c.nout, 1e30f);
+            op_conv_affine_forward(c.out, c.in, c.w, e.scale, e.shift, s.B, s.H, s.W, s.Ci, s.Co,
+                                   s.k, s.stride, relu6);
+            double *din = to_double(c.in, c.nin), *dw = to_double(c.w, c.nw), *ref = dnew(c.nout);
+            ref_conv(ref, din, dw, s.B, s.H, s.W, s.Ci, s.Co, s.k, s.stride);
+            ref_affine(ref, &e, NULL, c.nout / s.Co, s.Co, relu6);
+            CHECK(close_fwd(conv_label(&c, relu6 ? "affine relu6 out" : "affine out"), c.out, ref,
+                            c.nout));
+            free(din), free(dw), free(ref);
+        }
+        conv_bufs_free(&c);
+        eval_bn_free(&e);
+    }
 }
 
 TEST(relu6_forward_matches_reference)
@@ -1544,6 +1655,7 @@ static const struct test_case TESTS[] = {
     CASE(batchnorm_constant_channel_is_finite),
     CASE(batchnorm_running_stats_update),
     CASE(batchnorm_eval_uses_running_stats),
+    CASE(affine_forwards_match_conv_then_eval_batchnorm),
     CASE(relu6_forward_matches_reference),
     CASE(add_forward_and_aliasing),
     CASE(avgpool_forward_matches_reference),
