@@ -433,9 +433,10 @@ static inline void dw_dot_row(float *restrict out, const float *const *xs, size_
  * in registers, and each input pixel of a kernel row is loaded once and multiplied into every
  * output whose window holds it, with that row's K weight vectors also in registers. dw_dot
  * loads K inputs per output and kernel row; this loads (DW_TILE - 1) * S + K for DW_TILE
- * outputs. checked: some taps fall outside the row (skipped) or some outputs past it (not
- * stored). Per output the same taps in the same order (kernel rows, then columns left to
- * right), so the same bits as dw_dot. */
+ * outputs. checked: some taps fall outside the row, read as zeros (a zero product leaves a
+ * finite sum's bits alone, so it is as if skipped), or some outputs past it (not stored). Per
+ * output the same taps in the same order (kernel rows, then columns left to right), so the
+ * same bits as dw_dot. */
 #define DW_TILE 4
 static inline __attribute__((always_inline)) void
 dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, int W, int C,
@@ -453,7 +454,7 @@ dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, i
             int iy = oy * S + ky - pad;
             if (iy < 0 || iy >= H)
                 continue;
-            const float *x0 = img + ((ptrdiff_t)iy * W + i0) * C + c;
+            const float *xrow = img + (size_t)iy * W * C + c;
             const float *wrow = w + (size_t)ky * K * C + c;
             v8f wk[7];
 #pragma GCC unroll 7
@@ -465,7 +466,7 @@ dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, i
                     continue;
                 v8f x = {0};
                 if (!checked || (i >= lo && i < hi))
-                    x = LD8(x0 + (ptrdiff_t)i * C);
+                    x = LD8(xrow + (ptrdiff_t)(i0 + i) * C);
 #pragma GCC unroll 7
                 for (int kx = 0; kx < K; kx++) {
                     int d = i - kx;
@@ -625,16 +626,115 @@ static inline void dw_row_grad(float *restrict dw, const float *g, const float *
     }
 }
 
+/* The weight gradient of a depthwise kernel row ky by the sliding window of dw_tile: for
+ * DW_TILE neighbouring outputs of a row their gradients g stay in registers, each input pixel
+ * under the tile's windows is loaded once and multiplied into the sums of every tap kx that
+ * pairs it with one of them, and the K sums (8 channels) live in registers over the whole
+ * image. dw_row_grad loads an input and a gradient per product instead. Zeros stand in for the
+ * inputs outside the row and the outputs past it (checked), adding nothing to finite sums. */
+static inline __attribute__((always_inline)) void
+dw_grad_tile(v8f *acc, const float *grow, const float *xrow, int ox0, int W, int C, int Wo, int K,
+             int S, int checked)
+{
+    enum { SPAN = (DW_TILE - 1) * 2 + 7 };
+    int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
+    v8f g[DW_TILE];
+    for (int p = 0; p < DW_TILE; p++) {
+        g[p] = (v8f){0};
+        if (!checked || ox0 + p < Wo)
+            g[p] = LD8(grow + (size_t)(ox0 + p) * C);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < SPAN; i++) {
+        if (i >= span)
+            continue;
+        v8f x = {0};
+        if (!checked || (i0 + i >= 0 && i0 + i < W))
+            x = LD8(xrow + (ptrdiff_t)(i0 + i) * C);
+#pragma GCC unroll 7
+        for (int kx = 0; kx < K; kx++) {
+            int d = i - kx;
+            if (d >= 0 && d % S == 0 && d / S < DW_TILE)
+                acc[kx] += g[d / S] * x;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+dw_grad_row(float *dw_ky, const float *gimg, const float *img, int ky, int H, int W, int C, int Ho,
+            int Wo, int K, int S)
+{
+    int pad = K / 2;
+    for (int c = 0; c < C; c += 8) {
+        v8f acc[7];
+        for (int kx = 0; kx < 7; kx++)
+            acc[kx] = (v8f){0};
+        for (int oy = 0; oy < Ho; oy++) {
+            int iy = oy * S + ky - pad;
+            if (iy < 0 || iy >= H)
+                continue;
+            const float *grow = gimg + (size_t)oy * Wo * C + c;
+            const float *xrow = img + (size_t)iy * W * C + c;
+            for (int ox0 = 0; ox0 < Wo; ox0 += DW_TILE) {
+                int i0 = ox0 * S - pad;
+                if (i0 >= 0 && i0 + (DW_TILE - 1) * S + K <= W && ox0 + DW_TILE <= Wo)
+                    dw_grad_tile(acc, grow, xrow, ox0, W, C, Wo, K, S, 0);
+                else
+                    dw_grad_tile(acc, grow, xrow, ox0, W, C, Wo, K, S, 1);
+            }
+        }
+        for (int kx = 0; kx < K; kx++)
+            ST8(dw_ky + (size_t)kx * C + c, LD8(dw_ky + (size_t)kx * C + c) + acc[kx]);
+    }
+}
+
+typedef void dw_grad_fn(float *dw_ky, const float *gimg, const float *img, int ky, int H, int W,
+                        int C, int Ho, int Wo);
+#define DW_GRAD_FN(K, S)                                                                          \
+    static void dw_grad_##K##S(float *dw_ky, const float *gimg, const float *img, int ky, int H,  \
+                               int W, int C, int Ho, int Wo)                                      \
+    {                                                                                             \
+        dw_grad_row(dw_ky, gimg, img, ky, H, W, C, Ho, Wo, K, S);                                 \
+    }
+DW_GRAD_FN(3, 1) DW_GRAD_FN(3, 2) DW_GRAD_FN(5, 1) DW_GRAD_FN(5, 2) DW_GRAD_FN(7, 1)
+DW_GRAD_FN(7, 2)
+#undef DW_GRAD_FN
+
+/* The sliding-window weight gradient of kernel k and stride s for 8k channels, or NULL. */
+static dw_grad_fn *dw_grad_window(int k, int s, int C)
+{
+    if (C % 8)
+        return NULL;
+    switch (k * 10 + s) {
+    case 31: return dw_grad_31;
+    case 32: return dw_grad_32;
+    case 51: return dw_grad_51;
+    case 52: return dw_grad_52;
+    case 71: return dw_grad_71;
+    case 72: return dw_grad_72;
+    default: return NULL;
+    }
+}
+
 void op_depthwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int B, int H, int W, int C, int k, int stride)
 {
     OFFNAS_ASSERT(k >= 1 && k <= 7);
     int pad = k / 2;
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
-    size_t wsize = dw ? (size_t)k * k * C : 0;
+    size_t wsize = dw ? (size_t)k * k * C : 0, kk = (size_t)k * k * C;
     int threads = op_threads < B ? op_threads : B;
-    float *partial = scratch_get(wsize * (size_t)threads);
+    dw_grad_fn *grad_window = dw_grad_window(k, stride, C);
+    /* at stride 1 the input gradient is the forward's sliding window over dout with the kernel
+     * turned by 180 degrees (same padding): din[y][x] = sum dout[y-pad+a][x-pad+b] w'[a][b] */
+    dw_tile_fn *din_window[2];
+    int turned = din && stride == 1 && C % 8 == 0 && dw_tile_fns(k, 1, din_window);
+    float *partial = scratch_get(wsize * (size_t)threads + (turned ? kk : 0));
     memset(partial, 0, wsize * (size_t)threads * sizeof(float));
+    float *w_turned = partial + wsize * (size_t)threads;
+    for (int t = 0; turned && t < k * k; t++)
+        memcpy(w_turned + (size_t)t * C, w + (size_t)(k * k - 1 - t) * C,
+               (size_t)C * sizeof(float));
 #pragma omp parallel num_threads(threads)
     {
         float *dwt = partial + wsize * (size_t)omp_get_thread_num();
@@ -643,8 +743,10 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
         for (int b = 0; b < B; b++) {
             const float *img = in + (size_t)b * H * W * C;
             const float *gimg = dout + (size_t)b * Ho * Wo * C;
+            for (int ky = 0; dw && grad_window && ky < k; ky++)
+                grad_window(dwt + (size_t)ky * k * C, gimg, img, ky, H, W, C, Ho, Wo);
             /* dw: per output row and tap, a run of output columns with valid inputs */
-            for (int oy = 0; dw && oy < Ho; oy++)
+            for (int oy = 0; dw && !grad_window && oy < Ho; oy++)
                 for (int ky = 0; ky < k; ky++) {
                     int iy = oy * stride + ky - pad;
                     if (iy < 0 || iy >= H)
@@ -666,8 +768,14 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
                 }
             if (!din)
                 continue;
-            /* din: gather, for every input pixel, the outputs whose window covers it */
             float *dimg = din + (size_t)b * H * W * C;
+            if (turned) {
+                for (int iy = 0; iy < H; iy++)
+                    dw_row_window(dimg + (size_t)iy * W * C, gimg, w_turned, iy, Ho, Wo, C, W, k,
+                                  1, NULL);
+                continue;
+            }
+            /* din: gather, for every input pixel, the outputs whose window covers it */
             for (int iy = 0; iy < H; iy++)
                 for (int ix = 0; ix < W; ix++) {
                     /* at stride 1, DW_PIXELS inputs whose every column tap has its output */

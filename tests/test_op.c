@@ -455,6 +455,9 @@ static const struct conv_shape DW_GRAD_SHAPES[] = {
     {2, 9, 9, 18, 0, 5, 2}, {1, 6, 5, 42, 0, 3, 1}, {1, 5, 5, 40, 0, 7, 2},
     /* stride-1 rows wide enough for the input gradient's DW_PIXELS-at-once path */
     {1, 6, 12, 40, 0, 3, 1}, {2, 7, 13, 18, 0, 5, 1}, {1, 9, 16, 3, 0, 7, 1},
+    /* 8k channels: the sliding-window weight gradient (and at stride 1 the input gradient) */
+    {1, 6, 7, 8, 0, 5, 1}, {1, 7, 6, 16, 0, 3, 2}, {1, 5, 9, 8, 0, 7, 1}, {2, 4, 4, 8, 0, 3, 1},
+    {1, 9, 10, 8, 0, 5, 2},
 };
 
 /* ---------- conv problems ---------- */
