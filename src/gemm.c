@@ -126,8 +126,9 @@ void gemm_packed(float *c, const float *a, const float *bp, int N, int K, int M)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* c = act(a b * scale + shift + residual), b read in place: a tile of rows by W columns (32, 16
- * or 8) of b's rows k, one vector load per 16 columns per k, the epilogue on the registers. */
+/* c = act(a b * scale + shift + residual), b read in place: a tile of rows by P 16-wide panels
+ * and H (0 or 1) 8-wide half panel of columns, all in one pass over the rows' k (so a row's
+ * scalar is broadcast once for every column of the tile), the epilogue on the registers. */
 
 static inline v16f epilogue16(v16f v, const struct gemm_epilogue *e, int j, const float *res)
 {
@@ -137,75 +138,87 @@ static inline v16f epilogue16(v16f v, const struct gemm_epilogue *e, int j, cons
     return e->relu6 ? relu6_16(v) : v;
 }
 
+#define AFFINE_PANELS 3 /* at most: 8 rows x 3 panels = 24 accumulators */
+
 static inline __attribute__((always_inline)) void
-tile_affine(float *c, const float *a, const float *b, int K, int M, int j, int rows, int width,
+tile_affine(float *c, const float *a, const float *b, int K, int M, int j, int rows, int P, int H,
             const struct gemm_epilogue *e, const float *res)
 {
-    v16f acc[GEMM_ROWS][2];
+    v16f acc[GEMM_ROWS][AFFINE_PANELS];
     v8f half[GEMM_ROWS];
     for (int r = 0; r < rows; r++) {
-        acc[r][0] = acc[r][1] = (v16f){0};
+        for (int q = 0; q < P; q++)
+            acc[r][q] = (v16f){0};
         half[r] = (v8f){0};
     }
     const float *bk = b + j;
     for (int k = 0; k < K; k++, bk += M) {
-        if (width == 8) {
-            v8f x = LD8(bk);
-            for (int r = 0; r < rows; r++)
-                half[r] += a[(size_t)r * K + k] * x;
-            continue;
-        }
-        v16f x0 = LD16(bk);
-        v16f x1 = width == 32 ? LD16(bk + GEMM_PANEL) : (v16f){0};
+        v16f x[AFFINE_PANELS];
+        for (int q = 0; q < P; q++)
+            x[q] = LD16(bk + q * GEMM_PANEL);
+        v8f xh = H ? LD8(bk + P * GEMM_PANEL) : (v8f){0};
         for (int r = 0; r < rows; r++) {
             float s = a[(size_t)r * K + k];
-            acc[r][0] += s * x0;
-            if (width == 32)
-                acc[r][1] += s * x1;
+            for (int q = 0; q < P; q++)
+                acc[r][q] += s * x[q];
+            if (H)
+                half[r] += s * xh;
         }
     }
     for (int r = 0; r < rows; r++) {
         float *dst = c + (size_t)r * M + j;
         const float *rr = res ? res + (size_t)r * M + j : NULL;
-        if (width == 8) {
-            v8f v = half[r] * LD8(e->scale + j) + LD8(e->shift + j);
+        for (int q = 0; q < P; q++)
+            ST16(dst + q * GEMM_PANEL, epilogue16(acc[r][q], e, j + q * GEMM_PANEL,
+                                                  rr ? rr + q * GEMM_PANEL : NULL));
+        if (H) {
+            int jh = j + P * GEMM_PANEL;
+            v8f v = half[r] * LD8(e->scale + jh) + LD8(e->shift + jh);
             if (rr)
-                v += LD8(rr);
-            ST8(dst, e->relu6 ? relu6_8(v) : v);
-            continue;
+                v += LD8(rr + P * GEMM_PANEL);
+            ST8(dst + P * GEMM_PANEL, e->relu6 ? relu6_8(v) : v);
         }
-        ST16(dst, epilogue16(acc[r][0], e, j, rr));
-        if (width == 32)
-            ST16(dst + GEMM_PANEL,
-                 epilogue16(acc[r][1], e, j + GEMM_PANEL, rr ? rr + GEMM_PANEL : NULL));
     }
 }
 
 static inline __attribute__((always_inline)) void
-rows_affine_width(float *c, const float *a, const float *b, int n0, int n1, int K, int M, int j,
-                  int width, const struct gemm_epilogue *e)
+rows_affine_tiles(float *c, const float *a, const float *b, int n0, int n1, int K, int M, int j,
+                  int P, int H, const struct gemm_epilogue *e)
 {
     int n = n0;
     for (; n + GEMM_ROWS <= n1; n += GEMM_ROWS)
-        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, GEMM_ROWS, width, e,
+        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, GEMM_ROWS, P, H, e,
                     e->residual ? e->residual + (size_t)n * M : NULL);
     if (n < n1)
-        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, n1 - n, width, e,
+        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, n1 - n, P, H, e,
                     e->residual ? e->residual + (size_t)n * M : NULL);
 }
 
-/* Rows n0..n1 of the product, every column: 32-, 16- and 8-wide tiles, then the columns past
- * the last 8 one by one (the same k order). */
+/* Rows n0..n1 of the product, every column: tiles 48 wide while more than 48 columns are left
+ * (64 as two of 32), then one tile of what is left in 16- and 8-wide panels (16 to 40
+ * columns), then the columns past the last 8 one by one (the same k order). */
 static void rows_affine(float *c, const float *a, const float *b, int n0, int n1, int K, int M,
                         const struct gemm_epilogue *e)
 {
     int j = 0;
-    for (; j + 2 * GEMM_PANEL <= M; j += 2 * GEMM_PANEL)
-        rows_affine_width(c, a, b, n0, n1, K, M, j, 32, e);
-    for (; j + GEMM_PANEL <= M; j += GEMM_PANEL)
-        rows_affine_width(c, a, b, n0, n1, K, M, j, 16, e);
-    for (; j + 8 <= M; j += 8)
-        rows_affine_width(c, a, b, n0, n1, K, M, j, 8, e);
+    while (M - j >= 48 && M - j != 64) {
+        rows_affine_tiles(c, a, b, n0, n1, K, M, j, 3, 0, e);
+        j += 48;
+    }
+    if (M - j == 64) {
+        rows_affine_tiles(c, a, b, n0, n1, K, M, j, 2, 0, e);
+        j += 32;
+    }
+    int P = (M - j) / GEMM_PANEL, H = (M - j) % GEMM_PANEL >= 8;
+    switch (P * 2 + H) {
+    case 1: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 0, 1, e); break;
+    case 2: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 1, 0, e); break;
+    case 3: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 1, 1, e); break;
+    case 4: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 2, 0, e); break;
+    case 5: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 2, 1, e); break;
+    default: break;
+    }
+    j += P * GEMM_PANEL + H * 8;
     for (int n = n0; j < M && n < n1; n++)
         for (int jj = j; jj < M; jj++) {
             float s = 0.0f;
