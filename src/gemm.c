@@ -140,9 +140,15 @@ static inline v16f epilogue16(v16f v, const struct gemm_epilogue *e, int j, cons
 
 #define AFFINE_PANELS 3 /* at most: 8 rows x 3 panels = 24 accumulators */
 
+/* The weights of columns j.. as a tile reads them: panel q's row k at at[q * panel + k * row]. */
+struct affine_cols {
+    const float *at;
+    size_t panel, row;
+};
+
 static inline __attribute__((always_inline)) void
-tile_affine(float *c, const float *a, const float *b, int K, int M, int j, int rows, int P, int H,
-            const struct gemm_epilogue *e, const float *res)
+tile_affine(float *c, const float *a, struct affine_cols bc, int K, int M, int j, int rows, int P,
+            int H, const struct gemm_epilogue *e, const float *res)
 {
     v16f acc[GEMM_ROWS][AFFINE_PANELS];
     v8f half[GEMM_ROWS];
@@ -151,12 +157,12 @@ tile_affine(float *c, const float *a, const float *b, int K, int M, int j, int r
             acc[r][q] = (v16f){0};
         half[r] = (v8f){0};
     }
-    const float *bk = b + j;
-    for (int k = 0; k < K; k++, bk += M) {
+    const float *bk = bc.at;
+    for (int k = 0; k < K; k++, bk += bc.row) {
         v16f x[AFFINE_PANELS];
         for (int q = 0; q < P; q++)
-            x[q] = LD16(bk + q * GEMM_PANEL);
-        v8f xh = H ? LD8(bk + P * GEMM_PANEL) : (v8f){0};
+            x[q] = LD16(bk + q * bc.panel);
+        v8f xh = H ? LD8(bk + P * bc.panel) : (v8f){0};
         for (int r = 0; r < rows; r++) {
             float s = a[(size_t)r * K + k];
             for (int q = 0; q < P; q++)
@@ -181,41 +187,46 @@ tile_affine(float *c, const float *a, const float *b, int K, int M, int j, int r
     }
 }
 
+/* b (K,M) in place, or packed by gemm_pack when bp is not NULL (j a multiple of 16). */
 static inline __attribute__((always_inline)) void
-rows_affine_tiles(float *c, const float *a, const float *b, int n0, int n1, int K, int M, int j,
-                  int P, int H, const struct gemm_epilogue *e)
+rows_affine_tiles(float *c, const float *a, const float *b, const float *bp, int n0, int n1, int K,
+                  int M, int j, int P, int H, const struct gemm_epilogue *e)
 {
+    struct affine_cols bc = {b + j, GEMM_PANEL, (size_t)M};
+    if (bp)
+        bc = (struct affine_cols){bp + (size_t)(j / GEMM_PANEL) * K * GEMM_PANEL,
+                                  (size_t)K * GEMM_PANEL, GEMM_PANEL};
     int n = n0;
     for (; n + GEMM_ROWS <= n1; n += GEMM_ROWS)
-        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, GEMM_ROWS, P, H, e,
+        tile_affine(c + (size_t)n * M, a + (size_t)n * K, bc, K, M, j, GEMM_ROWS, P, H, e,
                     e->residual ? e->residual + (size_t)n * M : NULL);
     if (n < n1)
-        tile_affine(c + (size_t)n * M, a + (size_t)n * K, b, K, M, j, n1 - n, P, H, e,
+        tile_affine(c + (size_t)n * M, a + (size_t)n * K, bc, K, M, j, n1 - n, P, H, e,
                     e->residual ? e->residual + (size_t)n * M : NULL);
 }
 
 /* Rows n0..n1 of the product, every column: tiles 48 wide while more than 48 columns are left
  * (64 as two of 32), then one tile of what is left in 16- and 8-wide panels (16 to 40
  * columns), then the columns past the last 8 one by one (the same k order). */
-static void rows_affine(float *c, const float *a, const float *b, int n0, int n1, int K, int M,
-                        const struct gemm_epilogue *e)
+static void rows_affine(float *c, const float *a, const float *b, const float *bp, int n0, int n1,
+                        int K, int M, const struct gemm_epilogue *e)
 {
     int j = 0;
     while (M - j >= 48 && M - j != 64) {
-        rows_affine_tiles(c, a, b, n0, n1, K, M, j, 3, 0, e);
+        rows_affine_tiles(c, a, b, bp, n0, n1, K, M, j, 3, 0, e);
         j += 48;
     }
     if (M - j == 64) {
-        rows_affine_tiles(c, a, b, n0, n1, K, M, j, 2, 0, e);
+        rows_affine_tiles(c, a, b, bp, n0, n1, K, M, j, 2, 0, e);
         j += 32;
     }
     int P = (M - j) / GEMM_PANEL, H = (M - j) % GEMM_PANEL >= 8;
     switch (P * 2 + H) {
-    case 1: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 0, 1, e); break;
-    case 2: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 1, 0, e); break;
-    case 3: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 1, 1, e); break;
-    case 4: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 2, 0, e); break;
-    case 5: rows_affine_tiles(c, a, b, n0, n1, K, M, j, 2, 1, e); break;
+    case 1: rows_affine_tiles(c, a, b, bp, n0, n1, K, M, j, 0, 1, e); break;
+    case 2: rows_affine_tiles(c, a, b, bp, n0, n1, K, M, j, 1, 0, e); break;
+    case 3: rows_affine_tiles(c, a, b, bp, n0, n1, K, M, j, 1, 1, e); break;
+    case 4: rows_affine_tiles(c, a, b, bp, n0, n1, K, M, j, 2, 0, e); break;
+    case 5: rows_affine_tiles(c, a, b, bp, n0, n1, K, M, j, 2, 1, e); break;
     default: break;
     }
     j += P * GEMM_PANEL + H * 8;
@@ -231,21 +242,29 @@ static void rows_affine(float *c, const float *a, const float *b, int n0, int n1
         }
 }
 
+/* Weights of more floats than this are packed first: read in place, a tile's K rows of 48
+ * columns lie M floats apart, and past L1 that costs more than the copy. Batch-1 products of
+ * the camera network (microbenchmark, 2 jobs beside it): 196 x 192 -> 1152 took 1029 us in
+ * place, 815 packed, 705 in OpenBLAS (no epilogue); 196 x 128 -> 768: 432, 338, 313. The
+ * default network's largest weights (144 x 64) stay below and in place. */
+#define AFFINE_PACK_FLOATS 16384
+
 void gemm_affine(float *c, const float *a, const float *b, int N, int K, int M,
                  const struct gemm_epilogue *e)
 {
+    const float *bp = (size_t)K * M > AFFINE_PACK_FLOATS ? gemm_pack(b, K, M, 0) : NULL;
     int chunks = (N + GEMM_CHUNK - 1) / GEMM_CHUNK;
     if (chunks == 1 || omp_get_max_threads() == 1) {
         /* no parallel region: even an idle one costs libgomp a team allocation, which at
          * batch 1 is a few percent of a whole forward */
         for (int n0 = 0; n0 < N; n0 += GEMM_CHUNK)
-            rows_affine(c, a, b, n0, n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N, K, M, e);
+            rows_affine(c, a, b, bp, n0, n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N, K, M, e);
         return;
     }
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < chunks; ch++) {
         int n0 = ch * GEMM_CHUNK, n1 = n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N;
-        rows_affine(c, a, b, n0, n1, K, M, e);
+        rows_affine(c, a, b, bp, n0, n1, K, M, e);
     }
 }
 
