@@ -730,10 +730,13 @@ TEST(affine_forwards_match_conv_then_eval_batchnorm)
     char what[128];
     rng_seed(120);
     /* pointwise, with every tile of gemm_affine (48, 32+32, 40, 32, 24, 16 and 8 wide, the
-     * scalar tail; whole and partial row tiles), the residual and both activations */
+     * scalar tail; whole and partial row tiles; weights in place and packed), the residual and
+     * both activations */
     static const int pw[][3] = {{1, 1, 1},     {9, 5, 7},    {17, 16, 48}, {49, 96, 24},
                                 {300, 24, 72}, {70, 13, 61}, {8, 144, 40}, {5, 8, 64},
-                                {12, 7, 16},   {20, 9, 96},  {3, 4, 144},  {11, 6, 32}};
+                                {12, 7, 16},   {20, 9, 96},  {3, 4, 144},  {11, 6, 32},
+                                /* weights of more than 16384 floats: packed first */
+                                {9, 130, 136}, {20, 200, 100}};
     for (size_t t = 0; t < OFFNAS_ARRAY_LEN(pw); t++)
         for (int variant = 0; variant < 2; variant++) {
             int N = pw[t][0], Ci = pw[t][1], Co = pw[t][2], relu6 = !variant;
