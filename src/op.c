@@ -433,19 +433,37 @@ static inline void dw_dot_row(float *restrict out, const float *const *xs, size_
  * in registers, and each input pixel of a kernel row is loaded once and multiplied into every
  * output whose window holds it, with that row's K weight vectors also in registers. dw_dot
  * loads K inputs per output and kernel row; this loads (DW_TILE - 1) * S + K for DW_TILE
- * outputs. checked: some taps fall outside the row, read as zeros (a zero product leaves a
- * finite sum's bits alone, so it is as if skipped), or some outputs past it (not stored). Per
- * output the same taps in the same order (kernel rows, then columns left to right), so the
- * same bits as dw_dot. */
+ * outputs. Taps outside the row read as zeros (a zero product leaves a finite sum's bits
+ * alone, so it is as if skipped). Per output the same taps in the same order (kernel rows,
+ * then columns left to right), so the same bits as dw_dot.
+ *
+ * The tile's place in the row, a constant like K and S, so the tests of which taps lie inside
+ * fold away except in DW_ANY: */
+enum {
+    DW_INSIDE, /* every tap inside */
+    DW_LEFT,   /* ox0 = 0: the first pad taps outside, none at the right */
+    DW_RIGHT,  /* ox0 = Wo - DW_TILE with W = S * Wo: taps past S * DW_TILE + pad outside */
+    DW_RIGHT1, /* the same with W = S * Wo - 1 (stride 2, odd W) */
+    DW_ANY,    /* anything else: taps tested, outputs past the row not stored */
+    DW_PLACES
+};
 #define DW_TILE 4
 static inline __attribute__((always_inline)) void
 dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, int W, int C,
-        int Wo, int K, int S, int checked, const struct affine_epilogue *e)
+        int Wo, int K, int S, int place, const struct affine_epilogue *e)
 {
     enum { SPAN = (DW_TILE - 1) * 2 + 7 }; /* inputs of a tile, at most */
     int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
-    int lo = checked && i0 < 0 ? -i0 : 0, hi = checked && i0 + span > W ? W - i0 : span;
-    int outs = checked && ox0 + DW_TILE > Wo ? Wo - ox0 : DW_TILE;
+    int lo = 0, hi = span, outs = DW_TILE;
+    if (place == DW_LEFT)
+        lo = pad;
+    else if (place == DW_RIGHT || place == DW_RIGHT1)
+        hi = S * DW_TILE + pad - (place == DW_RIGHT1); /* W - i0 */
+    else if (place == DW_ANY) {
+        lo = i0 < 0 ? -i0 : 0;
+        hi = i0 + span > W ? W - i0 : span;
+        outs = ox0 + DW_TILE > Wo ? Wo - ox0 : DW_TILE;
+    }
     for (int c = 0; c < C; c += 8) {
         v8f acc[DW_TILE];
         for (int p = 0; p < DW_TILE; p++)
@@ -465,7 +483,7 @@ dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, i
                 if (i >= span)
                     continue;
                 v8f x = {0};
-                if (!checked || (i >= lo && i < hi))
+                if (i >= lo && i < hi)
                     x = LD8(xrow + (ptrdiff_t)(i0 + i) * C);
 #pragma GCC unroll 7
                 for (int kx = 0; kx < K; kx++) {
@@ -480,28 +498,33 @@ dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, i
     }
 }
 
-/* One leaf function per kernel, stride and checked: small enough for the register allocator. */
+/* One leaf function per kernel, stride and place: small enough for the register allocator. */
 typedef void dw_tile_fn(float *orow, const float *img, const float *w, int oy, int ox0, int H,
                         int W, int C, int Wo, const struct affine_epilogue *e);
-#define DW_TILE_FN(K, S, CHECKED)                                                                 \
-    static void dw_tile_##K##S##CHECKED(float *orow, const float *img, const float *w, int oy,   \
-                                        int ox0, int H, int W, int C, int Wo,                    \
-                                        const struct affine_epilogue *e)                         \
+#define DW_TILE_FN(K, S, PLACE)                                                                   \
+    static void dw_tile_##K##S##_##PLACE(float *orow, const float *img, const float *w, int oy,  \
+                                         int ox0, int H, int W, int C, int Wo,                   \
+                                         const struct affine_epilogue *e)                        \
     {                                                                                            \
-        dw_tile(orow, img, w, oy, ox0, H, W, C, Wo, K, S, CHECKED, e);                            \
+        dw_tile(orow, img, w, oy, ox0, H, W, C, Wo, K, S, PLACE, e);                              \
     }
-DW_TILE_FN(3, 1, 0) DW_TILE_FN(3, 1, 1) DW_TILE_FN(3, 2, 0) DW_TILE_FN(3, 2, 1)
-DW_TILE_FN(5, 1, 0) DW_TILE_FN(5, 1, 1) DW_TILE_FN(5, 2, 0) DW_TILE_FN(5, 2, 1)
-DW_TILE_FN(7, 1, 0) DW_TILE_FN(7, 1, 1) DW_TILE_FN(7, 2, 0) DW_TILE_FN(7, 2, 1)
+#define DW_TILE_FNS(K, S)                                                                         \
+    DW_TILE_FN(K, S, DW_INSIDE)                                                                   \
+    DW_TILE_FN(K, S, DW_LEFT) DW_TILE_FN(K, S, DW_RIGHT) DW_TILE_FN(K, S, DW_RIGHT1)              \
+    DW_TILE_FN(K, S, DW_ANY)
+DW_TILE_FNS(3, 1) DW_TILE_FNS(3, 2) DW_TILE_FNS(5, 1) DW_TILE_FNS(5, 2) DW_TILE_FNS(7, 1)
+DW_TILE_FNS(7, 2)
+#undef DW_TILE_FNS
 #undef DW_TILE_FN
 
-/* The tile functions of kernel k and stride s ([0] unchecked, [1] checked), or 0 if there are
- * none. */
+/* The tile functions of kernel k and stride s, one per place, or 0 if there are none. */
 static int dw_tile_fns(int k, int s, dw_tile_fn **fn)
 {
 #define DW_CASE(K, S)                                                                             \
     case K * 10 + S:                                                                              \
-        fn[0] = dw_tile_##K##S##0, fn[1] = dw_tile_##K##S##1;                                     \
+        fn[DW_INSIDE] = dw_tile_##K##S##_DW_INSIDE, fn[DW_LEFT] = dw_tile_##K##S##_DW_LEFT;       \
+        fn[DW_RIGHT] = dw_tile_##K##S##_DW_RIGHT, fn[DW_RIGHT1] = dw_tile_##K##S##_DW_RIGHT1;     \
+        fn[DW_ANY] = dw_tile_##K##S##_DW_ANY;                                                     \
         return 1;
     switch (k * 10 + s) {
         DW_CASE(3, 1)
@@ -516,20 +539,35 @@ static int dw_tile_fns(int k, int s, dw_tile_fn **fn)
 #undef DW_CASE
 }
 
-/* A whole output row in tiles by the sliding window, unchecked where every tap of the tile is
- * inside the row; 0 (nothing done) for channel counts and kernels it has no tiles for. */
+/* A whole output row in tiles by the sliding window: the first one at the left edge, inside
+ * ones, and the last one flush with the row's end (overlapping the one before it, whose
+ * outputs it writes again with the same bits), so that every tile but those of very short rows
+ * knows its taps at compile time. 0 (nothing done) for channel counts and kernels it has no
+ * tiles for. */
 static int dw_row_window(float *orow, const float *img, const float *w, int oy, int H, int W,
                          int C, int Wo, int k, int stride, const struct affine_epilogue *e)
 {
-    dw_tile_fn *fn[2];
+    dw_tile_fn *fn[DW_PLACES];
     if (C % 8 || !dw_tile_fns(k, stride, fn))
         return 0;
-    int pad = k / 2;
-    for (int ox0 = 0; ox0 < Wo; ox0 += DW_TILE) {
+    int pad = k / 2, span = (DW_TILE - 1) * stride + k, ox0 = 0;
+    for (; ox0 + DW_TILE <= Wo; ox0 += DW_TILE) {
         int i0 = ox0 * stride - pad;
-        int inside = i0 >= 0 && i0 + (DW_TILE - 1) * stride + k <= W && ox0 + DW_TILE <= Wo;
-        fn[!inside](orow, img, w, oy, ox0, H, W, C, Wo, e);
+        if (i0 >= 0 && i0 + span <= W)
+            fn[DW_INSIDE](orow, img, w, oy, ox0, H, W, C, Wo, e);
+        else if (ox0 == 0 && span - pad <= W)
+            fn[DW_LEFT](orow, img, w, oy, ox0, H, W, C, Wo, e);
+        else
+            break;
     }
+    if (ox0 >= Wo)
+        return 1;
+    int last = Wo - DW_TILE, r = W - stride * Wo;
+    int flush = last >= 0 && last * stride - pad >= 0 && (r == 0 || r == -1);
+    for (; ox0 < (flush ? last : Wo); ox0 += DW_TILE)
+        fn[DW_ANY](orow, img, w, oy, ox0, H, W, C, Wo, e);
+    if (flush)
+        fn[r ? DW_RIGHT1 : DW_RIGHT](orow, img, w, oy, last, H, W, C, Wo, e);
     return 1;
 }
 
@@ -727,7 +765,7 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
     dw_grad_fn *grad_window = dw_grad_window(k, stride, C);
     /* at stride 1 the input gradient is the forward's sliding window over dout with the kernel
      * turned by 180 degrees (same padding): din[y][x] = sum dout[y-pad+a][x-pad+b] w'[a][b] */
-    dw_tile_fn *din_window[2];
+    dw_tile_fn *din_window[DW_PLACES];
     int turned = din && stride == 1 && C % 8 == 0 && dw_tile_fns(k, 1, din_window);
     float *partial = scratch_get(wsize * (size_t)threads + (turned ? kk : 0));
     memset(partial, 0, wsize * (size_t)threads * sizeof(float));
