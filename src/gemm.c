@@ -9,7 +9,6 @@
 #include "gemm.h"
 
 #include "common.h"
-#include "simd.h"
 
 #include <omp.h>
 #include <string.h>
@@ -130,14 +129,6 @@ void gemm_packed(float *c, const float *a, const float *bp, int N, int K, int M)
  * and H (0 or 1) 8-wide half panel of columns, all in one pass over the rows' k (so a row's
  * scalar is broadcast once for every column of the tile), the epilogue on the registers. */
 
-static inline v16f epilogue16(v16f v, const struct gemm_epilogue *e, int j, const float *res)
-{
-    v = v * LD16(e->scale + j) + LD16(e->shift + j);
-    if (res)
-        v += LD16(res);
-    return e->relu6 ? relu6_16(v) : v;
-}
-
 #define AFFINE_PANELS 3 /* at most: 8 rows x 3 panels = 24 accumulators */
 
 /* The weights of columns j.. as a tile reads them: panel q's row k at at[q * panel + k * row]. */
@@ -175,15 +166,11 @@ tile_affine(float *c, const float *a, struct affine_cols bc, int K, int M, int j
         float *dst = c + (size_t)r * M + j;
         const float *rr = res ? res + (size_t)r * M + j : NULL;
         for (int q = 0; q < P; q++)
-            ST16(dst + q * GEMM_PANEL, epilogue16(acc[r][q], e, j + q * GEMM_PANEL,
-                                                  rr ? rr + q * GEMM_PANEL : NULL));
-        if (H) {
-            int jh = j + P * GEMM_PANEL;
-            v8f v = half[r] * LD8(e->scale + jh) + LD8(e->shift + jh);
-            if (rr)
-                v += LD8(rr + P * GEMM_PANEL);
-            ST8(dst + P * GEMM_PANEL, e->relu6 ? relu6_8(v) : v);
-        }
+            ST16(dst + q * GEMM_PANEL, gemm_epilogue16(acc[r][q], e, j + q * GEMM_PANEL,
+                                                       rr ? rr + q * GEMM_PANEL : NULL));
+        if (H)
+            ST8(dst + P * GEMM_PANEL, gemm_epilogue8(half[r], e, j + P * GEMM_PANEL,
+                                                     rr ? rr + P * GEMM_PANEL : NULL));
     }
 }
 
@@ -235,10 +222,8 @@ static void rows_affine(float *c, const float *a, const float *b, const float *b
             float s = 0.0f;
             for (int k = 0; k < K; k++)
                 s += a[(size_t)n * K + k] * b[(size_t)k * M + jj];
-            float v = s * e->scale[jj] + e->shift[jj];
-            if (e->residual)
-                v += e->residual[(size_t)n * M + jj];
-            c[(size_t)n * M + jj] = e->relu6 ? relu6_1(v) : v;
+            c[(size_t)n * M + jj] =
+                gemm_epilogue1(s, e, jj, e->residual ? e->residual + (size_t)n * M + jj : NULL);
         }
 }
 

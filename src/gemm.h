@@ -12,6 +12,8 @@
 #ifndef OFFNAS_GEMM_H
 #define OFFNAS_GEMM_H
 
+#include "simd.h"
+
 void gemm_tn_add(float *c, const float *a, const float *g, int N, int K, int M);
 
 /* The small matrix packed once for one or several gemm_packed calls (a product chunk by chunk):
@@ -20,10 +22,11 @@ void gemm_tn_add(float *c, const float *a, const float *g, int N, int K, int M);
 const float *gemm_pack(const float *b, int K, int M, int transposed);
 void gemm_packed(float *c, const float *a, const float *packed, int N, int K, int M);
 
-/* The inference product with its epilogue, b (K,M) read in place (no packing, no shared
- * buffer): c (N,M) = act(a b * scale + shift + residual) per column, residual (N,M) or NULL,
- * act ReLU6 when relu6 else none; c must not alias a. Each row's sums run in the same order
- * whatever N and the thread count, so a batch gives each image the bits it gets alone. */
+/* The inference product with its epilogue: c (N,M) = act(a b * scale + shift + residual) per
+ * column, residual (N,M) or NULL, act ReLU6 when relu6 else none; c must not alias a. Small
+ * weights b (K,M) are read in place, large ones packed first (the buffer of gemm_pack). Each
+ * row's sums run in the same order whatever N and the thread count, so a batch gives each
+ * image the bits it gets alone. */
 struct gemm_epilogue {
     const float *scale, *shift; /* M each */
     const float *residual;      /* (N,M), or NULL */
@@ -31,5 +34,33 @@ struct gemm_epilogue {
 };
 void gemm_affine(float *c, const float *a, const float *b, int N, int K, int M,
                  const struct gemm_epilogue *e);
+
+/* The epilogue on the sums v of columns j.. (16, 8 or 1 of them): act(v * scale + shift
+ * [+ res]), res the residual at those columns or NULL (e->residual is not read). Shared by the
+ * eval-mode kernels of gemm.c and op.c. */
+static inline v16f gemm_epilogue16(v16f v, const struct gemm_epilogue *e, int j, const float *res)
+{
+    v = v * LD16(e->scale + j) + LD16(e->shift + j);
+    if (res)
+        v += LD16(res);
+    return e->relu6 ? relu6_16(v) : v;
+}
+
+static inline v8f gemm_epilogue8(v8f v, const struct gemm_epilogue *e, int j, const float *res)
+{
+    v = v * LD8(e->scale + j) + LD8(e->shift + j);
+    if (res)
+        v += LD8(res);
+    return e->relu6 ? relu6_8(v) : v;
+}
+
+static inline float gemm_epilogue1(float v, const struct gemm_epilogue *e, int j,
+                                   const float *res)
+{
+    v = v * e->scale[j] + e->shift[j];
+    if (res)
+        v += *res;
+    return e->relu6 ? relu6_1(v) : v;
+}
 
 #endif

@@ -45,27 +45,16 @@ static float *scratch_get(size_t floats)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* The inference epilogue of the *_affine_forward ops: out = act(sum * scale + shift). */
-struct affine_epilogue {
-    const float *scale, *shift;
-    int relu6;
-};
-
-/* v (the sums of channels c..c+7) through the epilogue e, or as is when e is NULL. */
-static inline v8f affine_out8(v8f v, const struct affine_epilogue *e, int c)
+/* v (the sums of channels c..c+7, or of channel c) through the inference epilogue e of the
+ * *_affine_forward ops (no residual), or as is when e is NULL. */
+static inline v8f affine_out8(v8f v, const struct gemm_epilogue *e, int c)
 {
-    if (!e)
-        return v;
-    v = v * LD8(e->scale + c) + LD8(e->shift + c);
-    return e->relu6 ? relu6_8(v) : v;
+    return e ? gemm_epilogue8(v, e, c, NULL) : v;
 }
 
-static inline float affine_out1(float v, const struct affine_epilogue *e, int c)
+static inline float affine_out1(float v, const struct gemm_epilogue *e, int c)
 {
-    if (!e)
-        return v;
-    v = v * e->scale[c] + e->shift[c];
-    return e->relu6 ? relu6_1(v) : v;
+    return e ? gemm_epilogue1(v, e, c, NULL) : v;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -174,7 +163,7 @@ static inline int window_taps(const float **xs, const float **ws, const float *i
 /* out[p][j..j+W-1] of op_conv_affine_forward, W = 16, 8 or 1 (a constant once inlined): the
  * taps of pixel p inside the image, each input channel broadcast against W weights. */
 static inline __attribute__((always_inline)) void
-conv_pixel(float *o, const float *in, const float *w, const struct affine_epilogue *e, int b,
+conv_pixel(float *o, const float *in, const float *w, const struct gemm_epilogue *e, int b,
            int oy, int ox, int H, int Wd, int Ci, int Co, int k, int stride, int j, int width)
 {
     v16f acc = {0};
@@ -194,14 +183,12 @@ conv_pixel(float *o, const float *in, const float *w, const struct affine_epilog
                 one += x[c] * wt[0];
         }
     }
-    if (width == 16) {
-        acc = acc * LD16(e->scale + j) + LD16(e->shift + j);
-        ST16(o + j, e->relu6 ? relu6_16(acc) : acc);
-    } else if (width == 8) {
-        ST8(o + j, affine_out8(half, e, j));
-    } else {
-        o[j] = affine_out1(one, e, j);
-    }
+    if (width == 16)
+        ST16(o + j, gemm_epilogue16(acc, e, j, NULL));
+    else if (width == 8)
+        ST8(o + j, gemm_epilogue8(half, e, j, NULL));
+    else
+        o[j] = gemm_epilogue1(one, e, j, NULL);
 }
 
 /* conv_pixel's 16 channels from j for CONV_PIXELS neighbouring pixels of a row whose every
@@ -209,7 +196,7 @@ conv_pixel(float *o, const float *in, const float *w, const struct affine_epilog
  * sums in the same order as conv_pixel. */
 #define CONV_PIXELS 8
 static void conv_pixels16(float *o, const float *in, const float *w,
-                          const struct affine_epilogue *e, int b, int oy, int ox, int H, int Wd,
+                          const struct gemm_epilogue *e, int b, int oy, int ox, int H, int Wd,
                           int Ci, int Co, int k, int stride, int j)
 {
     int pad = k / 2;
@@ -231,11 +218,8 @@ static void conv_pixels16(float *o, const float *in, const float *w,
             }
         }
     }
-    v16f sc = LD16(e->scale + j), sh = LD16(e->shift + j);
-    for (int p = 0; p < CONV_PIXELS; p++) {
-        v16f v = acc[p] * sc + sh;
-        ST16(o + (size_t)p * Co + j, e->relu6 ? relu6_16(v) : v);
-    }
+    for (int p = 0; p < CONV_PIXELS; p++)
+        ST16(o + (size_t)p * Co + j, gemm_epilogue16(acc[p], e, j, NULL));
 }
 
 /* A dense convolution of few input channels (the stem) computed directly, without im2col:
@@ -245,7 +229,7 @@ void op_conv_affine_forward(float *out, const float *in, const float *w, const f
                             int stride, int relu6)
 {
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
-    const struct affine_epilogue e = {scale, shift, relu6};
+    const struct gemm_epilogue e = {.scale = scale, .shift = shift, .relu6 = relu6};
     int pad = k / 2, in_lo = (pad + stride - 1) / stride;
     int in_hi = W - k + pad >= 0 ? (W - k + pad) / stride : -1; /* see depthwise_row */
     for (int b = 0; b < B; b++)
@@ -354,7 +338,7 @@ void op_pointwise_backward(float *din, float *dw, const float *dout, const float
 
 /* out[c] = sum over the listed taps of x_tap[c] * w_tap[c]; taps given as pointer pairs. */
 static inline void dw_dot(float *restrict out, const float *const *xs, const float *const *ws,
-                          int taps, int C, const struct affine_epilogue *e)
+                          int taps, int C, const struct gemm_epilogue *e)
 {
     int c = 0;
     for (; c + 32 <= C; c += 32) {
@@ -391,7 +375,7 @@ static inline void dw_dot(float *restrict out, const float *const *xs, const flo
 #define DW_PIXELS 4
 static inline void dw_dot_row(float *restrict out, const float *const *xs, size_t x_step,
                               const float *const *ws, int taps, int C,
-                              const struct affine_epilogue *e)
+                              const struct gemm_epilogue *e)
 {
     int c = 0;
     for (; c + 16 <= C; c += 16) {
@@ -450,7 +434,7 @@ enum {
 #define DW_TILE 4
 static inline __attribute__((always_inline)) void
 dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, int W, int C,
-        int Wo, int K, int S, int place, const struct affine_epilogue *e)
+        int Wo, int K, int S, int place, const struct gemm_epilogue *e)
 {
     enum { SPAN = (DW_TILE - 1) * 2 + 7 }; /* inputs of a tile, at most */
     int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
@@ -500,11 +484,11 @@ dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, i
 
 /* One leaf function per kernel, stride and place: small enough for the register allocator. */
 typedef void dw_tile_fn(float *orow, const float *img, const float *w, int oy, int ox0, int H,
-                        int W, int C, int Wo, const struct affine_epilogue *e);
+                        int W, int C, int Wo, const struct gemm_epilogue *e);
 #define DW_TILE_FN(K, S, PLACE)                                                                   \
     static void dw_tile_##K##S##_##PLACE(float *orow, const float *img, const float *w, int oy,  \
                                          int ox0, int H, int W, int C, int Wo,                   \
-                                         const struct affine_epilogue *e)                        \
+                                         const struct gemm_epilogue *e)                        \
     {                                                                                            \
         dw_tile(orow, img, w, oy, ox0, H, W, C, Wo, K, S, PLACE, e);                              \
     }
@@ -545,7 +529,7 @@ static int dw_tile_fns(int k, int s, dw_tile_fn **fn)
  * knows its taps at compile time. 0 (nothing done) for channel counts and kernels it has no
  * tiles for. */
 static int dw_row_window(float *orow, const float *img, const float *w, int oy, int H, int W,
-                         int C, int Wo, int k, int stride, const struct affine_epilogue *e)
+                         int C, int Wo, int k, int stride, const struct gemm_epilogue *e)
 {
     dw_tile_fn *fn[DW_PLACES];
     if (C % 8 || !dw_tile_fns(k, stride, fn))
@@ -575,7 +559,7 @@ static int dw_row_window(float *orow, const float *img, const float *w, int oy, 
  * (inlined into each caller's own parallel loop, so the training kernel tests no e). */
 static inline __attribute__((always_inline)) void
 depthwise_row(float *out, const float *in, const float *w, int b, int oy, int H, int W, int C,
-              int k, int stride, const struct affine_epilogue *e)
+              int k, int stride, const struct gemm_epilogue *e)
 {
     int pad = k / 2;
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
@@ -618,7 +602,7 @@ void op_depthwise_affine_forward(float *out, const float *in, const float *w, co
 {
     OFFNAS_ASSERT(k >= 1 && k <= 7);
     int Ho = op_conv_out_size(H, k, stride);
-    const struct affine_epilogue e = {scale, shift, relu6};
+    const struct gemm_epilogue e = {.scale = scale, .shift = shift, .relu6 = relu6};
     if (B * Ho <= 8 || omp_get_max_threads() == 1) { /* no parallel region (see gemm_affine) */
         for (int b = 0; b < B; b++)
             for (int oy = 0; oy < Ho; oy++)
