@@ -482,13 +482,16 @@ dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, i
     }
 }
 
+/* The (kernel, stride) pairs the sliding window is compiled for. */
+#define DW_WINDOWS(X) X(3, 1) X(3, 2) X(5, 1) X(5, 2) X(7, 1) X(7, 2)
+
 /* One leaf function per kernel, stride and place: small enough for the register allocator. */
 typedef void dw_tile_fn(float *orow, const float *img, const float *w, int oy, int ox0, int H,
                         int W, int C, int Wo, const struct gemm_epilogue *e);
 #define DW_TILE_FN(K, S, PLACE)                                                                   \
     static void dw_tile_##K##S##_##PLACE(float *orow, const float *img, const float *w, int oy,  \
                                          int ox0, int H, int W, int C, int Wo,                   \
-                                         const struct gemm_epilogue *e)                        \
+                                         const struct gemm_epilogue *e)                          \
     {                                                                                            \
         dw_tile(orow, img, w, oy, ox0, H, W, C, Wo, K, S, PLACE, e);                              \
     }
@@ -496,31 +499,104 @@ typedef void dw_tile_fn(float *orow, const float *img, const float *w, int oy, i
     DW_TILE_FN(K, S, DW_INSIDE)                                                                   \
     DW_TILE_FN(K, S, DW_LEFT) DW_TILE_FN(K, S, DW_RIGHT) DW_TILE_FN(K, S, DW_RIGHT1)              \
     DW_TILE_FN(K, S, DW_ANY)
-DW_TILE_FNS(3, 1) DW_TILE_FNS(3, 2) DW_TILE_FNS(5, 1) DW_TILE_FNS(5, 2) DW_TILE_FNS(7, 1)
-DW_TILE_FNS(7, 2)
+DW_WINDOWS(DW_TILE_FNS)
 #undef DW_TILE_FNS
 #undef DW_TILE_FN
 
-/* The tile functions of kernel k and stride s, one per place, or 0 if there are none. */
-static int dw_tile_fns(int k, int s, dw_tile_fn **fn)
+/* The weight gradient of a depthwise kernel row ky by the sliding window of dw_tile: for
+ * DW_TILE neighbouring outputs of a row their gradients g stay in registers, each input pixel
+ * under the tile's windows is loaded once and multiplied into the sums of every tap kx that
+ * pairs it with one of them, and the K sums (8 channels) live in registers over the whole
+ * image. dw_row_grad loads an input and a gradient per product instead. Zeros stand in for the
+ * inputs outside the row and the outputs past it (checked), adding nothing to finite sums. */
+static inline __attribute__((always_inline)) void
+dw_grad_tile(v8f *acc, const float *grow, const float *xrow, int ox0, int W, int C, int Wo, int K,
+             int S, int checked)
 {
-#define DW_CASE(K, S)                                                                             \
-    case K * 10 + S:                                                                              \
-        fn[DW_INSIDE] = dw_tile_##K##S##_DW_INSIDE, fn[DW_LEFT] = dw_tile_##K##S##_DW_LEFT;       \
-        fn[DW_RIGHT] = dw_tile_##K##S##_DW_RIGHT, fn[DW_RIGHT1] = dw_tile_##K##S##_DW_RIGHT1;     \
-        fn[DW_ANY] = dw_tile_##K##S##_DW_ANY;                                                     \
-        return 1;
-    switch (k * 10 + s) {
-        DW_CASE(3, 1)
-        DW_CASE(3, 2)
-        DW_CASE(5, 1)
-        DW_CASE(5, 2)
-        DW_CASE(7, 1)
-        DW_CASE(7, 2)
-    default:
-        return 0;
+    enum { SPAN = (DW_TILE - 1) * 2 + 7 };
+    int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
+    v8f g[DW_TILE];
+    for (int p = 0; p < DW_TILE; p++) {
+        g[p] = (v8f){0};
+        if (!checked || ox0 + p < Wo)
+            g[p] = LD8(grow + (size_t)(ox0 + p) * C);
     }
-#undef DW_CASE
+#pragma GCC unroll 16
+    for (int i = 0; i < SPAN; i++) {
+        if (i >= span)
+            continue;
+        v8f x = {0};
+        if (!checked || (i0 + i >= 0 && i0 + i < W))
+            x = LD8(xrow + (ptrdiff_t)(i0 + i) * C);
+#pragma GCC unroll 7
+        for (int kx = 0; kx < K; kx++) {
+            int d = i - kx;
+            if (d >= 0 && d % S == 0 && d / S < DW_TILE)
+                acc[kx] += g[d / S] * x;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+dw_grad_row(float *dw_ky, const float *gimg, const float *img, int ky, int H, int W, int C, int Ho,
+            int Wo, int K, int S)
+{
+    int pad = K / 2;
+    for (int c = 0; c < C; c += 8) {
+        v8f acc[7];
+        for (int kx = 0; kx < 7; kx++)
+            acc[kx] = (v8f){0};
+        for (int oy = 0; oy < Ho; oy++) {
+            int iy = oy * S + ky - pad;
+            if (iy < 0 || iy >= H)
+                continue;
+            const float *grow = gimg + (size_t)oy * Wo * C + c;
+            const float *xrow = img + (size_t)iy * W * C + c;
+            for (int ox0 = 0; ox0 < Wo; ox0 += DW_TILE) {
+                int i0 = ox0 * S - pad;
+                if (i0 >= 0 && i0 + (DW_TILE - 1) * S + K <= W && ox0 + DW_TILE <= Wo)
+                    dw_grad_tile(acc, grow, xrow, ox0, W, C, Wo, K, S, 0);
+                else
+                    dw_grad_tile(acc, grow, xrow, ox0, W, C, Wo, K, S, 1);
+            }
+        }
+        for (int kx = 0; kx < K; kx++)
+            ST8(dw_ky + (size_t)kx * C + c, LD8(dw_ky + (size_t)kx * C + c) + acc[kx]);
+    }
+}
+
+typedef void dw_grad_fn(float *dw_ky, const float *gimg, const float *img, int ky, int H, int W,
+                        int C, int Ho, int Wo);
+#define DW_GRAD_FN(K, S)                                                                          \
+    static void dw_grad_##K##S(float *dw_ky, const float *gimg, const float *img, int ky, int H,  \
+                               int W, int C, int Ho, int Wo)                                      \
+    {                                                                                             \
+        dw_grad_row(dw_ky, gimg, img, ky, H, W, C, Ho, Wo, K, S);                                 \
+    }
+DW_WINDOWS(DW_GRAD_FN)
+#undef DW_GRAD_FN
+
+/* The sliding-window kernels of one (kernel, stride) pair. */
+struct dw_window {
+    int k, stride;
+    dw_tile_fn *tile[DW_PLACES]; /* by place */
+    dw_grad_fn *grad;
+};
+
+#define DW_ENTRY(K, S)                                                                            \
+    {K, S, {dw_tile_##K##S##_DW_INSIDE, dw_tile_##K##S##_DW_LEFT, dw_tile_##K##S##_DW_RIGHT,      \
+            dw_tile_##K##S##_DW_RIGHT1, dw_tile_##K##S##_DW_ANY},                                 \
+     dw_grad_##K##S},
+static const struct dw_window DW_WINDOW_TABLE[] = {DW_WINDOWS(DW_ENTRY)};
+#undef DW_ENTRY
+
+/* The sliding-window kernels of kernel k and stride s for C channels (8k of them), or NULL. */
+static const struct dw_window *dw_window(int k, int s, int C)
+{
+    for (size_t i = 0; C % 8 == 0 && i < OFFNAS_ARRAY_LEN(DW_WINDOW_TABLE); i++)
+        if (DW_WINDOW_TABLE[i].k == k && DW_WINDOW_TABLE[i].stride == s)
+            return &DW_WINDOW_TABLE[i];
+    return NULL;
 }
 
 /* A whole output row in tiles by the sliding window: the first one at the left edge, inside
@@ -531,9 +607,10 @@ static int dw_tile_fns(int k, int s, dw_tile_fn **fn)
 static int dw_row_window(float *orow, const float *img, const float *w, int oy, int H, int W,
                          int C, int Wo, int k, int stride, const struct gemm_epilogue *e)
 {
-    dw_tile_fn *fn[DW_PLACES];
-    if (C % 8 || !dw_tile_fns(k, stride, fn))
+    const struct dw_window *win = dw_window(k, stride, C);
+    if (!win)
         return 0;
+    dw_tile_fn *const *fn = win->tile;
     int pad = k / 2, span = (DW_TILE - 1) * stride + k, ox0 = 0;
     for (; ox0 + DW_TILE <= Wo; ox0 += DW_TILE) {
         int i0 = ox0 * stride - pad;
@@ -648,96 +725,6 @@ static inline void dw_row_grad(float *restrict dw, const float *g, const float *
     }
 }
 
-/* The weight gradient of a depthwise kernel row ky by the sliding window of dw_tile: for
- * DW_TILE neighbouring outputs of a row their gradients g stay in registers, each input pixel
- * under the tile's windows is loaded once and multiplied into the sums of every tap kx that
- * pairs it with one of them, and the K sums (8 channels) live in registers over the whole
- * image. dw_row_grad loads an input and a gradient per product instead. Zeros stand in for the
- * inputs outside the row and the outputs past it (checked), adding nothing to finite sums. */
-static inline __attribute__((always_inline)) void
-dw_grad_tile(v8f *acc, const float *grow, const float *xrow, int ox0, int W, int C, int Wo, int K,
-             int S, int checked)
-{
-    enum { SPAN = (DW_TILE - 1) * 2 + 7 };
-    int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
-    v8f g[DW_TILE];
-    for (int p = 0; p < DW_TILE; p++) {
-        g[p] = (v8f){0};
-        if (!checked || ox0 + p < Wo)
-            g[p] = LD8(grow + (size_t)(ox0 + p) * C);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < SPAN; i++) {
-        if (i >= span)
-            continue;
-        v8f x = {0};
-        if (!checked || (i0 + i >= 0 && i0 + i < W))
-            x = LD8(xrow + (ptrdiff_t)(i0 + i) * C);
-#pragma GCC unroll 7
-        for (int kx = 0; kx < K; kx++) {
-            int d = i - kx;
-            if (d >= 0 && d % S == 0 && d / S < DW_TILE)
-                acc[kx] += g[d / S] * x;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void
-dw_grad_row(float *dw_ky, const float *gimg, const float *img, int ky, int H, int W, int C, int Ho,
-            int Wo, int K, int S)
-{
-    int pad = K / 2;
-    for (int c = 0; c < C; c += 8) {
-        v8f acc[7];
-        for (int kx = 0; kx < 7; kx++)
-            acc[kx] = (v8f){0};
-        for (int oy = 0; oy < Ho; oy++) {
-            int iy = oy * S + ky - pad;
-            if (iy < 0 || iy >= H)
-                continue;
-            const float *grow = gimg + (size_t)oy * Wo * C + c;
-            const float *xrow = img + (size_t)iy * W * C + c;
-            for (int ox0 = 0; ox0 < Wo; ox0 += DW_TILE) {
-                int i0 = ox0 * S - pad;
-                if (i0 >= 0 && i0 + (DW_TILE - 1) * S + K <= W && ox0 + DW_TILE <= Wo)
-                    dw_grad_tile(acc, grow, xrow, ox0, W, C, Wo, K, S, 0);
-                else
-                    dw_grad_tile(acc, grow, xrow, ox0, W, C, Wo, K, S, 1);
-            }
-        }
-        for (int kx = 0; kx < K; kx++)
-            ST8(dw_ky + (size_t)kx * C + c, LD8(dw_ky + (size_t)kx * C + c) + acc[kx]);
-    }
-}
-
-typedef void dw_grad_fn(float *dw_ky, const float *gimg, const float *img, int ky, int H, int W,
-                        int C, int Ho, int Wo);
-#define DW_GRAD_FN(K, S)                                                                          \
-    static void dw_grad_##K##S(float *dw_ky, const float *gimg, const float *img, int ky, int H,  \
-                               int W, int C, int Ho, int Wo)                                      \
-    {                                                                                             \
-        dw_grad_row(dw_ky, gimg, img, ky, H, W, C, Ho, Wo, K, S);                                 \
-    }
-DW_GRAD_FN(3, 1) DW_GRAD_FN(3, 2) DW_GRAD_FN(5, 1) DW_GRAD_FN(5, 2) DW_GRAD_FN(7, 1)
-DW_GRAD_FN(7, 2)
-#undef DW_GRAD_FN
-
-/* The sliding-window weight gradient of kernel k and stride s for 8k channels, or NULL. */
-static dw_grad_fn *dw_grad_window(int k, int s, int C)
-{
-    if (C % 8)
-        return NULL;
-    switch (k * 10 + s) {
-    case 31: return dw_grad_31;
-    case 32: return dw_grad_32;
-    case 51: return dw_grad_51;
-    case 52: return dw_grad_52;
-    case 71: return dw_grad_71;
-    case 72: return dw_grad_72;
-    default: return NULL;
-    }
-}
-
 void op_depthwise_backward(float *din, float *dw, const float *dout, const float *in,
                            const float *w, int B, int H, int W, int C, int k, int stride)
 {
@@ -746,11 +733,11 @@ void op_depthwise_backward(float *din, float *dw, const float *dout, const float
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
     size_t wsize = dw ? (size_t)k * k * C : 0, kk = (size_t)k * k * C;
     int threads = op_threads < B ? op_threads : B;
-    dw_grad_fn *grad_window = dw_grad_window(k, stride, C);
+    const struct dw_window *win = dw_window(k, stride, C);
+    dw_grad_fn *grad_window = win ? win->grad : NULL;
     /* at stride 1 the input gradient is the forward's sliding window over dout with the kernel
      * turned by 180 degrees (same padding): din[y][x] = sum dout[y-pad+a][x-pad+b] w'[a][b] */
-    dw_tile_fn *din_window[DW_PLACES];
-    int turned = din && stride == 1 && C % 8 == 0 && dw_tile_fns(k, 1, din_window);
+    int turned = din && stride == 1 && win;
     float *partial = scratch_get(wsize * (size_t)threads + (turned ? kk : 0));
     memset(partial, 0, wsize * (size_t)threads * sizeof(float));
     float *w_turned = partial + wsize * (size_t)threads;
