@@ -239,18 +239,8 @@ void gemm_affine(float *c, const float *a, const float *b, int N, int K, int M,
 {
     const float *bp = (size_t)K * M > AFFINE_PACK_FLOATS ? gemm_pack(b, K, M, 0) : NULL;
     int chunks = (N + GEMM_CHUNK - 1) / GEMM_CHUNK;
-    if (chunks == 1 || omp_get_max_threads() == 1) {
-        /* no parallel region: even an idle one costs libgomp a team allocation, which at
-         * batch 1 is a few percent of a whole forward */
-        for (int n0 = 0; n0 < N; n0 += GEMM_CHUNK)
-            rows_affine(c, a, b, bp, n0, n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N, K, M, e);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int ch = 0; ch < chunks; ch++) {
-        int n0 = ch * GEMM_CHUNK, n1 = n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N;
-        rows_affine(c, a, b, bp, n0, n1, K, M, e);
-    }
+    KERNEL_FOR(ch, chunks, chunks > 1, int n0 = ch * GEMM_CHUNK;
+               rows_affine(c, a, b, bp, n0, n0 + GEMM_CHUNK < N ? n0 + GEMM_CHUNK : N, K, M, e));
 }
 
 /* ------------------------------------------------------------------------------------------ */

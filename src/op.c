@@ -88,16 +88,8 @@ static void im2col_row(float *col, const float *in, int b, int oy, int H, int W,
 static void im2col(float *col, const float *in, int B, int H, int W, int Ci, int k, int stride,
                    int Ho, int Wo)
 {
-    if (B * Ho <= 8 || omp_get_max_threads() == 1) { /* no parallel region (see gemm_affine) */
-        for (int b = 0; b < B; b++)
-            for (int oy = 0; oy < Ho; oy++)
-                im2col_row(col, in, b, oy, H, W, Ci, k, stride, Ho, Wo);
-        return;
-    }
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int oy = 0; oy < Ho; oy++)
-            im2col_row(col, in, b, oy, H, W, Ci, k, stride, Ho, Wo);
+    KERNEL_FOR(r, B * Ho, B * Ho > 8,
+               im2col_row(col, in, r / Ho, r % Ho, H, W, Ci, k, stride, Ho, Wo));
 }
 
 static void col2im(float *din, const float *dcol, int B, int H, int W, int Ci, int k, int stride,
@@ -667,10 +659,8 @@ void op_depthwise_forward(float *out, const float *in, const float *w, int B, in
 {
     OFFNAS_ASSERT(k >= 1 && k <= 7); /* the tap lists hold 7x7 */
     int Ho = op_conv_out_size(H, k, stride);
-#pragma omp parallel for collapse(2) schedule(static) if (B * Ho > 8)
-    for (int b = 0; b < B; b++)
-        for (int oy = 0; oy < Ho; oy++)
-            depthwise_row(out, in, w, b, oy, H, W, C, k, stride, NULL);
+    KERNEL_FOR(r, B * Ho, B * Ho > 8,
+               depthwise_row(out, in, w, r / Ho, r % Ho, H, W, C, k, stride, NULL));
 }
 
 void op_depthwise_affine_forward(float *out, const float *in, const float *w, const float *scale,
@@ -680,16 +670,8 @@ void op_depthwise_affine_forward(float *out, const float *in, const float *w, co
     OFFNAS_ASSERT(k >= 1 && k <= 7);
     int Ho = op_conv_out_size(H, k, stride);
     const struct gemm_epilogue e = {.scale = scale, .shift = shift, .relu6 = relu6};
-    if (B * Ho <= 8 || omp_get_max_threads() == 1) { /* no parallel region (see gemm_affine) */
-        for (int b = 0; b < B; b++)
-            for (int oy = 0; oy < Ho; oy++)
-                depthwise_row(out, in, w, b, oy, H, W, C, k, stride, &e);
-        return;
-    }
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int oy = 0; oy < Ho; oy++)
-            depthwise_row(out, in, w, b, oy, H, W, C, k, stride, &e);
+    KERNEL_FOR(r, B * Ho, B * Ho > 8,
+               depthwise_row(out, in, w, r / Ho, r % Ho, H, W, C, k, stride, &e));
 }
 
 /* dw_tap[c] += sum over ox of g[ox][c] * x[ix(ox)][c] for one output row and one tap. */

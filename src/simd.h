@@ -5,6 +5,26 @@
 #ifndef OFFNAS_SIMD_H
 #define OFFNAS_SIMD_H
 
+#include <omp.h>
+
+/* for (int i = 0; i < n; i++) body: over the op threads when parallel is true and more than one
+ * is set, else serially without entering a parallel region (libgomp allocates a team even for
+ * an idle `parallel if (0)`: about 25 allocations per batch-1 forward). */
+#define KERNEL_FOR(i, n, parallel, ...)                                                           \
+    do {                                                                                          \
+        int kernel_n_ = (n);                                                                      \
+        if ((parallel) && omp_get_max_threads() > 1) {                                            \
+            _Pragma("omp parallel for schedule(static)") for (int i = 0; i < kernel_n_; i++)     \
+            {                                                                                     \
+                __VA_ARGS__;                                                                      \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (int i = 0; i < kernel_n_; i++) {                                                 \
+                __VA_ARGS__;                                                                      \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
 typedef float v16f __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef int v16i __attribute__((vector_size(64)));
