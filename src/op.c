@@ -129,6 +129,15 @@ void op_conv_forward(float *out, float *col, const float *in, const float *w, in
                 out, Co);
 }
 
+/* The output columns [*lo, *hi] of a k x k window (padding k/2) on a row of W whose every
+ * column tap is inside the row: ox*stride - pad >= 0 and ox*stride - pad + k - 1 <= W - 1. */
+static inline void inside_columns(int W, int k, int stride, int *lo, int *hi)
+{
+    int pad = k / 2;
+    *lo = (pad + stride - 1) / stride;
+    *hi = W - k + pad >= 0 ? (W - k + pad) / stride : -1;
+}
+
 /* The taps of output (oy, ox) of a k x k window (padding k/2) that fall inside an H x W image
  * img: their input pixels (pixel floats apart) into xs and their weights (tap floats apart
  * from w) into ws, kernel rows first. Returns how many. */
@@ -222,8 +231,8 @@ void op_conv_affine_forward(float *out, const float *in, const float *w, const f
 {
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
     const struct gemm_epilogue e = {.scale = scale, .shift = shift, .relu6 = relu6};
-    int pad = k / 2, in_lo = (pad + stride - 1) / stride;
-    int in_hi = W - k + pad >= 0 ? (W - k + pad) / stride : -1; /* see depthwise_row */
+    int in_lo, in_hi;
+    inside_columns(W, k, stride, &in_lo, &in_hi);
     for (int b = 0; b < B; b++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++) {
@@ -630,17 +639,14 @@ static inline __attribute__((always_inline)) void
 depthwise_row(float *out, const float *in, const float *w, int b, int oy, int H, int W, int C,
               int k, int stride, const struct gemm_epilogue *e)
 {
-    int pad = k / 2;
     int Ho = op_conv_out_size(H, k, stride), Wo = op_conv_out_size(W, k, stride);
     const float *img = in + (size_t)b * H * W * C;
     float *orow = out + ((size_t)b * Ho + oy) * Wo * C;
     if (dw_row_window(orow, img, w, oy, H, W, C, Wo, k, stride, e))
         return;
     const float *xs[49], *ws[49];
-    /* outputs whose every column tap is inside the row: ox*stride - pad >= 0 and
-     * ox*stride - pad + k - 1 <= W - 1; DW_PIXELS of them at a time */
-    int in_lo = (pad + stride - 1) / stride;
-    int in_hi = W - k + pad >= 0 ? (W - k + pad) / stride : -1;
+    int in_lo, in_hi; /* DW_PIXELS of the outputs with every column tap inside at a time */
+    inside_columns(W, k, stride, &in_lo, &in_hi);
     for (int ox = 0; ox < Wo; ox++) {
         int group = ox >= in_lo && ox + DW_PIXELS - 1 <= in_hi;
         int taps = window_taps(xs, ws, img, w, oy, ox, H, W, (size_t)C, (size_t)C, k, stride);
