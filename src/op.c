@@ -433,11 +433,11 @@ enum {
     DW_PLACES
 };
 #define DW_TILE 4
+#define DW_SPAN ((DW_TILE - 1) * 2 + 7) /* inputs under a tile, at most (stride 2, k 7) */
 static inline __attribute__((always_inline)) void
 dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, int W, int C,
         int Wo, int K, int S, int place, const struct gemm_epilogue *e)
 {
-    enum { SPAN = (DW_TILE - 1) * 2 + 7 }; /* inputs of a tile, at most */
     int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
     int lo = 0, hi = span, outs = DW_TILE;
     if (place == DW_LEFT)
@@ -464,7 +464,7 @@ dw_tile(float *orow, const float *img, const float *w, int oy, int ox0, int H, i
             for (int kx = 0; kx < K; kx++)
                 wk[kx] = LD8(wrow + (size_t)kx * C);
 #pragma GCC unroll 16
-            for (int i = 0; i < SPAN; i++) {
+            for (int i = 0; i < DW_SPAN; i++) {
                 if (i >= span)
                     continue;
                 v8f x = {0};
@@ -514,7 +514,6 @@ static inline __attribute__((always_inline)) void
 dw_grad_tile(v8f *acc, const float *grow, const float *xrow, int ox0, int W, int C, int Wo, int K,
              int S, int checked)
 {
-    enum { SPAN = (DW_TILE - 1) * 2 + 7 };
     int pad = K / 2, i0 = ox0 * S - pad, span = (DW_TILE - 1) * S + K;
     v8f g[DW_TILE];
     for (int p = 0; p < DW_TILE; p++) {
@@ -523,7 +522,7 @@ dw_grad_tile(v8f *acc, const float *grow, const float *xrow, int ox0, int W, int
             g[p] = LD8(grow + (size_t)(ox0 + p) * C);
     }
 #pragma GCC unroll 16
-    for (int i = 0; i < SPAN; i++) {
+    for (int i = 0; i < DW_SPAN; i++) {
         if (i >= span)
             continue;
         v8f x = {0};
