@@ -434,29 +434,29 @@ static void bn_update_running(struct net *net, const struct net_bn *bn, int n)
     }
 }
 
-/* Batch norm (fused with ReLU6 when relu6) over N pixels; in training mode with bn_groups > 1
+/* Training-mode batch norm (fused with ReLU6 when relu6) over N pixels; with bn_groups > 1
  * every group of N/groups pixels (a contiguous slice of the batch) has its own statistics.
  * sums: the groups' sums from op_pointwise_forward_sums (2C each), or NULL for a pass of its
- * own. */
+ * own. (Eval mode folds batch norm into the convolutions: block_infer.) */
 static void bn_run(struct net *net, float *out, const float *in, const struct net_bn *bn, int N,
-                   int training, int relu6, const double *sums)
+                   int relu6, const double *sums)
 {
-    int G = training ? net->bn_groups : 1, C = bn->channels, n = N / G;
+    int G = net->bn_groups, C = bn->channels, n = N / G;
     float momentum = G > 1 ? 0.0f : net->bn_momentum;
     const float *gamma = net->params + bn->gamma, *beta = net->params + bn->beta;
     float *running = net->stats + bn->running, *running_var = net->stats + bn->running_var;
     for (int g = 0; g < G; g++) {
         size_t at = (size_t)g * n * C;
         float *mean = bn->mean + (size_t)g * C, *rstd = bn->rstd + (size_t)g * C;
-        if (training && sums)
+        if (sums)
             op_batchnorm_sums_forward(out + at, mean, rstd, in + at, sums + (size_t)g * 2 * C,
                                       gamma, beta, running, running_var, n, C, momentum, relu6);
         else if (relu6)
             op_batchnorm_relu6_forward(out + at, mean, rstd, in + at, gamma, beta, running,
-                                       running_var, n, C, training, momentum);
+                                       running_var, n, C, 1, momentum);
         else
             op_batchnorm_forward(out + at, mean, rstd, in + at, gamma, beta, running, running_var,
-                                 n, C, training, momentum);
+                                 n, C, 1, momentum);
     }
     if (G > 1)
         bn_update_running(net, bn, n);
@@ -475,32 +475,27 @@ static double *bn_sums(struct net *net, int C)
     return net->bn_sums;
 }
 
-/* The pointwise convolution a = x w (N pixels, ci -> bn's channels) and its batch norm
- * (+ ReLU6) into y; in training mode the GEMM gathers the statistics of a as it writes it,
- * group by group, so the batch norm does not read a once more for them. */
+/* The pointwise convolution a = x w (N pixels, ci -> bn's channels) and its training-mode
+ * batch norm (+ ReLU6) into y; the GEMM gathers the statistics of a as it writes it, group by
+ * group, so the batch norm does not read a once more for them. */
 static void pointwise_bn_forward(struct net *net, float *a, float *y, const float *x,
                                  const float *w, const struct net_bn *bn, int N, int ci,
-                                 int training, int relu6)
+                                 int relu6)
 {
     int C = bn->channels;
-    if (!training) {
-        op_pointwise_forward(a, x, w, N, ci, C);
-        bn_run(net, y, a, bn, N, 0, relu6, NULL);
-        return;
-    }
     int G = net->bn_groups, n = N / G;
     double *sums = bn_sums(net, C);
     for (int g = 0; g < G; g++)
         op_pointwise_forward_sums(a + (size_t)g * n * C, sums + (size_t)g * 2 * C,
                                   x + (size_t)g * n * ci, w, n, ci, C);
-    bn_run(net, y, a, bn, N, 1, relu6, sums);
+    bn_run(net, y, a, bn, N, relu6, sums);
 }
 
-/* Batch norm + ReLU6 in one pass; out must not alias in. */
+/* Training-mode batch norm + ReLU6 in one pass; out must not alias in. */
 static void bn_relu6_forward(struct net *net, float *out, const float *in, const struct net_bn *bn,
-                             int N, int training)
+                             int N)
 {
-    bn_run(net, out, in, bn, N, training, 1, NULL);
+    bn_run(net, out, in, bn, N, 1, NULL);
 }
 
 /* Backward of bn_run (training mode), group by group; din may alias dout. */
@@ -722,14 +717,14 @@ static const float *block_forward(struct net *net, struct net_layer *layer,
     const float *r1 = x;
     if (blk->spec.expand != 1) {
         pointwise_bn_forward(net, layer->a1, layer->r1, x, w_expand, &blk->bn1, nin, blk->cin,
-                             training, 1);
+                             1);
         r1 = layer->r1;
     }
     op_depthwise_forward(layer->a2, r1, w_dw, B, layer->hin, layer->win, blk->hidden,
                          blk->kernel, blk->stride);
-    bn_relu6_forward(net, layer->r2, layer->a2, &blk->bn2, nout, training);
+    bn_relu6_forward(net, layer->r2, layer->a2, &blk->bn2, nout);
     pointwise_bn_forward(net, layer->a3, layer->out, layer->r2, P + blk->w_project, &blk->bn3,
-                         nout, blk->hidden, training, 0);
+                         nout, blk->hidden, 0);
     if (blk->residual)
         op_add_forward(layer->out, layer->out, x, (size_t)nout * blk->cout);
     return layer->out;
@@ -802,7 +797,7 @@ void net_run_stem(struct net *net, const float *x, int B, int training)
     }
     op_conv_forward(net->stem_a, net->stem_col, x, net->params + net->w_stem, B, net->side,
                     net->side, net->in_channels, net->stem_channels, 3, net->stem_stride);
-    bn_relu6_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n, training);
+    bn_relu6_forward(net, net->stem_y, net->stem_a, &net->bn_stem, n);
 }
 
 const float *net_run_block(struct net *net, int l, int candidate, const float *in, int B,
@@ -834,7 +829,7 @@ void net_run_head(struct net *net, const float *in, int B, int training)
     if (training) {
         op_pointwise_forward(net->head_a, in, net->params + net->w_head, nh, last_c,
                              net->head_channels);
-        bn_relu6_forward(net, net->head_y, net->head_a, &net->bn_head, nh, training);
+        bn_relu6_forward(net, net->head_y, net->head_a, &net->bn_head, nh);
     } else {
         float scale[net->head_channels], shift[net->head_channels];
         bn_eval_affine(net, &net->bn_head, scale, shift);
